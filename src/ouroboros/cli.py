@@ -1,0 +1,142 @@
+"""The ``ouroboros`` command: one subcommand per verb, each a thin layer over library calls."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ouroboros.config import ConfigError, load_config
+
+EXAMPLES = """examples:
+  ouroboros run                                  # the built-in demo study -> runs/demo
+  ouroboros run configs/demo.yaml --out runs/x generations=3 seeds=[0]
+  ouroboros run policies.0.name=accumulate-subsample training.epochs=4
+  ouroboros status runs/demo
+  ouroboros report runs/demo                     # re-render runs/demo/report/report.html
+  ouroboros validate configs/demo.yaml
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ouroboros", epilog=EXAMPLES,
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                description="Recursive training of language models: watch "
+                                            "them collapse, measure it, try mitigations.")
+    sub = p.add_subparsers(dest="verb", required=True)
+    run = sub.add_parser("run", help="run (or continue) a study",
+                         description="Run a study. CONFIG is a YAML file (none: the built-in "
+                                     "demo); each dotted.key=value overrides one setting.")
+    run.add_argument("args", nargs="*", metavar="[CONFIG] [dotted.key=value]")
+    run.add_argument("--out", type=Path, help="run directory (default: runs/<name>)")
+    run.add_argument("--no-report", action="store_true", help="skip the plots and HTML report")
+    resume = sub.add_parser("resume", help="continue a run from its directory")
+    resume.add_argument("run_dir", type=Path)
+    status = sub.add_parser("status", help="what is finished in a run directory")
+    status.add_argument("run_dir", type=Path)
+    report = sub.add_parser("report", help="re-render the report from a run directory alone")
+    report.add_argument("run_dir", type=Path)
+    validate = sub.add_parser("validate", help="check a config without running (exit 2: bad)")
+    validate.add_argument("args", nargs="*", metavar="[CONFIG] [dotted.key=value]")
+    sub.add_parser("ls", help="registered plug-ins by kind")
+    return p
+
+
+def _split_args(args: list[str]) -> tuple[str | None, list[str]]:
+    """(config path or None, overrides): the config is the one argument without '='."""
+    paths = [a for a in args if "=" not in a]
+    if len(paths) > 1:
+        raise ConfigError([f"more than one config file given: {', '.join(paths)}"], "command")
+    return (paths[0] if paths else None), [a for a in args if "=" in a]
+
+
+def cmd_run(config: str | None, overrides: list[str], out: Path | None,
+            report: bool = True) -> int:
+    """Validate, run the study, write metrics.csv, render the report, print a summary."""
+    from ouroboros.experiment.loop import run_study
+    cfg = load_config(config, overrides)
+    run_dir = out or Path("runs") / cfg.name
+    run_study(cfg, run_dir)
+    return _finish(run_dir, report)
+
+
+def _finish(run_dir: Path, report: bool) -> int:
+    from ouroboros.report.tables import read_metrics, summary_table
+    print()
+    print(summary_table(read_metrics(run_dir)))
+    if report:
+        from ouroboros.report.html import render_report
+        print(f"\nreport: {render_report(run_dir)}")
+    print(f"metrics: {run_dir / 'metrics.csv'}")
+    return 0
+
+
+def cmd_resume(run_dir: Path) -> int:
+    """Continue a run with the config saved in its directory."""
+    from ouroboros.experiment.loop import run_study
+    cfg_path = run_dir / "config.yaml"
+    if not cfg_path.is_file():
+        raise FileNotFoundError(f"{cfg_path} not found: is {run_dir} a run directory?")
+    run_study(load_config(cfg_path), run_dir)
+    return _finish(run_dir, True)
+
+
+def cmd_status(run_dir: Path) -> int:
+    """Print finished/planned stages by kind and evaluated generations per cell."""
+    from ouroboros.experiment.loop import study_status
+    cfg_path = run_dir / "config.yaml"
+    if not cfg_path.is_file():
+        raise FileNotFoundError(f"{cfg_path} not found: is {run_dir} a run directory?")
+    st = study_status(load_config(cfg_path), run_dir)
+    print(f"{run_dir}: {'complete' if st['complete'] else 'incomplete'}")
+    for kind, (done, total) in st["stages"].items():
+        print(f"  {kind:<10} {done}/{total} stages finished")
+    for cell, done in st["cells"].items():
+        print(f"  {cell:<28} {done}/{st['generations']} generations evaluated")
+    return 0
+
+
+def cmd_ls() -> int:
+    """Print every registered plug-in name, by kind."""
+    from ouroboros.registry import ALL
+    for kind, reg in ALL.items():
+        print(f"{kind}: {', '.join(reg.names())}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit code (0 ok, 1 failure, 2 bad input, 3 run dir busy)."""
+    from ouroboros.experiment.rundir import RunLockedError
+    args = _parser().parse_args(argv)
+    try:
+        if args.verb == "run":
+            config, overrides = _split_args(args.args)
+            return cmd_run(config, overrides, args.out, not args.no_report)
+        if args.verb == "validate":
+            config, overrides = _split_args(args.args)
+            cfg = load_config(config, overrides)
+            print(f"{config or 'built-in demo'}: valid ({len(cfg.policies)} policies x "
+                  f"{len(cfg.seeds)} seeds x {cfg.generations} generations)")
+            return 0
+        if args.verb == "resume":
+            return cmd_resume(args.run_dir)
+        if args.verb == "status":
+            return cmd_status(args.run_dir)
+        if args.verb == "report":
+            from ouroboros.report.html import render_report
+            print(f"report: {render_report(args.run_dir)}")
+            return 0
+        return cmd_ls()
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except RunLockedError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        print("\ninterrupted; finished stages are kept: `ouroboros resume RUN_DIR` continues",
+              file=sys.stderr)
+        return 130

@@ -1,0 +1,345 @@
+"""The typed config schema of a study, YAML loading, dotted overrides and error reporting.
+
+The defaults of this schema are the built-in demo study. Everything that changes results lives
+outside ``runtime``; ``runtime`` (threads, device, inference batch sizes, progress bars) never
+enters a fingerprint, so no exclusion list is needed.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ouroboros import registry
+
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; ``problems`` holds one ``dotted.path: message`` each."""
+
+    def __init__(self, problems: list[str], source: str = "config") -> None:
+        self.problems = problems
+        super().__init__(f"{source} has {len(problems)} problem(s):\n"
+                         + "\n".join(f"  - {p}" for p in problems))
+
+
+class Section(BaseModel):
+    """A config section: unknown keys are errors, so typos never pass silently."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+def _plugin(reg: registry.Registry):
+    """A validator that accepts only names registered in ``reg``."""
+    def check(value: str) -> str:
+        return reg.check(value)
+    return check
+
+
+class GrammarConfig(Section):
+    """The built-in ground-truth language."""
+
+    seed: int = Field(0, description="Which language: the seed that assigns Zipf ranks to words.")
+    zipf_exponent: float = Field(1.1, gt=0, description="Zipf exponent of every open word class.")
+    version: int = Field(1, description="Structure version of the language.")
+
+
+class DataConfig(Section):
+    """Where real data comes from and how much of it each split holds."""
+
+    source: str = Field("grammar", description="Data source plug-in (see `ouroboros ls`).")
+    grammar: GrammarConfig = GrammarConfig()
+    train_size: int = Field(1500, gt=0, description="Real training examples (generation 0).")
+    valid_size: int = Field(300, gt=0, description="Real validation examples.")
+    test_size: int = Field(1000, gt=0, description="Real held-out test examples (all metrics).")
+
+    _check_source = field_validator("source")(_plugin(registry.DATA_SOURCES))
+
+
+class TaskConfig(Section):
+    """What the models learn to do."""
+
+    name: str = Field("lm", description="Task plug-in: lm (sentences as language modelling).")
+
+    _check_name = field_validator("name")(_plugin(registry.TASKS))
+
+
+class ModelConfig(Section):
+    """The model family and size trained at every generation."""
+
+    name: str = Field("tiny-gpt2", description="Model plug-in.")
+    n_layer: int = Field(2, gt=0, description="Transformer blocks.")
+    n_embd: int = Field(64, gt=0, description="Width of the residual stream.")
+    n_head: int = Field(4, gt=0, description="Attention heads; must divide n_embd.")
+    context_length: int = Field(64, gt=2, description="Maximum tokens per sequence (BOS/EOS incl.).")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout in every layer.")
+
+    _check_name = field_validator("name")(_plugin(registry.MODELS))
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> ModelConfig:
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_head ({self.n_head}) must divide n_embd ({self.n_embd})")
+        return self
+
+
+class TrainingConfig(Section):
+    """How each generation's model is trained."""
+
+    epochs: float | None = Field(12.0, gt=0, description="Passes over the training set.")
+    tokens: int | None = Field(None, gt=0, description="Token budget instead of epochs.")
+    batch_size: int = Field(32, gt=0, description="Sequences per optimiser step (changes results).")
+    lr: float = Field(3e-3, gt=0, description="Peak learning rate of AdamW.")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
+    warmup_fraction: Fraction = Field(0.05, description="Share of steps with linear warm-up.")
+    schedule: Literal["cosine", "linear", "constant"] = Field("cosine", description="LR decay.")
+    grad_clip: float | None = Field(1.0, gt=0, description="Gradient-norm clip; null: none.")
+    init: Literal["scratch", "previous"] = Field(
+        "scratch", description="Start each generation from fresh weights or the previous model's.")
+    selection: Literal["last", "best"] = Field(
+        "last", description="Keep the last epoch's weights or the best on selection_split.")
+    selection_split: Literal["real", "synthetic"] | None = Field(
+        None, description="Validation split for selection=best. 'real' leaks real signal into "
+                          "the loop; 'synthetic' holds out part of each generation's training set.")
+    synthetic_valid_fraction: Fraction = Field(
+        0.1, description="Share of a generation's training set held out when selecting on it.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tokens_replace_epochs(cls, data: Any) -> Any:
+        # Giving a token budget alone means "no epoch budget": the default epochs step aside.
+        if isinstance(data, dict) and data.get("tokens") is not None and "epochs" not in data:
+            data = {**data, "epochs": None}
+        return data
+
+    @model_validator(mode="after")
+    def _budget_and_selection(self) -> TrainingConfig:
+        problems = []
+        if (self.epochs is None) == (self.tokens is None):
+            problems.append("set exactly one of epochs and tokens (the other to null)")
+        if self.selection == "best" and self.selection_split is None:
+            problems.append("selection=best needs selection_split: real or synthetic")
+        if self.selection == "last" and self.selection_split is not None:
+            problems.append("selection_split is only used with selection=best")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+class GenerationConfig(Section):
+    """How each generation's model produces synthetic data."""
+
+    backend: str = Field("hf", description="Generation backend plug-in.")
+    decoding: Literal["sample", "greedy", "beam"] = Field("sample", description="Decoding rule.")
+    temperature: float = Field(1.0, gt=0, description="Softmax temperature (sampling).")
+    top_k: int = Field(0, ge=0, description="Keep the k most likely tokens; 0: off.")
+    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus mass kept; 1.0: off.")
+    num_beams: int = Field(4, gt=1, description="Beams for decoding=beam.")
+    max_new_tokens: int = Field(48, gt=0, description="Longest continuation, in tokens.")
+    prompt: Literal["none", "real-prefix"] = Field(
+        "none", description="Unconditional samples, or continuations of real training prefixes.")
+    prefix_words: int = Field(2, gt=0, description="Words of real prefix for prompt=real-prefix.")
+    num_samples: int | None = Field(
+        None, gt=0, description="Synthetic examples per generation; null: the real train size.")
+
+    _check_backend = field_validator("backend")(_plugin(registry.BACKENDS))
+
+
+class PolicyConfig(Section):
+    """One data policy of the grid: how generation g's training set is assembled."""
+
+    name: str = Field(description="Policy plug-in: replace, accumulate, accumulate-subsample, "
+                                  "mix, fresh.")
+    real_fraction: Fraction | None = Field(
+        None, description="mix: share of real data at fixed size; fresh: share of new real data.")
+    label: str | None = Field(None, description="Name in tables and plots (default: derived).")
+
+    _check_name = field_validator("name")(_plugin(registry.POLICIES))
+
+    @model_validator(mode="after")
+    def _fraction_only_where_used(self) -> PolicyConfig:
+        uses_fraction = self.name in {"mix", "fresh"}
+        if uses_fraction and self.real_fraction is None:
+            raise ValueError(f"policy {self.name} needs real_fraction (between 0 and 1)")
+        if not uses_fraction and self.real_fraction is not None:
+            raise ValueError(f"policy {self.name} takes no real_fraction")
+        return self
+
+    @property
+    def display(self) -> str:
+        """The label shown in tables, plots and stage names."""
+        if self.label:
+            return self.label
+        if self.real_fraction is None:
+            return self.name
+        return f"{self.name}-{self.real_fraction:g}"
+
+
+class MetricsConfig(Section):
+    """What is measured for every generation of every cell."""
+
+    names: list[str] = Field(["perplexity", "ground-truth", "diversity"],
+                             description="Metric plug-ins.")
+    rare_fraction: Fraction = Field(0.5, description="Tail = the least expected share of the "
+                                                     "lexicon (ground-truth tail coverage).")
+    max_n: int = Field(3, ge=1, le=6, description="Distinct-n for n = 1..max_n.")
+
+    @field_validator("names")
+    @classmethod
+    def _known(cls, names: list[str]) -> list[str]:
+        return [registry.METRICS.check(n) for n in names]
+
+
+class RuntimeConfig(Section):
+    """Speed and display settings: never part of a fingerprint."""
+
+    threads: int = Field(2, gt=0, description="PyTorch CPU threads.")
+    device: str = Field("cpu", description="cpu, cuda or cuda:N.")
+    eval_batch_size: int = Field(128, gt=0, description="Sequences per scoring batch.")
+    generation_batch_size: int = Field(256, gt=0, description="Prompts per generation batch.")
+    progress: bool = Field(True, description="Progress bars with ETA on a terminal.")
+
+
+def _default_policies() -> list[PolicyConfig]:
+    return [PolicyConfig(name="replace"), PolicyConfig(name="accumulate"),
+            PolicyConfig(name="mix", real_fraction=0.1)]
+
+
+class StudyConfig(Section):
+    """A study: a grid of cells (policy x seed); each cell is a chain of generations."""
+
+    name: str = Field("demo", description="Study name (default run directory: runs/<name>).")
+    generations: int = Field(5, ge=1, description="Models per cell, generation 0 included.")
+    seeds: list[int] = Field([0, 1], min_length=1, description="One cell per seed and policy.")
+    policies: list[PolicyConfig] = Field(default_factory=_default_policies, min_length=1)
+    data: DataConfig = DataConfig()
+    task: TaskConfig = TaskConfig()
+    model: ModelConfig = ModelConfig()
+    training: TrainingConfig = TrainingConfig()
+    generation: GenerationConfig = GenerationConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    runtime: RuntimeConfig = RuntimeConfig()
+
+    @model_validator(mode="after")
+    def _distinct_cells(self) -> StudyConfig:
+        labels = [p.display for p in self.policies]
+        repeated = sorted({x for x in labels if labels.count(x) > 1})
+        problems = []
+        if repeated:
+            problems.append(f"policies have the same label {repeated}; give each a label")
+        if len(set(self.seeds)) != len(self.seeds):
+            problems.append("seeds repeat")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def results_part(self) -> dict[str, Any]:
+        """Everything that changes results (all but runtime), as plain data."""
+        return self.model_dump(mode="json", exclude={"runtime"})
+
+
+# -- loading ---------------------------------------------------------------------------------
+
+def _format_error(err: dict) -> str:
+    path = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key"
+    return f"{path}: {msg}"
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """``a.b.0.c=value`` -> (["a", "b", "0", "c"], value parsed as YAML)."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError([f"{item}: an override must look like dotted.key=value"], "override")
+    return key.strip().split("."), yaml.safe_load(raw) if raw.strip() else None
+
+
+def _child(node: dict, key: str, default: Any) -> Any:
+    """``node[key]``, created as an empty section or, for a list, a copy of its default."""
+    if key not in node:
+        node[key] = copy.deepcopy(default) if isinstance(default, list) else {}
+    return node[key]
+
+
+def apply_overrides(data: dict, overrides: list[str], defaults: dict | None = None) -> list[str]:
+    """Set each dotted key in a nested dict/list structure (list items by index).
+
+    A section or list the data lacks starts as its value in ``defaults``, so that
+    ``policies.0.real_fraction=0.2`` edits the default policy list. Returns the problems.
+    """
+    problems = []
+    for item in overrides:
+        try:
+            path, value = parse_override(item)
+        except ConfigError as e:
+            problems += e.problems
+            continue
+        node: Any = data
+        default: Any = defaults or {}
+        for i, part in enumerate(path[:-1]):
+            if isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    problems.append(f"{'.'.join(path[:i + 1])}: no list item {part}")
+                    break
+                node = node[int(part)]
+                default = None
+            else:
+                default = default.get(part) if isinstance(default, dict) else None
+                node = _child(node, part, default)
+        else:
+            last = path[-1]
+            if isinstance(node, list):
+                if not last.isdigit() or int(last) >= len(node):
+                    problems.append(f"{'.'.join(path)}: no list item {last}")
+                    continue
+                node[int(last)] = value
+            elif isinstance(node, dict):
+                node[last] = value
+            else:
+                problems.append(f"{'.'.join(path[:-1])}: is not a section")
+    return problems
+
+
+def read_yaml(path: str | Path) -> dict:
+    """The mapping in a YAML file; a missing file or a non-mapping is a ConfigError."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError([f"{p}: no such file"], "config")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ConfigError([f"{p}: not valid YAML ({e})"], "config") from e
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError([f"{p}: the top level must be a mapping of sections"], "config")
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> StudyConfig:
+    """A validated study config: the YAML at ``path`` (None: the built-in demo) + overrides.
+
+    Raises ConfigError listing every problem with its dotted path.
+    """
+    data = read_yaml(path) if path is not None else {}
+    defaults = StudyConfig().model_dump(mode="json")
+    problems = apply_overrides(data, list(overrides or []), defaults)
+    try:
+        cfg = StudyConfig.model_validate(data)
+    except ValidationError as e:
+        problems += [_format_error(err) for err in e.errors()]
+    if problems:
+        raise ConfigError(problems, str(path) if path else "config")
+    return cfg
+
+
+def dump_config(cfg: StudyConfig) -> str:
+    """The resolved config as YAML (every field, defaults included)."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,1 @@
+"""Stages, fingerprints, the run directory, resume and the recursive-training recipe."""

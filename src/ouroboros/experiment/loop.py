@@ -1,0 +1,331 @@
+"""The recursive-training recipe: plan the stages of a study, then run them in order.
+
+For every seed: sample the real data, build the frozen tokenizer. For every cell (policy x
+seed), generation by generation:
+
+    trainset(g)  = real data (g = 0) or policy(real, samples of generations < g, fresh data)
+    train(g)     = a model trained on trainset(g) (from scratch or from model g-1)
+    generate(g)  = model g's synthetic samples (the data of generation g+1)
+    evaluate(g)  = metrics of model g and its samples against REAL held-out data
+
+Generation 0 does not depend on the policy, so cells with the same seed share it (same
+fingerprint, computed once).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers.utils import logging as hf_logging
+
+from ouroboros import registry
+from ouroboros.config import PolicyConfig, StudyConfig, dump_config
+from ouroboros.experiment import rundir
+from ouroboros.experiment.stages import Stage, StageStore, derive_seed, read_jsonl, write_jsonl
+from ouroboros.metrics.signature import EvalContext
+from ouroboros.models.checkpoint import load_checkpoint, load_tokenizer, save_checkpoint
+from ouroboros.models.tokenizer import encode_sequences
+from ouroboros.policies.core import PolicyContext
+from ouroboros.training.trainer import train_model
+
+
+@dataclass
+class Cell:
+    """One chain of generations: a policy and a seed, with its evaluation stages in order."""
+
+    policy: PolicyConfig
+    seed: int
+    evaluations: list[Stage] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        """``<policy label>-s<seed>``."""
+        return f"{self.policy.display}-s{self.seed}"
+
+
+@dataclass
+class Plan:
+    """Every stage of a study once, in an order where inputs come first, and the cells."""
+
+    stages: list[Stage]
+    cells: list[Cell]
+
+
+# -- planning ---------------------------------------------------------------------------------
+
+def plan_study(cfg: StudyConfig) -> Plan:
+    """All stages of the study; identical stages (shared generation 0) appear once."""
+    source = registry.DATA_SOURCES.get(cfg.data.source)(cfg.data)
+    unique: dict[str, Stage] = {}
+
+    def add(stage: Stage) -> Stage:
+        return unique.setdefault(stage.fp, stage)
+
+    cells = []
+    for seed in cfg.seeds:
+        data = add(Stage("data", f"s{seed}", {"source": source.fingerprint(), "seed": seed}))
+        tok = add(Stage("tokenizer", f"s{seed}", {"model": cfg.model.name}, {"data": data}))
+        for policy in cfg.policies:
+            cell = Cell(policy, seed)
+            cells.append(cell)
+            _plan_cell(cfg, cell, data, tok, add)
+    return Plan(list(unique.values()), cells)
+
+
+def _plan_cell(cfg: StudyConfig, cell: Cell, data: Stage, tok: Stage,
+               add: Callable[[Stage], Stage]) -> None:
+    """The four stages of every generation of one cell."""
+    samples: list[Stage] = []
+    model: Stage | None = None
+    train_spec = {"model": cfg.model.model_dump(), "training": cfg.training.model_dump()}
+    for g in range(cfg.generations):
+        label = f"s{cell.seed}-g{g}" if g == 0 else f"{cell.policy.display}-s{cell.seed}-g{g}"
+        if g == 0:
+            trainset = add(Stage("trainset", label, {"generation": 0}, {"data": data}))
+        else:
+            trainset = add(Stage("trainset", label,
+                                 {"generation": g, "policy": cell.policy.model_dump()},
+                                 {"data": data, "samples": list(samples)}))
+        deps: dict = {"trainset": trainset, "tokenizer": tok, "data": data}
+        if cfg.training.init == "previous" and model is not None:
+            deps["init"] = model
+        model = add(Stage("train", label, {**train_spec, "generation": g, "seed": cell.seed},
+                          deps))
+        gen = add(Stage("generate", label,
+                        {"generation": cfg.generation.model_dump(), "task": cfg.task.model_dump(),
+                         "g": g, "seed": cell.seed}, {"model": model, "data": data}))
+        samples.append(gen)
+        cell.evaluations.append(add(Stage(
+            "evaluate", label, {"metrics": cfg.metrics.model_dump(), "g": g, "seed": cell.seed},
+            {"model": model, "samples": gen, "data": data})))
+
+
+# -- running ----------------------------------------------------------------------------------
+
+class Runner:
+    """Builds the stages of one study in one run directory."""
+
+    def __init__(self, cfg: StudyConfig, run_dir: Path, log: Callable[[str], None] = print):
+        self.cfg, self.run_dir, self.log = cfg, Path(run_dir), log
+        self.store = StageStore(self.run_dir)
+        self.source = registry.DATA_SOURCES.get(cfg.data.source)(cfg.data)
+        self.task = registry.TASKS.get(cfg.task.name)()
+        self.family = registry.MODELS.get(cfg.model.name)()
+        self.backend = registry.BACKENDS.get(cfg.generation.backend)()
+        self.progress = cfg.runtime.progress
+
+    def dir(self, stage: Stage) -> Path:
+        """The finished folder of a stage."""
+        return self.store.path(stage)
+
+    def build_data(self, stage: Stage, out: Path) -> dict:
+        """Real train/validation/test splits of one seed."""
+        splits = self.source.splits(stage.spec["seed"])
+        for name in ("train", "valid", "test"):
+            texts = getattr(splits, name)
+            if not texts:
+                raise ValueError(f"the real {name} split is empty")
+            write_jsonl(out / f"{name}.jsonl", [
+                {"id": f"real-{name}-{i}", "text": t, "origin": "real"}
+                for i, t in enumerate(texts)])
+        return {"sizes": {n: len(getattr(splits, n)) for n in ("train", "valid", "test")}}
+
+    def texts(self, data: Stage, split: str) -> list[str]:
+        """The texts of a real split."""
+        return [r["text"] for r in read_jsonl(self.dir(data) / f"{split}.jsonl")]
+
+    def build_tokenizer(self, stage: Stage, out: Path) -> dict:
+        """The tokenizer, from the real training split only; frozen for every generation."""
+        tokenizer = self.family.build_tokenizer(self.texts(stage.deps["data"], "train"))
+        tokenizer.save_pretrained(out)
+        return {"vocab_size": len(tokenizer)}
+
+    def build_trainset(self, stage: Stage, out: Path) -> dict:
+        """Generation g's training set: real data at g = 0, else what the policy assembles."""
+        data = stage.deps["data"]
+        real = read_jsonl(self.dir(data) / "train.jsonl")
+        g = stage.spec["generation"]
+        if g == 0:
+            rows = real
+        else:
+            policy = PolicyConfig.model_validate(stage.spec["policy"])
+            seed = data.spec["seed"]
+            ctx = PolicyContext(
+                generation=g, real=real, size=len(real),
+                synthetic=[read_jsonl(self.dir(s) / "samples.jsonl")
+                           for s in stage.deps["samples"]],
+                rng=np.random.default_rng(derive_seed(seed, "policy", g)),
+                fresh=lambda n: [{"id": f"fresh-g{g}-{i}", "text": t, "origin": "real-fresh"}
+                                 for i, t in enumerate(self.source.fresh(n, seed, g))],
+                real_fraction=policy.real_fraction)
+            rows = registry.POLICIES.get(policy.name)(ctx)
+            if not rows:
+                raise ValueError(f"policy {policy.display} assembled an empty training set "
+                                 f"for generation {g}")
+        write_jsonl(out / "trainset.jsonl", rows)
+        origins: dict[str, int] = {}
+        for r in rows:
+            key = r["origin"] if r["origin"] != "synthetic" else f"synthetic-g{r['generation']}"
+            origins[key] = origins.get(key, 0) + 1
+        return {"size": len(rows), "composition": origins}
+
+    def _selection_split(self, stage: Stage, texts: list[str]) -> tuple[list[str], list[str]]:
+        """(training texts, validation texts) for model selection as configured."""
+        tcfg = self.cfg.training
+        if tcfg.selection_split == "real":
+            return texts, self.texts(stage.deps["data"], "valid")
+        if tcfg.selection_split == "synthetic":
+            rng = np.random.default_rng(derive_seed(stage.spec["seed"], "holdout",
+                                                    stage.spec["generation"]))
+            order = rng.permutation(len(texts))
+            k = max(1, math.ceil(tcfg.synthetic_valid_fraction * len(texts)))
+            return [texts[i] for i in order[k:]], [texts[i] for i in order[:k]]
+        return texts, []
+
+    def build_train(self, stage: Stage, out: Path) -> dict:
+        """Train generation g's model and save it as a Hugging Face checkpoint."""
+        tokenizer = load_tokenizer(self.dir(stage.deps["tokenizer"]))
+        rows = read_jsonl(self.dir(stage.deps["trainset"]) / "trainset.jsonl")
+        texts, valid = self._selection_split(stage, [r["text"] for r in rows])
+        seed = derive_seed(stage.spec["seed"], "train", stage.spec["generation"])
+        if "init" in stage.deps:
+            model, _ = load_checkpoint(self.dir(stage.deps["init"]), self.cfg.runtime.device)
+        else:
+            model = self.family.build(self.cfg.model, tokenizer, seed)
+        n_ctx = self.cfg.model.context_length
+        result = train_model(
+            model, encode_sequences(tokenizer, texts, n_ctx), self.cfg.training, seed=seed,
+            pad_id=tokenizer.pad_token_id,
+            valid=encode_sequences(tokenizer, valid, n_ctx) if valid else None,
+            device=self.cfg.runtime.device, eval_batch_size=self.cfg.runtime.eval_batch_size,
+            progress=self.progress, desc=f"train {stage.label}")
+        save_checkpoint(model.cpu(), tokenizer, out / "model")
+        info = {**result.__dict__, "train_examples": len(texts), "valid_examples": len(valid),
+                "tokens_per_second": result.tokens_seen / max(result.seconds, 1e-9)}
+        rundir.write_json(out / "train.json", info)
+        return info
+
+    def build_generate(self, stage: Stage, out: Path) -> dict:
+        """Synthetic samples of generation g's model, each recorded with its provenance."""
+        gcfg, seed, g = self.cfg.generation, stage.spec["seed"], stage.spec["g"]
+        real_train = self.texts(stage.deps["data"], "train")
+        n = gcfg.num_samples or len(real_train)
+        prompts = self.task.prompts(real_train, n, gcfg,
+                                    np.random.default_rng(derive_seed(seed, "prompts", g)))
+        t0 = time.perf_counter()
+        completions = self.backend.generate(
+            self.dir(stage.deps["model"]) / "model", prompts, gcfg,
+            seed=derive_seed(seed, "generate", g), batch_size=self.cfg.runtime.generation_batch_size,
+            device=self.cfg.runtime.device, progress=self.progress)
+        seconds = time.perf_counter() - t0
+        decoding = gcfg.model_dump(exclude={"backend", "num_samples"})
+        model_id = stage.deps["model"].relpath
+        write_jsonl(out / "samples.jsonl", [
+            {"id": f"g{g}-{i}", "text": self.task.join(p, c.text), "origin": "synthetic",
+             "generation": g, "model": model_id, "prompt": p, "finished": c.finished,
+             "decoding": decoding} for i, (p, c) in enumerate(zip(prompts, completions,
+                                                                   strict=True))])
+        tokens = sum(c.new_tokens for c in completions)
+        return {"samples": n, "new_tokens": tokens, "seconds": seconds,
+                "tokens_per_second": tokens / max(seconds, 1e-9),
+                "unfinished": sum(not c.finished for c in completions)}
+
+    def build_evaluate(self, stage: Stage, out: Path) -> dict:
+        """Every configured metric of generation g against real held-out data."""
+        model, tokenizer = load_checkpoint(self.dir(stage.deps["model"]) / "model",
+                                           self.cfg.runtime.device)
+        samples = [r["text"] for r in read_jsonl(self.dir(stage.deps["samples"]) / "samples.jsonl")]
+        ctx = EvalContext(
+            samples=samples, real_test=self.texts(stage.deps["data"], "test"),
+            seed=stage.spec["seed"], truth=getattr(self.source, "truth", None), model=model,
+            tokenizer=tokenizer, context_length=self.cfg.model.context_length,
+            batch_size=self.cfg.runtime.eval_batch_size, device=self.cfg.runtime.device,
+            options=self.cfg.metrics.model_dump())
+        values = [v for name in self.cfg.metrics.names for v in registry.METRICS.get(name)(ctx)]
+        rows = [{"metric": v.metric, "value": v.value, "higher_is_better": v.higher_is_better,
+                 "signature": v.signature} for v in values]
+        rundir.write_json(out / "metrics.json", {"generation": stage.spec["g"], "values": rows})
+        return {"metrics": len(rows)}
+
+    def run(self, plan: Plan) -> int:
+        """Build every unfinished stage in order; returns how many were built now."""
+        builders = {"data": self.build_data, "tokenizer": self.build_tokenizer,
+                    "trainset": self.build_trainset, "train": self.build_train,
+                    "generate": self.build_generate, "evaluate": self.build_evaluate}
+        built, t0 = 0, time.perf_counter()
+        for i, stage in enumerate(plan.stages, 1):
+            if self.store.is_done(stage):
+                continue
+            start = time.perf_counter()
+            self.store.run(stage, lambda out, s=stage: builders[s.kind](s, out))
+            built += 1
+            elapsed = time.perf_counter() - t0
+            self.log(f"[{i}/{len(plan.stages)}] {stage.kind:<9} {stage.label:<28} "
+                     f"{time.perf_counter() - start:6.1f}s  (elapsed {elapsed:.0f}s)")
+        return built
+
+
+def metric_rows(store: StageStore, plan: Plan) -> list[dict]:
+    """Tidy metric rows of every cell and generation, from the finished evaluate stages."""
+    rows = []
+    for cell in plan.cells:
+        for g, stage in enumerate(cell.evaluations):
+            values = json.loads((store.path(stage) / "metrics.json").read_text())["values"]
+            rows += [{"cell": cell.name, "policy": cell.policy.display, "seed": cell.seed,
+                      "generation": g, **v} for v in values]
+    return rows
+
+
+def configure_torch(cfg: StudyConfig) -> None:
+    """Threads and deterministic kernels for reproducible stages; quiet library logs."""
+    torch.set_num_threads(cfg.runtime.threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()  # "Loading weights" bars would drown the stage log
+
+
+def run_study(cfg: StudyConfig, run_dir: Path, log: Callable[[str], None] = print) -> Plan:
+    """Run (or resume) a study in ``run_dir``; finished stages with matching fingerprints are
+    skipped. Writes config.yaml, manifest.json, the stages and metrics.csv."""
+    run_dir = Path(run_dir)
+    with rundir.locked(run_dir):
+        rundir.write_config(run_dir, dump_config(cfg))
+        info = rundir.manifest()
+        rundir.write_json(run_dir / "manifest.json", info)
+        configure_torch(cfg)
+        plan = plan_study(cfg)
+        store = StageStore(run_dir)
+        done = sum(store.is_done(s) for s in plan.stages)
+        log(f"study {cfg.name}: {len(plan.cells)} cells, {len(plan.stages)} stages "
+            f"({done} already finished) in {run_dir}")
+        built = Runner(cfg, run_dir, log).run(plan)
+        rundir.write_metrics(run_dir, metric_rows(store, plan))
+        moved = rundir.move_aside(run_dir, rundir.stale_stages(
+            run_dir, {s.relpath for s in plan.stages}))
+        if moved:
+            log(f"stages no longer in the plan were moved to {moved}")
+        info["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        info["stages_built"] = built
+        rundir.write_json(run_dir / "manifest.json", info)
+    return plan
+
+
+def study_status(cfg: StudyConfig, run_dir: Path) -> dict:
+    """How many stages of each kind are finished, and which cell generations are evaluated."""
+    plan = plan_study(cfg)
+    store = StageStore(run_dir)
+    kinds: dict[str, list[int]] = {}
+    for s in plan.stages:
+        done_total = kinds.setdefault(s.kind, [0, 0])
+        done_total[0] += store.is_done(s)
+        done_total[1] += 1
+    cells = {c.name: sum(store.is_done(s) for s in c.evaluations) for c in plan.cells}
+    return {"stages": kinds, "cells": cells, "generations": cfg.generations,
+            "complete": all(store.is_done(s) for s in plan.stages)}

@@ -1,0 +1,127 @@
+"""The run directory: lock, resolved config, manifest, tidy metrics and moved-aside stages."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import fcntl
+import io
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from importlib import metadata
+from pathlib import Path
+
+from ouroboros import __version__
+from ouroboros.experiment.stages import write_atomic
+
+METRIC_COLUMNS = ["cell", "policy", "seed", "generation", "metric", "value", "higher_is_better",
+                  "signature"]
+PACKAGES = ["torch", "transformers", "tokenizers", "safetensors", "numpy", "pydantic",
+            "matplotlib", "PyYAML", "tqdm"]
+
+
+class RunLockedError(RuntimeError):
+    """Another process is writing the run directory."""
+
+
+@contextlib.contextmanager
+def locked(run_dir: Path) -> Iterator[None]:
+    """Hold the run directory's lock; a second writer gets a clear error, not corruption."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    f = open(run_dir / ".lock", "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        owner = f.read().strip() or "unknown"
+        f.close()
+        raise RunLockedError(f"run directory {run_dir} is in use by another ouroboros process "
+                             f"(pid {owner}); wait for it or stop it") from None
+    f.seek(0)
+    f.truncate()
+    f.write(str(os.getpid()))
+    f.flush()
+    try:
+        yield
+    finally:
+        fcntl.flock(f, fcntl.LOCK_UN)
+        f.close()
+
+
+def _git_commit() -> str | None:
+    """The commit of the ouroboros source checkout, if it is one."""
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True,
+                             text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if out.returncode:
+        return None
+    dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--", "."],
+                           capture_output=True, text=True, timeout=5).stdout.strip()
+    return out.stdout.strip() + ("+dirty" if dirty else "")
+
+
+def manifest() -> dict:
+    """Package versions, git commit, machine and command line of this process."""
+    versions = {}
+    for name in PACKAGES:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions[name] = metadata.version(name)
+    return {"ouroboros": __version__, "git_commit": _git_commit(), "python": sys.version,
+            "platform": platform.platform(), "machine": platform.machine(),
+            "cpu_count": os.cpu_count(), "packages": versions, "command": sys.argv,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+def write_config(run_dir: Path, text: str) -> None:
+    """Write ``config.yaml``; a different earlier config is moved aside first, not lost."""
+    path = run_dir / "config.yaml"
+    if path.is_file() and path.read_text() != text:
+        move_aside(run_dir, [path])
+    write_atomic(path, text)
+
+
+def move_aside(run_dir: Path, paths: list[Path]) -> Path | None:
+    """Move files or folders under ``_stale/<time>/`` keeping their relative paths."""
+    if not paths:
+        return None
+    dest_root = run_dir / "_stale" / time.strftime("%Y%m%d-%H%M%S")
+    for p in paths:
+        dest = dest_root / p.relative_to(run_dir)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(p), str(dest))
+    return dest_root
+
+
+def stale_stages(run_dir: Path, planned: set[str]) -> list[Path]:
+    """Finished stage folders not in the current plan, and leftovers of crashed builds."""
+    root = run_dir / "stages"
+    if not root.is_dir():
+        return []
+    return [d for kind in sorted(root.iterdir()) if kind.is_dir()
+            for d in sorted(kind.iterdir())
+            if d.is_dir() and str(d.relative_to(run_dir)) not in planned]
+
+
+def write_metrics(run_dir: Path, rows: list[dict]) -> Path:
+    """Write the tidy ``metrics.csv`` (one row per cell, seed, generation, metric)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=METRIC_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    path = run_dir / "metrics.csv"
+    write_atomic(path, buf.getvalue())
+    return path
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Pretty JSON, atomically."""
+    write_atomic(path, json.dumps(data, indent=2, default=str))

@@ -1,0 +1,128 @@
+"""Stages: immutable folders named by fingerprint, whose completion record is written last.
+
+A stage is built in a temporary folder; its ``_complete.json`` is written last, then the folder
+is renamed into place. A folder with a record is finished; anything else is a leftover of a
+crash and is rebuilt. The fingerprint hashes everything that changes the stage's result,
+including its inputs' fingerprints, so a changed setting re-runs exactly what depends on it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+RECORD = "_complete.json"
+
+
+def fingerprint(spec: Any) -> str:
+    """SHA-256 of the canonical JSON of ``spec``."""
+    blob = json.dumps(spec, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def derive_seed(*parts: Any) -> int:
+    """A 31-bit seed derived from any JSON-able parts (stable across runs and machines)."""
+    return int(fingerprint(list(parts))[:8], 16) & 0x7FFFFFFF
+
+
+@dataclass(eq=False)
+class Stage:
+    """One unit of work: its kind, a readable label, what defines it and what it reads."""
+
+    kind: str
+    label: str
+    spec: dict
+    deps: dict[str, Stage | list[Stage]] = field(default_factory=dict)
+
+    @property
+    def full_spec(self) -> dict:
+        """The spec plus the fingerprints of every input stage."""
+        deps = {k: [s.fp for s in v] if isinstance(v, list) else v.fp
+                for k, v in self.deps.items()}
+        return {"kind": self.kind, **self.spec, "deps": deps}
+
+    @property
+    def fp(self) -> str:
+        """The stage's fingerprint."""
+        return fingerprint(self.full_spec)
+
+    @property
+    def relpath(self) -> str:
+        """``stages/<kind>/<label>-<fingerprint prefix>``."""
+        return f"stages/{self.kind}/{self.label}-{self.fp[:12]}"
+
+
+class StageStore:
+    """The stages of one run directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def path(self, stage: Stage) -> Path:
+        """Where the finished stage lives."""
+        return self.root / stage.relpath
+
+    def record(self, stage: Stage) -> dict | None:
+        """The completion record if the stage is finished with this fingerprint, else None."""
+        f = self.path(stage) / RECORD
+        if not f.is_file():
+            return None
+        try:
+            rec = json.loads(f.read_text())
+        except json.JSONDecodeError:
+            return None
+        return rec if rec.get("fingerprint") == stage.fp else None
+
+    def is_done(self, stage: Stage) -> bool:
+        """Whether the stage is finished."""
+        return self.record(stage) is not None
+
+    def run(self, stage: Stage, build: Callable[[Path], dict | None]) -> bool:
+        """Build the stage unless finished; returns True if it was built now."""
+        if self.is_done(stage):
+            return False
+        final = self.path(stage)
+        if final.exists():  # a folder without a valid record: never trust it
+            shutil.rmtree(final)
+        tmp = final.parent / f".tmp-{final.name}"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        started = time.time()
+        info = build(tmp) or {}
+        record = {"kind": stage.kind, "label": stage.label, "fingerprint": stage.fp,
+                  "spec": stage.full_spec, "started": started, "seconds": time.time() - started,
+                  "info": info}
+        write_atomic(tmp / RECORD, json.dumps(record, indent=2, default=str))
+        os.rename(tmp, final)
+        return True
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write a text file so that readers see the old or the new content, never a part."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    """One JSON object per line."""
+    with open(path, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """The rows of a JSON Lines file."""
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]

@@ -1,0 +1,1 @@
+"""Generation backends: how a checkpoint turns prompts into synthetic text."""

@@ -1,0 +1,1 @@
+"""Metrics per generation and cell; every value carries its signature."""

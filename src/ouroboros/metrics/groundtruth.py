@@ -1,0 +1,50 @@
+"""Exact collapse measures against the built-in ground-truth language.
+
+* error_rate: share of generated sentences the language gives probability zero;
+* true_logprob: mean exact log-probability (nats) of the valid generated sentences;
+* cross_entropy: mean model NLL (nats per sentence) of real test sentences;
+* true_entropy: mean exact -log p_true of the same sentences (a Monte Carlo estimate of H);
+* kl_true_model: cross_entropy - true_entropy, an estimate of KL(true || model) per sentence.
+  Words unseen in the real training split share the model's [UNK] probability, which makes
+  this an underestimate by at most what ``test_oov_rate`` shows;
+* tail_coverage: share of the lexicon's rare words (least expected ``rare_fraction``) that
+  appear at least once in the samples.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ouroboros.metrics.perplexity import test_nll
+from ouroboros.metrics.signature import EvalContext, MetricValue
+
+
+def ground_truth(ctx: EvalContext) -> list[MetricValue]:
+    """All ground-truth measures; needs a data source with a ground-truth language."""
+    if ctx.truth is None:
+        raise ValueError("metric 'ground-truth' needs the built-in grammar data source")
+    truth, seed, n_gen, n_test = ctx.truth, ctx.seed, len(ctx.samples), len(ctx.real_test)
+    lang = truth.fingerprint()
+    gen_lp = truth.logprobs(ctx.samples)
+    valid = np.isfinite(gen_lp)
+    nll, _ = test_nll(ctx)
+    true_lp = truth.logprobs(ctx.real_test)
+    ce, h = float(nll.mean()), float(-true_lp.mean())
+    rare = truth.rare_words(ctx.options.get("rare_fraction", 0.5))
+    seen = {w for t in ctx.samples for w in t.split()}
+    per_sentence = {**lang, "unit": "nats/sentence"}
+    return [
+        MetricValue("error_rate", float(1 - valid.mean()) if n_gen else 1.0, 1, n_gen, seed,
+                    lang, False),
+        MetricValue("true_logprob", float(gen_lp[valid].mean()) if valid.any() else float("nan"),
+                    1, int(valid.sum()), seed, {**per_sentence, "over": "valid generated"}, None),
+        MetricValue("cross_entropy", ce, 1, n_test, seed, {**per_sentence, "split": "real-test"},
+                    False),
+        MetricValue("true_entropy", h, 1, n_test, seed, {**per_sentence, "split": "real-test"},
+                    None),
+        MetricValue("kl_true_model", ce - h, 1, n_test, seed,
+                    {**per_sentence, "split": "real-test"}, False),
+        MetricValue("tail_coverage", sum(w in seen for w in rare) / len(rare), 1, n_gen, seed,
+                    {**lang, "rare_fraction": ctx.options.get("rare_fraction", 0.5),
+                     "rare_words": len(rare)}, True),
+    ]

@@ -1,0 +1,51 @@
+"""Metric values with signatures: name, version, parameters, sample count and seed."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class MetricValue:
+    """One number and everything needed to know what it is."""
+
+    metric: str
+    value: float
+    version: int
+    n: int
+    seed: int
+    params: dict[str, Any] = field(default_factory=dict)
+    higher_is_better: bool | None = None
+
+    @property
+    def signature(self) -> str:
+        """``metric|v1|n=2000|seed=0|k=v...``, in the style of sacrebleu signatures."""
+        parts = [self.metric, f"v{self.version}", f"n={self.n}", f"seed={self.seed}"]
+        parts += [f"{k}={json.dumps(v, sort_keys=True) if isinstance(v, dict | list) else v}"
+                  for k, v in sorted(self.params.items())]
+        return "|".join(parts)
+
+
+@dataclass
+class EvalContext:
+    """What a metric may look at for one generation of one cell."""
+
+    samples: list[str]                 # texts the generation's model generated
+    real_test: list[str]               # real held-out test texts (never synthetic)
+    seed: int
+    truth: Any = None                  # GroundTruthLanguage when the data has one
+    model: Any = None                  # the generation's model, loaded, eval mode
+    tokenizer: Any = None
+    context_length: int = 64
+    batch_size: int = 128
+    device: str = "cpu"
+    options: dict[str, Any] = field(default_factory=dict)  # MetricsConfig as a dict
+
+
+class Metric(Protocol):
+    """A metric plug-in: a function from the context to values."""
+
+    def __call__(self, ctx: EvalContext) -> list[MetricValue]:
+        """Every value this metric computes for the context."""

@@ -1,0 +1,1 @@
+"""Models trained at every generation: tokenizers, from-scratch families, checkpoints."""

@@ -1,0 +1,29 @@
+"""Tiny decoder-only transformers trained from scratch: a small-width GPT-2 configuration."""
+
+from __future__ import annotations
+
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+from ouroboros.config import ModelConfig
+from ouroboros.models.tokenizer import train_word_tokenizer
+
+
+class TinyGPT2:
+    """The ``tiny-gpt2`` model family: word-level tokenizer, GPT-2 blocks of small width."""
+
+    def build_tokenizer(self, texts: list[str]) -> PreTrainedTokenizerFast:
+        """The frozen tokenizer, learned from the real training texts."""
+        return train_word_tokenizer(texts)
+
+    def build(self, cfg: ModelConfig, tokenizer: PreTrainedTokenizerFast,
+              seed: int) -> GPT2LMHeadModel:
+        """Fresh weights, initialised deterministically from ``seed``."""
+        config = GPT2Config(
+            vocab_size=len(tokenizer), n_positions=cfg.context_length, n_embd=cfg.n_embd,
+            n_layer=cfg.n_layer, n_head=cfg.n_head, resid_pdrop=cfg.dropout,
+            embd_pdrop=cfg.dropout, attn_pdrop=cfg.dropout,
+            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id)
+        torch.manual_seed(seed)
+        return GPT2LMHeadModel(config)

@@ -1,0 +1,1 @@
+"""Data policies: how each later generation's training set is assembled."""

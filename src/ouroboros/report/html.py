@@ -1,0 +1,75 @@
+"""The self-contained ``report.html`` (plots embedded) and the console summary of a run."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+
+from ouroboros.report.plots import plot_all
+from ouroboros.report.tables import (
+    KEY_METRICS,
+    ordered,
+    policies_in_order,
+    read_metrics,
+    summarise,
+    summary_table,
+)
+
+
+def _table_html(rows: list[dict], metrics: list[str]) -> str:
+    stats = summarise(rows)
+    gens = sorted({r["generation"] for r in rows})
+    out = ["<table><tr><th>policy</th><th>metric</th>"
+           + "".join(f"<th>g{g}</th>" for g in gens) + "</tr>"]
+    for policy in policies_in_order(rows):
+        for m in metrics:
+            cells = []
+            for g in gens:
+                s = stats.get((policy, m, g))
+                cells.append(f"<td title='range {s.low:.4g} .. {s.high:.4g}, {s.n_seeds} seeds'>"
+                             f"{s.mean:.4g}</td>" if s else "<td></td>")
+            out.append(f"<tr><td>{html.escape(policy)}</td><td>{html.escape(m)}</td>"
+                       + "".join(cells) + "</tr>")
+    return "\n".join(out + ["</table>"])
+
+
+def render_report(run_dir: Path) -> Path:
+    """Write ``report/`` (PNG per metric and report.html) from the run directory alone."""
+    run_dir = Path(run_dir)
+    rows = read_metrics(run_dir)
+    if not rows:
+        raise ValueError(f"{run_dir}/metrics.csv has no rows")
+    metrics = ordered(sorted({r["metric"] for r in rows}), KEY_METRICS)
+    out = run_dir / "report"
+    pngs = plot_all(rows, out, metrics)
+    config = (run_dir / "config.yaml").read_text() if (run_dir / "config.yaml").is_file() else ""
+    manifest_path = run_dir / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    seeds = sorted({r["seed"] for r in rows})
+    images = "\n".join(
+        f"<figure><img alt='{p.stem}' src='data:image/png;base64,"
+        f"{base64.b64encode(p.read_bytes()).decode()}'></figure>" for p in pngs)
+    signatures = sorted({(r["metric"], r["signature"].split("|seed=")[0]) for r in rows})
+    doc = f"""<!doctype html><html><head><meta charset="utf-8">
+<title>ouroboros report: {html.escape(run_dir.name)}</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:1200px}}
+figure{{display:inline-block;margin:4px}}img{{width:520px}}
+table{{border-collapse:collapse;font-size:12px}}td,th{{border:1px solid #ccc;padding:2px 6px;
+text-align:right}}pre{{background:#f6f6f6;padding:1em;overflow:auto;font-size:12px}}</style>
+</head><body>
+<h1>ouroboros report: {html.escape(run_dir.name)}</h1>
+<p>{len(policies_in_order(rows))} policies x {len(seeds)} seeds (seeds {seeds}); every value is
+the mean over those {len(seeds)} seeds, bands show the range across seeds. All metrics are
+measured against real held-out data.</p>
+<h2>Summary</h2><pre>{html.escape(summary_table(rows))}</pre>
+<h2>Plots</h2>{images}
+<h2>All values (mean over seeds; hover for the range)</h2>{_table_html(rows, metrics)}
+<h2>Metric signatures</h2><pre>{html.escape(chr(10).join(s for _, s in signatures))}</pre>
+<h2>Config</h2><pre>{html.escape(config)}</pre>
+<h2>Manifest</h2><pre>{html.escape(json.dumps(manifest, indent=2))}</pre>
+</body></html>"""
+    path = out / "report.html"
+    path.write_text(doc, encoding="utf-8")
+    return path

@@ -1,0 +1,45 @@
+"""PNG plots: one per metric, value vs generation, one line per policy, a band across seeds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never needs a display
+import matplotlib.pyplot as plt  # noqa: E402
+
+from ouroboros.report.tables import directions, policies_in_order, summarise  # noqa: E402
+
+
+def plot_metric(rows: list[dict], metric: str, path: Path) -> Path:
+    """One metric's curves (mean over seeds) with a min-max band across seeds."""
+    stats = summarise(rows)
+    better = directions(rows).get(metric)
+    fig, ax = plt.subplots(figsize=(5.2, 3.4), dpi=110)
+    for policy in policies_in_order(rows):
+        gens = sorted(g for (p, m, g) in stats if p == policy and m == metric)
+        if not gens:
+            continue
+        mean = [stats[(policy, metric, g)].mean for g in gens]
+        line, = ax.plot(gens, mean, marker="o", ms=3, label=policy)
+        ax.fill_between(gens, [stats[(policy, metric, g)].low for g in gens],
+                        [stats[(policy, metric, g)].high for g in gens],
+                        color=line.get_color(), alpha=0.18, lw=0)
+    n_seeds = len({r["seed"] for r in rows})
+    title = metric + (f" ({better} is better)" if better else "")
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel("generation")
+    ax.set_xticks(sorted({r["generation"] for r in rows}))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, title=f"band: range over {n_seeds} seeds", title_fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_all(rows: list[dict], out_dir: Path, metrics: list[str]) -> list[Path]:
+    """A PNG per metric in ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return [plot_metric(rows, m, out_dir / f"{m}.png") for m in metrics]

@@ -1,0 +1,91 @@
+"""Tidy metrics from ``metrics.csv``: reading, aggregation over seeds, console summary."""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+# Shown first in summaries, in this order, when present.
+KEY_METRICS = ["perplexity", "kl_true_model", "error_rate", "tail_coverage", "distinct_2",
+               "unigram_entropy"]
+
+
+@dataclass(frozen=True)
+class Summary:
+    """A metric of one policy at one generation, over seeds."""
+
+    mean: float
+    low: float
+    high: float
+    n_seeds: int
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    """Rows of ``metrics.csv`` with typed seed, generation and value."""
+    path = Path(run_dir) / "metrics.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"no metrics.csv in {run_dir}: has the study run?")
+    with open(path, encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        r["seed"], r["generation"], r["value"] = int(r["seed"]), int(r["generation"]), float(r["value"])
+    return rows
+
+
+def ordered(items: list[str], first: list[str]) -> list[str]:
+    """``items`` with the ones named in ``first`` leading, in that order."""
+    return [m for m in first if m in items] + sorted(m for m in items if m not in first)
+
+
+def summarise(rows: list[dict]) -> dict[tuple[str, str, int], Summary]:
+    """(policy, metric, generation) -> mean and range over seeds (NaN values left out)."""
+    groups: dict[tuple[str, str, int], list[float]] = defaultdict(list)
+    for r in rows:
+        if not math.isnan(r["value"]):
+            groups[(r["policy"], r["metric"], r["generation"])].append(r["value"])
+    return {k: Summary(sum(v) / len(v), min(v), max(v), len(v)) for k, v in groups.items()}
+
+
+def directions(rows: list[dict]) -> dict[str, str]:
+    """metric -> "higher", "lower" or "" (no better direction)."""
+    out = {}
+    for r in rows:
+        hib = r.get("higher_is_better", "")
+        out[r["metric"]] = {"True": "higher", "False": "lower"}.get(hib, "")
+    return out
+
+
+def policies_in_order(rows: list[dict]) -> list[str]:
+    """Policies in the order they first appear (the config's order)."""
+    return list(dict.fromkeys(r["policy"] for r in rows))
+
+
+def summary_table(rows: list[dict], metrics: list[str] | None = None) -> str:
+    """A console table: per policy, each key metric at generation 0 and at the last one."""
+    stats = summarise(rows)
+    last = max(r["generation"] for r in rows)
+    names = metrics or ordered(sorted({r["metric"] for r in rows}), KEY_METRICS)[:6]
+    better = directions(rows)
+    n_seeds = len({r["seed"] for r in rows})
+    header = ["policy"] + [f"{m} ({better.get(m) or '-'})" for m in names]
+    lines = [header]
+    for policy in policies_in_order(rows):
+        cells = [policy]
+        for m in names:
+            a, b = stats.get((policy, m, 0)), stats.get((policy, m, last))
+            cells.append(f"{_fmt(a)} -> {_fmt(b)}" if a and b else "n/a")
+        lines.append(cells)
+    widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
+    text = "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True))
+                     for row in lines)
+    return (f"generation 0 -> generation {last}, mean over {n_seeds} seed(s); "
+            f"(higher)/(lower) is better\n{text}")
+
+
+def _fmt(s: Summary | None) -> str:
+    if s is None:
+        return "n/a"
+    return f"{s.mean:.4g}" if abs(s.mean) < 1e4 else f"{s.mean:.3e}"

@@ -1,0 +1,1 @@
+"""Tasks: how examples become training text, prompts and references."""

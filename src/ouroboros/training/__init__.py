@@ -1,0 +1,1 @@
+"""Training of one generation's model."""

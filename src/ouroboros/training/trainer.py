@@ -1,0 +1,140 @@
+"""The training loop: AdamW with warm-up and decay, seeded and deterministic on CPU.
+
+The budget is epochs or tokens; model selection keeps the last weights or the best on a named
+validation split (the caller decides which split that is, real or synthetic).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ouroboros.config import TrainingConfig
+from ouroboros.models.scoring import pad_batch, sequence_nll
+from ouroboros.progress import show_progress
+
+
+@dataclass
+class TrainResult:
+    """What happened during training (written into the stage's completion record)."""
+
+    steps: int
+    tokens_seen: int
+    seconds: float
+    final_train_loss: float
+    selected_epoch: int | None = None
+    history: list[dict] = field(default_factory=list)
+
+
+BUCKET_BATCHES = 32  # batches per length bucket: enough to sort, few enough to stay random
+
+
+def _batches(lengths: list[int], batch_size: int, gen: torch.Generator) -> Iterator[list[int]]:
+    """Index batches forever, reshuffled every epoch by ``gen``.
+
+    Each epoch is cut into chunks of ``BUCKET_BATCHES`` batches whose examples are sorted by
+    length before batching, and the batches are then shuffled: every example is still seen
+    once per epoch, but batches hold sentences of similar length, so little compute goes to
+    padding (about half of it with random batches of 3- to 40-word sentences).
+    """
+    n = len(lengths)
+    while True:
+        perm = torch.randperm(n, generator=gen).tolist()
+        chunk = batch_size * BUCKET_BATCHES
+        batches = []
+        for start in range(0, n, chunk):
+            part = sorted(perm[start:start + chunk], key=lambda i: lengths[i])
+            batches += [part[j:j + batch_size] for j in range(0, len(part), batch_size)]
+        for b in torch.randperm(len(batches), generator=gen).tolist():
+            yield batches[b]
+
+
+def plan_steps(seqs: list[list[int]], cfg: TrainingConfig) -> tuple[int, int]:
+    """(total optimiser steps, steps per epoch) for the configured budget."""
+    per_epoch = math.ceil(len(seqs) / cfg.batch_size)
+    if cfg.epochs is not None:
+        return max(1, round(cfg.epochs * per_epoch)), per_epoch
+    tokens_per_epoch = sum(len(s) for s in seqs)
+    return max(1, math.ceil(cfg.tokens / tokens_per_epoch * per_epoch)), per_epoch
+
+
+def lr_lambda(cfg: TrainingConfig, total: int):
+    """Multiplier of the peak learning rate at each step: linear warm-up, then decay."""
+    warm = int(cfg.warmup_fraction * total)
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        progress = (step - warm) / max(1, total - warm)
+        if cfg.schedule == "cosine":
+            return 0.5 * (1 + math.cos(math.pi * progress))
+        if cfg.schedule == "linear":
+            return 1 - progress
+        return 1.0
+    return factor
+
+
+def train_model(model, seqs: list[list[int]], cfg: TrainingConfig, *, seed: int, pad_id: int,
+                valid: list[list[int]] | None = None, device: str = "cpu",
+                eval_batch_size: int = 128, progress: bool = False,
+                desc: str = "train") -> TrainResult:
+    """Train ``model`` in place on token sequences; with selection=best, ``valid`` is required.
+
+    Deterministic for a given seed, data and thread count: the shuffling generator and all
+    parameter noise come from ``seed``.
+    """
+    if not seqs:
+        raise ValueError("training set is empty")
+    if cfg.selection == "best" and not valid:
+        raise ValueError("selection=best needs a non-empty validation split")
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    total, per_epoch = plan_steps(seqs, cfg)
+    model.to(device).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg, total))
+    result = TrainResult(steps=total, tokens_seen=0, seconds=0.0, final_train_loss=float("nan"))
+    best = (math.inf, None)
+    t0, losses = time.perf_counter(), []
+    bar = tqdm(total=total, desc=desc, unit="step", disable=not show_progress(progress), leave=False)
+    for step, idx in zip(range(total), _batches([len(x) for x in seqs], cfg.batch_size, gen), strict=False):
+        ids, mask = pad_batch([seqs[i] for i in idx], pad_id)
+        labels = ids.masked_fill(mask == 0, -100)
+        loss = model(input_ids=ids.to(device), attention_mask=mask.to(device),
+                     labels=labels.to(device)).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+        result.tokens_seen += int(mask.sum())
+        bar.update(1)
+        if (step + 1) % per_epoch == 0 or step + 1 == total:
+            epoch = math.ceil((step + 1) / per_epoch)
+            record = {"epoch": epoch, "step": step + 1, "train_loss": float(np.mean(losses))}
+            losses = []
+            if valid:
+                nll, count = sequence_nll(model, valid, pad_id, eval_batch_size, device)
+                record["valid_loss"] = float(nll.sum() / count.sum())
+                model.train()
+                if cfg.selection == "best" and record["valid_loss"] < best[0]:
+                    best = (record["valid_loss"], copy.deepcopy(model.state_dict()))
+                    result.selected_epoch = epoch
+            result.history.append(record)
+            bar.set_postfix(loss=f"{record['train_loss']:.3f}")
+    bar.close()
+    if cfg.selection == "best":
+        model.load_state_dict(best[1])
+    model.eval()
+    result.final_train_loss = result.history[-1]["train_loss"]
+    result.seconds = time.perf_counter() - t0
+    return result
