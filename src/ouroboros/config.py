@@ -76,7 +76,8 @@ class ModelConfig(Section):
     n_layer: int = Field(2, gt=0, description="Transformer blocks.")
     n_embd: int = Field(64, gt=0, description="Width of the residual stream.")
     n_head: int = Field(4, gt=0, description="Attention heads; must divide n_embd.")
-    context_length: int = Field(64, gt=2, description="Maximum tokens per sequence (BOS/EOS incl.).")
+    context_length: int = Field(64, gt=2,
+                                description="Most tokens per sequence, BOS/EOS included.")
     dropout: float = Field(0.0, ge=0, lt=1, description="Dropout in every layer.")
 
     _check_name = field_validator("name")(_plugin(registry.MODELS))

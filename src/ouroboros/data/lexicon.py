@@ -68,7 +68,7 @@ describe imagine invent design deliver order wrap paint borrow offer""".split()
 
 ADVERBS = """
 quickly slowly quietly loudly happily sadly gently carefully often always sometimes
-never rarely today yesterday again together alone soon 
+never rarely today yesterday again together alone soon
 everywhere proudly bravely calmly eagerly softly warmly boldly kindly patiently
 suddenly finally honestly politely wisely foolishly gracefully cheerfully
 """.split()

@@ -222,7 +222,8 @@ class Runner:
         t0 = time.perf_counter()
         completions = self.backend.generate(
             self.dir(stage.deps["model"]) / "model", prompts, gcfg,
-            seed=derive_seed(seed, "generate", g), batch_size=self.cfg.runtime.generation_batch_size,
+            seed=derive_seed(seed, "generate", g),
+            batch_size=self.cfg.runtime.generation_batch_size,
             device=self.cfg.runtime.device, progress=self.progress)
         seconds = time.perf_counter() - t0
         decoding = gcfg.model_dump(exclude={"backend", "num_samples"})

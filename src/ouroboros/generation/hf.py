@@ -55,8 +55,8 @@ def generate_with_model(model, tokenizer, prompts: list[str], cfg: GenerationCon
     banned = [tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.unk_token_id]
     room = model.config.n_positions if hasattr(model.config, "n_positions") else None
     results: list[Completion] = []
-    bar = tqdm(total=len(prompts), desc="generate", unit="sample", disable=not show_progress(progress),
-               leave=False)
+    bar = tqdm(total=len(prompts), desc="generate", unit="sample",
+               disable=not show_progress(progress), leave=False)
     for start in range(0, len(prompts), batch_size):
         batch = prompts[start:start + batch_size]
         ids, mask = _encode_prompts(tokenizer, batch)

@@ -47,7 +47,7 @@ class RowGumbelNoise(LogitsProcessor):
 
 
 def row_seeds(seed: int, start: int, count: int) -> list[int]:
-    """Independent 63-bit seeds for samples ``start .. start+count-1`` of a stage seeded ``seed``."""
+    """Independent 63-bit seeds for samples ``start .. start+count-1`` of stage seed ``seed``."""
     return [int(np.random.SeedSequence([seed, j]).generate_state(2, np.uint64)[0] >> 1)
             for j in range(start, start + count)]
 

@@ -31,7 +31,8 @@ def read_metrics(run_dir: Path) -> list[dict]:
     with open(path, encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     for r in rows:
-        r["seed"], r["generation"], r["value"] = int(r["seed"]), int(r["generation"]), float(r["value"])
+        r["seed"], r["generation"] = int(r["seed"]), int(r["generation"])
+        r["value"] = float(r["value"])
     return rows
 
 

@@ -103,8 +103,10 @@ def train_model(model, seqs: list[list[int]], cfg: TrainingConfig, *, seed: int,
     result = TrainResult(steps=total, tokens_seen=0, seconds=0.0, final_train_loss=float("nan"))
     best = (math.inf, None)
     t0, losses = time.perf_counter(), []
-    bar = tqdm(total=total, desc=desc, unit="step", disable=not show_progress(progress), leave=False)
-    for step, idx in zip(range(total), _batches([len(x) for x in seqs], cfg.batch_size, gen), strict=False):
+    bar = tqdm(total=total, desc=desc, unit="step", disable=not show_progress(progress),
+               leave=False)
+    batches = _batches([len(x) for x in seqs], cfg.batch_size, gen)
+    for step, idx in zip(range(total), batches, strict=False):
         ids, mask = pad_batch([seqs[i] for i in idx], pad_id)
         labels = ids.masked_fill(mask == 0, -100)
         loss = model(input_ids=ids.to(device), attention_mask=mask.to(device),
