@@ -32,7 +32,10 @@ def plot_metric(rows: list[dict], metric: str, path: Path) -> Path:
     ax.set_xlabel("generation")
     ax.set_xticks(sorted({r["generation"] for r in rows}))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, title=f"band: range over {n_seeds} seeds", title_fontsize=7)
+    if ax.lines:
+        ax.legend(fontsize=7, title=f"band: range over {n_seeds} seeds", title_fontsize=7)
+    else:
+        ax.text(0.5, 0.5, "no finite values", ha="center", transform=ax.transAxes)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

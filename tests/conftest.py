@@ -1,0 +1,57 @@
+"""Test tiers: plain ``pytest`` runs the fast unit tests; ``--integration`` adds end-to-end runs."""
+
+from __future__ import annotations
+
+import pytest
+
+from ouroboros.config import load_config
+
+
+def pytest_addoption(parser):
+    parser.addoption("--integration", action="store_true",
+                     help="also run the tiny end-to-end studies (tests/integration)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--integration"):
+        return
+    skip = pytest.mark.skip(reason="integration tier: run with --integration")
+    for item in items:
+        if "integration" in item.keywords:
+            item.add_marker(skip)
+
+
+TINY = ["generations=2", "seeds=[0]", "data.train_size=120", "data.valid_size=30",
+        "data.test_size=60", "model.n_embd=16", "model.n_head=2", "model.n_layer=1",
+        "training.epochs=1", "generation.max_new_tokens=24", "runtime.progress=false",
+        "runtime.threads=1"]
+
+
+@pytest.fixture
+def tiny_config():
+    """A study small enough to run in seconds (2 policies x 1 seed x 2 generations)."""
+    def make(*extra: str):
+        return load_config(overrides=TINY + ["policies=[{name: replace}, {name: accumulate}]",
+                                             *extra])
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    """(model, tokenizer, language, training texts): a 1-layer GPT-2 trained for a moment."""
+    import numpy as np
+
+    from ouroboros.data.grammar import GroundTruthLanguage
+    from ouroboros.models.tiny import TinyGPT2
+    from ouroboros.models.tokenizer import encode_sequences
+    from ouroboros.training.trainer import train_model
+
+    lang = GroundTruthLanguage()
+    texts = lang.sample(200, np.random.default_rng(0))
+    cfg = load_config(overrides=TINY)
+    family = TinyGPT2()
+    tok = family.build_tokenizer(texts)
+    model = family.build(cfg.model, tok, seed=0)
+    train_model(model, encode_sequences(tok, texts, 64), cfg.training, seed=0,
+                pad_id=tok.pad_token_id)
+    return model, tok, lang, texts

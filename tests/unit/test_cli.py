@@ -1,0 +1,32 @@
+"""The command line: exit codes, messages, and that bad input writes nothing."""
+
+from ouroboros.cli import main
+
+
+def test_ls_lists_plugins(capsys):
+    assert main(["ls"]) == 0
+    out = capsys.readouterr().out
+    assert "data policy: accumulate, accumulate-subsample, fresh, mix, replace" in out
+
+
+def test_validate_ok_and_bad(tmp_path, capsys):
+    assert main(["validate"]) == 0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("policies: [{name: replce}]\ntraining: {epochs: -1, lrr: 1}\n")
+    assert main(["validate", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "policies.0.name" in err and "did you mean 'replace'" in err
+    assert "training.epochs" in err and "training.lrr: unknown key" in err
+
+
+def test_bad_run_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", "--out", str(out), "seeds=oops"]) == 2
+    assert not out.exists()
+    assert main(["run", str(tmp_path / "missing.yaml")]) == 2
+    assert "missing.yaml: no such file" in capsys.readouterr().err
+
+
+def test_status_of_non_run_dir(tmp_path, capsys):
+    assert main(["status", str(tmp_path)]) == 2
+    assert "config.yaml not found" in capsys.readouterr().err

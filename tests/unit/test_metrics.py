@@ -1,0 +1,67 @@
+"""Metrics against hand-computed values, and signatures."""
+
+import math
+
+import numpy as np
+import pytest
+
+from ouroboros.data.grammar import GroundTruthLanguage
+from ouroboros.metrics.diversity import distinct_n, diversity, unigram_entropy
+from ouroboros.metrics.signature import EvalContext, MetricValue
+
+
+def test_distinct_n_table():
+    texts = ["a b a b", "a b c"]
+    assert distinct_n(texts, 1) == pytest.approx(3 / 7)
+    assert distinct_n(texts, 2) == pytest.approx(3 / 5)  # ab ba ab | ab bc
+    assert distinct_n(texts, 3) == pytest.approx(3 / 3)
+    assert distinct_n(["a"], 2) == 0.0
+
+
+def test_unigram_entropy():
+    assert unigram_entropy(["a b c d"]) == pytest.approx(math.log(4))
+    assert unigram_entropy(["a a a"]) == 0.0
+
+
+def test_diversity_values_carry_signatures():
+    values = diversity(EvalContext(samples=["a b", "a c"], real_test=[], seed=3))
+    names = {v.metric: v for v in values}
+    assert set(names) == {"distinct_1", "distinct_2", "distinct_3", "unigram_entropy",
+                          "vocab_size"}
+    assert names["vocab_size"].value == 3
+    assert names["distinct_1"].signature.startswith("distinct_1|v1|n=2|seed=3|")
+
+
+def test_signature_format():
+    v = MetricValue("m", 1.0, 2, 10, 0, {"b": 1, "a": {"x": 2}})
+    assert v.signature == 'm|v2|n=10|seed=0|a={"x": 2}|b=1'
+
+
+def test_ground_truth_measures(tiny_model):
+    from ouroboros.metrics.groundtruth import ground_truth
+    from ouroboros.metrics.perplexity import perplexity
+
+    model, tok, lang, texts = tiny_model
+    samples = texts[:30] + ["dog the sleeps .", "the dogs sleeps ."]
+    test = lang.sample(40, np.random.default_rng(9))
+    ctx = EvalContext(samples=samples, real_test=test, seed=0, truth=lang, model=model,
+                      tokenizer=tok)
+    got = {v.metric: v for v in ground_truth(ctx)}
+    assert got["error_rate"].value == pytest.approx(2 / 32)
+    assert got["true_logprob"].n == 30
+    assert got["true_logprob"].value == pytest.approx(lang.logprobs(samples[:30]).mean())
+    assert got["true_entropy"].value == pytest.approx(-lang.logprobs(test).mean())
+    assert got["kl_true_model"].value == pytest.approx(
+        got["cross_entropy"].value - got["true_entropy"].value)
+    rare = set(lang.rare_words(0.5))
+    seen = {w for t in samples for w in t.split()}
+    assert got["tail_coverage"].value == pytest.approx(len(rare & seen) / len(rare))
+    ppl = {v.metric: v for v in perplexity(ctx)}["perplexity"].value
+    n_tokens = sum(len(t.split()) + 1 for t in test)  # words + EOS
+    assert ppl == pytest.approx(math.exp(got["cross_entropy"].value * len(test) / n_tokens))
+
+
+def test_ground_truth_needs_a_language():
+    from ouroboros.metrics.groundtruth import ground_truth
+    with pytest.raises(ValueError, match="grammar"):
+        ground_truth(EvalContext(samples=["a ."], real_test=["a ."], seed=0))

@@ -1,0 +1,86 @@
+"""Stages and fingerprints: skip when finished, nothing half-written, what invalidates what."""
+
+import json
+
+import pytest
+
+from ouroboros.experiment.loop import plan_study
+from ouroboros.experiment.rundir import RunLockedError, locked
+from ouroboros.experiment.stages import RECORD, Stage, StageStore, fingerprint
+
+
+def test_fingerprint_is_canonical():
+    assert fingerprint({"a": 1, "b": [1, 2]}) == fingerprint({"b": [1, 2], "a": 1})
+    assert fingerprint({"a": 1}) != fingerprint({"a": 2})
+
+
+def test_stage_built_once_and_record_last(tmp_path):
+    store = StageStore(tmp_path)
+    stage = Stage("x", "one", {"v": 1})
+    calls = []
+
+    def build(out):
+        calls.append(out)
+        (out / "data.txt").write_text("hi")
+        assert not (out / RECORD).exists()  # the record is written after the outputs
+        return {"n": 1}
+
+    assert store.run(stage, build) is True
+    assert store.run(stage, build) is False and len(calls) == 1
+    record = json.loads((store.path(stage) / RECORD).read_text())
+    assert record["fingerprint"] == stage.fp and record["info"] == {"n": 1}
+
+
+def test_crash_inside_a_stage_leaves_nothing_finished(tmp_path):
+    store = StageStore(tmp_path)
+    stage = Stage("x", "one", {"v": 1})
+
+    def crash(out):
+        (out / "partial.txt").write_text("half")
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        store.run(stage, crash)
+    assert not store.path(stage).exists() and not store.is_done(stage)
+    assert store.run(stage, lambda out: None) is True  # the leftover is rebuilt, not trusted
+
+
+def test_dependent_fingerprints_change_with_inputs():
+    a = Stage("a", "a", {"v": 1})
+    b = Stage("b", "b", {"w": 1}, {"a": a})
+    b2 = Stage("b", "b", {"w": 1}, {"a": Stage("a", "a", {"v": 2})})
+    assert b.fp != b2.fp
+
+
+def _fps(plan):
+    return {(s.kind, s.label): s.fp for s in plan.stages}
+
+
+def test_generation_zero_is_shared_by_policies(tiny_config):
+    plan = plan_study(tiny_config())
+    labels = [(s.kind, s.label) for s in plan.stages]
+    assert labels.count(("train", "s0-g0")) == 1
+    assert ("train", "replace-s0-g1") in labels and ("train", "accumulate-s0-g1") in labels
+    assert [c.evaluations[0] for c in plan.cells][0] is plan.cells[1].evaluations[0]
+
+
+def test_changed_setting_invalidates_only_dependents(tiny_config):
+    base = _fps(plan_study(tiny_config()))
+    gen = _fps(plan_study(tiny_config("generation.temperature=0.7")))
+    assert gen[("train", "s0-g0")] == base[("train", "s0-g0")]
+    assert gen[("generate", "s0-g0")] != base[("generate", "s0-g0")]
+    assert gen[("train", "replace-s0-g1")] != base[("train", "replace-s0-g1")]
+    metric = _fps(plan_study(tiny_config("metrics.rare_fraction=0.3")))
+    changed = {k for k in base if metric[k] != base[k]}
+    assert changed == {k for k in base if k[0] == "evaluate"}
+    runtime = _fps(plan_study(tiny_config("runtime.threads=2", "runtime.eval_batch_size=3")))
+    assert runtime == base
+
+
+def test_second_writer_is_refused(tmp_path):
+    with locked(tmp_path):
+        with pytest.raises(RunLockedError, match="in use"):
+            with locked(tmp_path):
+                pass
+    with locked(tmp_path):  # released again
+        pass

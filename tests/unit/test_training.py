@@ -1,0 +1,66 @@
+"""The training loop: it learns, it is deterministic, budgets and selection work."""
+
+import torch
+
+from ouroboros.config import load_config
+from ouroboros.models.tiny import TinyGPT2
+from ouroboros.models.tokenizer import encode_sequences
+from ouroboros.training.trainer import plan_steps, train_model
+
+from ..conftest import TINY
+
+
+def _setup(texts, *overrides):
+    cfg = load_config(overrides=TINY + list(overrides))
+    family = TinyGPT2()
+    tok = family.build_tokenizer(texts)
+    return cfg, tok, family.build(cfg.model, tok, seed=0), encode_sequences(tok, texts, 64)
+
+
+def test_every_parameter_changes_after_one_step(tiny_model):
+    texts = tiny_model[3]
+    cfg, tok, model, seqs = _setup(texts, "training.epochs=null", "training.tokens=10",
+                                 "training.warmup_fraction=0")
+    before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    result = train_model(model, seqs, cfg.training, seed=0, pad_id=tok.pad_token_id)
+    assert result.steps == 1
+    # Rows of tokens that occur nowhere (e.g. padding's embedding) get only weight decay;
+    # every tensor as a whole must move.
+    unchanged = [n for n, p in model.named_parameters() if torch.equal(before[n], p)]
+    assert unchanged == []
+
+
+def test_same_seed_same_weights_other_seed_differs(tiny_model):
+    texts = tiny_model[3]
+    runs = []
+    for seed in (0, 0, 1):
+        cfg, tok, model, seqs = _setup(texts)
+        r = train_model(model, seqs, cfg.training, seed=seed, pad_id=tok.pad_token_id)
+        runs.append((r.final_train_loss, model.lm_head.weight.detach().clone()))
+    assert runs[0][0] == runs[1][0] and torch.equal(runs[0][1], runs[1][1])
+    assert runs[0][0] != runs[2][0]
+
+
+def test_loss_goes_down(tiny_model):
+    texts = tiny_model[3]
+    cfg, tok, model, seqs = _setup(texts, "training.epochs=5", "training.lr=0.01")
+    r = train_model(model, seqs, cfg.training, seed=0, pad_id=tok.pad_token_id)
+    assert r.history[-1]["train_loss"] < r.history[0]["train_loss"] - 0.5
+
+
+def test_budgets():
+    seqs = [[1, 2, 3, 4]] * 10  # 40 tokens, batch 32 -> 1 step per epoch... with batch 4:
+    cfg = load_config(overrides=["training.batch_size=4", "training.epochs=2.5"]).training
+    assert plan_steps(seqs, cfg) == (8, 3)  # ceil(10/4)=3 per epoch, round(2.5*3)=8
+    cfg = load_config(overrides=["training.batch_size=4", "training.tokens=120"]).training
+    assert plan_steps(seqs, cfg) == (9, 3)  # 120 tokens = 3 epochs of 40
+
+
+def test_best_selection_keeps_best_validation_epoch(tiny_model):
+    texts = tiny_model[3]
+    cfg, tok, model, seqs = _setup(texts, "training.epochs=3", "training.selection=best",
+                                   "training.selection_split=real")
+    r = train_model(model, seqs[:150], cfg.training, seed=0, pad_id=tok.pad_token_id,
+                    valid=seqs[150:])
+    losses = [h["valid_loss"] for h in r.history]
+    assert r.selected_epoch == 1 + losses.index(min(losses))
