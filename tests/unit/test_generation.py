@@ -40,3 +40,21 @@ def test_backend_loads_hf_checkpoint(tiny_model, tmp_path):
     cfg = load_config().generation
     out = HFBackend().generate(tmp_path, ["", "the"], cfg, seed=0, batch_size=2)
     assert [c.text for c in out] == [c.text for c in _gen(model, tok, ["", "the"], 2)]
+
+
+def test_prompted_generation_continues_real_prefixes(tiny_model):
+    import numpy as np
+
+    from ouroboros.tasks.lm import LanguageModelling
+
+    model, tok, _, texts = tiny_model
+    cfg = load_config(overrides=["generation.prompt=real-prefix",
+                                 "generation.prefix_words=2"]).generation
+    task = LanguageModelling()
+    prompts = task.prompts(texts, 8, cfg, np.random.default_rng(0))
+    assert all(len(p.split()) == min(2, len(p.split())) and p for p in prompts)
+    assert {p for p in prompts} <= {" ".join(t.split()[:2]) for t in texts}
+    out = generate_with_model(model, tok, prompts, cfg, seed=0, batch_size=3)
+    joined = [task.join(p, c.text) for p, c in zip(prompts, out, strict=True)]
+    assert all(j.startswith(p + " ") or j == p for j, p in zip(joined, prompts, strict=True))
+    assert task.prompts(texts, 3, load_config().generation, np.random.default_rng(0)) == [""] * 3

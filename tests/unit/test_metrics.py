@@ -5,7 +5,6 @@ import math
 import numpy as np
 import pytest
 
-from ouroboros.data.grammar import GroundTruthLanguage
 from ouroboros.metrics.diversity import distinct_n, diversity, unigram_entropy
 from ouroboros.metrics.signature import EvalContext, MetricValue
 

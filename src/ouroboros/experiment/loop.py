@@ -196,7 +196,8 @@ class Runner:
         texts, valid = self._selection_split(stage, [r["text"] for r in rows])
         seed = derive_seed(stage.spec["seed"], "train", stage.spec["generation"])
         if "init" in stage.deps:
-            model, _ = load_checkpoint(self.dir(stage.deps["init"]), self.cfg.runtime.device)
+            model, _ = load_checkpoint(self.dir(stage.deps["init"]) / "model",
+                                       self.cfg.runtime.device)
         else:
             model = self.family.build(self.cfg.model, tokenizer, seed)
         n_ctx = self.cfg.model.context_length

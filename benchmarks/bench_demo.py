@@ -1,0 +1,129 @@
+"""Benchmark: the demo study's wall time, and training / generation throughput of ouroboros
+against a plain baseline measured in the same run on the same model and data.
+
+Baselines: a minimal PyTorch loop (random batches, AdamW, no schedule) for training, and
+Hugging Face ``generate(do_sample=True)`` for sampling. Throughput counts real tokens (training:
+non-padding tokens; generation: new tokens up to EOS). Medians over ``--repeats``; ratios > 1
+mean ouroboros is faster.
+
+    python benchmarks/bench_demo.py               # components x3, then the whole demo
+    python benchmarks/bench_demo.py --no-study    # components only (about a minute)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from ouroboros.config import load_config
+from ouroboros.data.sources import GrammarSource
+from ouroboros.experiment.loop import configure_torch, run_study
+from ouroboros.generation.hf import generate_with_model
+from ouroboros.models.scoring import pad_batch
+from ouroboros.models.tiny import TinyGPT2
+from ouroboros.models.tokenizer import encode_sequences
+from ouroboros.training.trainer import plan_steps, train_model
+
+
+def baseline_train(model, seqs, cfg, pad_id, steps) -> float:
+    """A minimal loop: random batches, AdamW at the peak rate. Returns real tokens/s."""
+    gen = torch.Generator().manual_seed(0)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    model.train()
+    tokens, t0 = 0, time.perf_counter()
+    for _ in range(steps):
+        idx = torch.randint(len(seqs), (cfg.batch_size,), generator=gen).tolist()
+        ids, mask = pad_batch([seqs[i] for i in idx], pad_id)
+        loss = model(input_ids=ids, attention_mask=mask,
+                     labels=ids.masked_fill(mask == 0, -100)).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        tokens += int(mask.sum())
+    return tokens / (time.perf_counter() - t0)
+
+
+def baseline_generate(model, tok, n, batch_size, max_new) -> float:
+    """Plain ``generate(do_sample=True)`` from BOS. Returns new tokens/s."""
+    torch.manual_seed(0)
+    tokens, t0 = 0, time.perf_counter()
+    for start in range(0, n, batch_size):
+        b = min(batch_size, n - start)
+        ids = torch.full((b, 1), tok.bos_token_id)
+        with torch.no_grad():
+            out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=True,
+                                 top_k=0, max_new_tokens=max_new, pad_token_id=tok.pad_token_id,
+                                 eos_token_id=tok.eos_token_id)
+        new = out[:, 1:]
+        tokens += int(((new != tok.pad_token_id) | (new == tok.eos_token_id)).sum())
+    return tokens / (time.perf_counter() - t0)
+
+
+def components(repeats: int) -> dict[str, list[float]]:
+    """Training and generation throughput, ours and baseline, on the demo's generation 0."""
+    cfg = load_config()
+    configure_torch(cfg)
+    texts = GrammarSource(cfg.data).splits(0).train
+    family = TinyGPT2()
+    tok = family.build_tokenizer(texts)
+    seqs = encode_sequences(tok, texts, cfg.model.context_length)
+    steps, _ = plan_steps(seqs, cfg.training)
+    n = len(texts)
+    res: dict[str, list[float]] = {k: [] for k in ("train", "train_base", "gen", "gen_base")}
+    for r in range(repeats):
+        model = family.build(cfg.model, tok, seed=r)
+        out = train_model(model, seqs, cfg.training, seed=r, pad_id=tok.pad_token_id)
+        res["train"].append(out.tokens_seen / out.seconds)
+        res["train_base"].append(baseline_train(family.build(cfg.model, tok, seed=r), seqs,
+                                                cfg.training, tok.pad_token_id, steps))
+        t0 = time.perf_counter()
+        done = generate_with_model(model, tok, [""] * n, cfg.generation, seed=r,
+                                   batch_size=cfg.runtime.generation_batch_size)
+        res["gen"].append(sum(c.new_tokens for c in done) / (time.perf_counter() - t0))
+        res["gen_base"].append(baseline_generate(model, tok, n,
+                                                 cfg.runtime.generation_batch_size,
+                                                 cfg.generation.max_new_tokens))
+    return res
+
+
+def whole_demo() -> tuple[float, dict[str, float]]:
+    """Wall time of the demo study and its median per-stage throughput."""
+    cfg = load_config(overrides=["runtime.progress=false"])
+    with tempfile.TemporaryDirectory() as d:
+        t0 = time.perf_counter()
+        run_study(cfg, Path(d), log=lambda _: None)
+        wall = time.perf_counter() - t0
+        rates = {}
+        for kind in ("train", "generate"):
+            recs = [json.loads(p.read_text())
+                    for p in Path(d).glob(f"stages/{kind}/*/_complete.json")]
+            rates[kind] = statistics.median(r["info"]["tokens_per_second"] for r in recs)
+    return wall, rates
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--no-study", action="store_true", help="skip timing the whole demo")
+    args = ap.parse_args()
+    res = components(args.repeats)
+    med = {k: statistics.median(v) for k, v in res.items()}
+    print(f"demo generation 0, median of {args.repeats} repeats, {torch.get_num_threads()} threads")
+    print(f"{'':<12}{'ouroboros':>14}{'baseline':>14}{'ratio':>8}")
+    for name, ours, base in (("train tok/s", "train", "train_base"),
+                             ("gen tok/s", "gen", "gen_base")):
+        print(f"{name:<12}{med[ours]:>14,.0f}{med[base]:>14,.0f}{med[ours] / med[base]:>8.2f}")
+    if not args.no_study:
+        wall, rates = whole_demo()
+        print(f"\nwhole demo study: {wall:.0f} s wall; median stage throughput: "
+              f"train {rates['train']:,.0f} tok/s, generate {rates['generate']:,.0f} tok/s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+"""The loop's options end to end: init=previous, selection on synthetic data, fresh data."""
+
+import json
+
+import pytest
+
+from ouroboros.experiment.loop import run_study
+from ouroboros.experiment.stages import read_jsonl
+
+pytestmark = pytest.mark.integration
+
+
+def test_previous_init_best_selection_and_every_policy(tiny_config, tmp_path):
+    cfg = tiny_config(
+        "training.init=previous", "training.selection=best",
+        "training.selection_split=synthetic", "generations=3",
+        "policies=[{name: fresh, real_fraction: 0.5}, {name: accumulate-subsample}]")
+    plan = run_study(cfg, tmp_path, log=lambda _: None)
+    g2 = next(s for s in plan.stages if s.kind == "train" and s.label == "fresh-0.5-s0-g2")
+    assert g2.deps["init"].label == "fresh-0.5-s0-g1"
+    info = json.loads((tmp_path / g2.relpath / "train.json").read_text())
+    assert info["selected_epoch"] == 1 and info["valid_examples"] == 12  # 10% of 120
+    rows = read_jsonl(tmp_path / plan_trainset(plan, "fresh-0.5-s0-g2") / "trainset.jsonl")
+    assert sum(r["origin"] == "real-fresh" for r in rows) == 60
+    assert sum(r["origin"] == "synthetic" and r["generation"] == 1 for r in rows) == 60
+    sub = read_jsonl(tmp_path / plan_trainset(plan, "accumulate-subsample-s0-g2")
+                     / "trainset.jsonl")
+    assert len(sub) == 120
+    assert {r.get("generation") for r in sub if r["origin"] == "synthetic"} == {0, 1}
+    metrics = (tmp_path / "metrics.csv").read_text().splitlines()
+    assert len(metrics) - 1 == 2 * 3 * len({m.split(",")[4] for m in metrics[1:]})
+
+
+def plan_trainset(plan, label):
+    return next(s.relpath for s in plan.stages if s.kind == "trainset" and s.label == label)
