@@ -15,6 +15,7 @@ EXAMPLES = """examples:
   ouroboros status runs/demo
   ouroboros report runs/demo                     # re-render runs/demo/report/report.html
   ouroboros validate configs/demo.yaml
+  ouroboros config                               # every setting with its documentation
 """
 
 
@@ -38,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("run_dir", type=Path)
     validate = sub.add_parser("validate", help="check a config without running (exit 2: bad)")
     validate.add_argument("args", nargs="*", metavar="[CONFIG] [dotted.key=value]")
+    explain = sub.add_parser("config", help="print the resolved config, every field documented")
+    explain.add_argument("args", nargs="*", metavar="[CONFIG] [dotted.key=value]")
     sub.add_parser("ls", help="registered plug-ins by kind")
     return p
 
@@ -117,6 +120,11 @@ def main(argv: list[str] | None = None) -> int:
             cfg = load_config(config, overrides)
             print(f"{config or 'built-in demo'}: valid ({len(cfg.policies)} policies x "
                   f"{len(cfg.seeds)} seeds x {cfg.generations} generations)")
+            return 0
+        if args.verb == "config":
+            from ouroboros.config import explain
+            config, overrides = _split_args(args.args)
+            print(explain(load_config(config, overrides)))
             return 0
         if args.verb == "resume":
             return cmd_resume(args.run_dir)

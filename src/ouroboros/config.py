@@ -344,3 +344,29 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 def dump_config(cfg: StudyConfig) -> str:
     """The resolved config as YAML (every field, defaults included)."""
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
+def _yaml_scalar(value: Any) -> str:
+    return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix(
+        "\n...").removesuffix("...").strip()
+
+
+def explain(cfg: BaseModel, indent: int = 0) -> str:
+    """The config as YAML with each field's documentation as a comment (``ouroboros config``)."""
+    lines = []
+    pad = "  " * indent
+    for name, info in type(cfg).model_fields.items():
+        value = getattr(cfg, name)
+        note = f"  # {info.description}" if info.description else ""
+        if isinstance(value, BaseModel):
+            doc = (type(value).__doc__ or "").strip().splitlines()[0]
+            lines.append(f"{pad}{name}:  # {doc}")
+            lines.append(explain(value, indent + 1))
+        elif isinstance(value, list) and value and isinstance(value[0], BaseModel):
+            lines.append(f"{pad}{name}:  # {(type(value[0]).__doc__ or '').strip()}")
+            for item in value:
+                body = explain(item, indent + 2).lstrip()
+                lines.append(f"{pad}  - {body}")
+        else:
+            lines.append(f"{pad}{name}: {_yaml_scalar(value)}{note}")
+    return "\n".join(lines)

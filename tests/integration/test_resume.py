@@ -92,4 +92,4 @@ def test_files_rerun_and_invalidation(tmp_path):
     assert list((run_dir / "_stale").glob("*/config.yaml"))
 
     status = subprocess.run(_cli("status", str(run_dir)), capture_output=True, text=True)
-    assert "complete" in status.stdout and "2/2 generations evaluated" in status.stdout
+    assert ": complete" in status.stdout and "2/2 generations evaluated" in status.stdout

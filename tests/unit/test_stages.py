@@ -84,3 +84,14 @@ def test_second_writer_is_refused(tmp_path):
                 pass
     with locked(tmp_path):  # released again
         pass
+
+
+def test_planning_hashes_each_stage_once(tiny_config, monkeypatch):
+    # Under accumulate every stage depends on all earlier samples; without caching, planning
+    # rehashes that history and grows exponentially with the number of generations.
+    from ouroboros.experiment import stages
+    calls = []
+    real = stages.fingerprint
+    monkeypatch.setattr(stages, "fingerprint", lambda spec: calls.append(1) or real(spec))
+    plan = plan_study(tiny_config("generations=14", "policies=[{name: accumulate}]"))
+    assert len(calls) <= 2 * len(plan.stages)

@@ -15,6 +15,7 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -48,9 +49,10 @@ class Stage:
                 for k, v in self.deps.items()}
         return {"kind": self.kind, **self.spec, "deps": deps}
 
-    @property
+    @cached_property
     def fp(self) -> str:
-        """The stage's fingerprint."""
+        """The stage's fingerprint (cached: a planned stage and its inputs never change, and
+        without the cache long accumulate chains would rehash their history exponentially)."""
         return fingerprint(self.full_spec)
 
     @property

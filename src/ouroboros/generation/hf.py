@@ -62,6 +62,9 @@ def generate_with_model(model, tokenizer, prompts: list[str], cfg: GenerationCon
         ids, mask = _encode_prompts(tokenizer, batch)
         max_new = cfg.max_new_tokens if room is None else min(cfg.max_new_tokens,
                                                               room - ids.shape[1])
+        if max_new < 1:
+            raise ValueError(f"prompts of {ids.shape[1]} tokens leave no room in the model's "
+                             f"context of {room} tokens")
         seeds = row_seeds(seed, start, len(batch)) if cfg.decoding == "sample" else None
         with torch.no_grad():
             out = model.generate(
