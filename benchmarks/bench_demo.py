@@ -25,9 +25,10 @@ from ouroboros.config import load_config
 from ouroboros.data.sources import GrammarSource
 from ouroboros.experiment.loop import configure_torch, run_study
 from ouroboros.generation.hf import generate_with_model
-from ouroboros.models.scoring import pad_batch
+from ouroboros.models.encoding import Encoder, encode_examples
+from ouroboros.models.scoring import collate
 from ouroboros.models.tiny import TinyGPT2
-from ouroboros.models.tokenizer import encode_sequences
+from ouroboros.tasks.lm import LanguageModelling
 from ouroboros.training.trainer import plan_steps, train_model
 
 
@@ -39,13 +40,12 @@ def baseline_train(model, seqs, cfg, pad_id, steps) -> float:
     tokens, t0 = 0, time.perf_counter()
     for _ in range(steps):
         idx = torch.randint(len(seqs), (cfg.batch_size,), generator=gen).tolist()
-        ids, mask = pad_batch([seqs[i] for i in idx], pad_id)
-        loss = model(input_ids=ids, attention_mask=mask,
-                     labels=ids.masked_fill(mask == 0, -100)).loss
+        batch = collate([seqs[i] for i in idx], pad_id)
+        loss = model(**batch).loss
         opt.zero_grad()
         loss.backward()
         opt.step()
-        tokens += int(mask.sum())
+        tokens += int(batch["attention_mask"].sum())
     return tokens / (time.perf_counter() - t0)
 
 
@@ -69,10 +69,12 @@ def components(repeats: int) -> dict[str, list[float]]:
     """Training and generation throughput, ours and baseline, on the demo's generation 0."""
     cfg = load_config()
     configure_torch(cfg)
-    texts = GrammarSource(cfg.data).splits(0).train
+    texts = [r["text"] for r in GrammarSource(cfg.data).records(0)["train"]]
     family = TinyGPT2()
-    tok = family.build_tokenizer(texts)
-    seqs = encode_sequences(tok, texts, cfg.model.context_length)
+    tok = family.build_tokenizer(cfg.model, texts)
+    encoder = Encoder(tok, False, cfg.model.context_length, cfg.task.max_source_tokens)
+    seqs = encode_examples(encoder, LanguageModelling(cfg.task),
+                           [{"source": "", "target": t} for t in texts])
     steps, _ = plan_steps(seqs, cfg.training)
     n = len(texts)
     res: dict[str, list[float]] = {k: [] for k in ("train", "train_base", "gen", "gen_base")}
@@ -83,7 +85,8 @@ def components(repeats: int) -> dict[str, list[float]]:
         res["train_base"].append(baseline_train(family.build(cfg.model, tok, seed=r), seqs,
                                                 cfg.training, tok.pad_token_id, steps))
         t0 = time.perf_counter()
-        done = generate_with_model(model, tok, [""] * n, cfg.generation, seed=r,
+        done = generate_with_model(model, tok, [encoder.prompt_ids("")] * n, cfg.generation,
+                                   seed=r,
                                    batch_size=cfg.runtime.generation_batch_size)
         res["gen"].append(sum(c.new_tokens for c in done) / (time.perf_counter() - t0))
         res["gen_base"].append(baseline_generate(model, tok, n,

@@ -43,15 +43,28 @@ def tiny_model():
 
     from ouroboros.data.grammar import GroundTruthLanguage
     from ouroboros.models.tiny import TinyGPT2
-    from ouroboros.models.tokenizer import encode_sequences
     from ouroboros.training.trainer import train_model
 
     lang = GroundTruthLanguage()
     texts = lang.sample(200, np.random.default_rng(0))
     cfg = load_config(overrides=TINY)
     family = TinyGPT2()
-    tok = family.build_tokenizer(texts)
+    tok = family.build_tokenizer(cfg.model, texts)
     model = family.build(cfg.model, tok, seed=0)
-    train_model(model, encode_sequences(tok, texts, 64), cfg.training, seed=0,
-                pad_id=tok.pad_token_id)
+    train_model(model, lm_items(tok, texts), cfg.training, seed=0, pad_id=tok.pad_token_id)
     return model, tok, lang, texts
+
+
+def lm_encoder(tok):
+    """The encoder of a decoder-only model for the tests' 64-token contexts."""
+    from ouroboros.models.encoding import Encoder
+    return Encoder(tok, seq2seq=False, context_length=64, max_source_tokens=64)
+
+
+def lm_items(tok, texts):
+    """(ids, labels) of plain sentences: ``[BOS] text [EOS]``, loss on all of it."""
+    from ouroboros.config import TaskConfig
+    from ouroboros.models.encoding import encode_examples
+    from ouroboros.tasks.lm import LanguageModelling
+    return encode_examples(lm_encoder(tok), LanguageModelling(TaskConfig()),
+                           [{"source": "", "target": t} for t in texts])

@@ -49,24 +49,93 @@ class GrammarConfig(Section):
     version: int = Field(1, description="Structure version of the language.")
 
 
+PathOrPair = str | list[str]
+
+
+class FilesConfig(Section):
+    """Real data from local files (data.source: files)."""
+
+    root: str | None = Field(None, description="Folder that relative paths below start from "
+                                               "(relative itself: from the working directory).")
+    format: Literal["auto", "text", "jsonl", "csv", "tsv", "parquet", "parallel"] = Field(
+        "auto", description="File format; auto: from the file extension. parallel: two "
+                            "line-aligned text files per split, [source, target].")
+    train: PathOrPair | None = Field(None, description="Training split file (or [src, tgt]).")
+    valid: PathOrPair | None = Field(None, description="Validation file; null: carved from train.")
+    test: PathOrPair | None = Field(None, description="Held-out test file (or [src, tgt]).")
+    fields: dict[str, str] = Field(
+        default_factory=dict, description="Example field -> column, e.g. {source: document, "
+                                          "target: summary}; text tasks use {text: ...}.")
+
+
+class HFDatasetConfig(Section):
+    """A Hugging Face dataset loaded with `datasets` (data.source: hf)."""
+
+    path: str | None = Field(None, description="Dataset name on the Hub, or a builder such as "
+                                               "json/csv/parquet/text for local data_files.")
+    name: str | None = Field(None, description="Dataset configuration name.")
+    revision: str | None = Field(None, description="Dataset revision (commit or tag).")
+    data_files: dict[str, str | list[str]] | None = Field(None, description="Split -> files.")
+    splits: dict[str, str] = Field(
+        default_factory=lambda: {"train": "train", "valid": "validation", "test": "test"},
+        description="Our split -> the dataset's split name (omit valid to carve it from train).")
+    fields: dict[str, str] = Field(default_factory=dict, description="As in data.files.fields.")
+
+
 class DataConfig(Section):
     """Where real data comes from and how much of it each split holds."""
 
-    source: str = Field("grammar", description="Data source plug-in (see `ouroboros ls`).")
+    source: str = Field("grammar", description="Data source plug-in: grammar, files, hf.")
     grammar: GrammarConfig = GrammarConfig()
-    train_size: int = Field(1500, gt=0, description="Real training examples (generation 0).")
-    valid_size: int = Field(300, gt=0, description="Real validation examples.")
-    test_size: int = Field(1000, gt=0, description="Real held-out test examples (all metrics).")
+    files: FilesConfig = FilesConfig()
+    hf: HFDatasetConfig = HFDatasetConfig()
+    train_size: int | None = Field(1500, gt=0, description="Real training examples (generation "
+                                   "0); from files a seeded subsample, null: all.")
+    valid_size: int | None = Field(300, gt=0, description="Real validation examples.")
+    test_size: int | None = Field(1000, gt=0, description="Real held-out test examples.")
 
     _check_source = field_validator("source")(_plugin(registry.DATA_SOURCES))
+
+    @model_validator(mode="after")
+    def _source_settings(self) -> DataConfig:
+        problems = []
+        if self.source == "grammar" and None in (self.train_size, self.valid_size,
+                                                  self.test_size):
+            problems.append("the grammar source needs train_size, valid_size and test_size")
+        if self.source == "files":
+            problems += [f"files.{s} is required" for s in ("train", "test")
+                         if getattr(self.files, s) is None]
+        if self.source == "hf" and not (self.hf.path or self.hf.data_files):
+            problems.append("hf.path (or hf.data_files) is required")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
 
 class TaskConfig(Section):
     """What the models learn to do."""
 
-    name: str = Field("lm", description="Task plug-in: lm (sentences as language modelling).")
+    name: str = Field("lm", description="Task plug-in: lm, summarization, translation.")
+    block_words: int | None = Field(
+        None, gt=1, description="lm: cut the text into blocks of this many whitespace tokens "
+                                "(Shumailov et al.: 64); null: each record is one example.")
+    max_source_tokens: int = Field(
+        192, gt=0, description="summarization/translation: tokens of the source kept, in "
+                               "training and generation alike.")
+    template: str | None = Field(
+        None, description="Prompt for decoder-only models with {source}; null: the task's.")
 
     _check_name = field_validator("name")(_plugin(registry.TASKS))
+
+
+class LoraConfig(Section):
+    """Low-rank adapters (peft) for pretrained models."""
+
+    r: int = Field(8, gt=0, description="Adapter rank.")
+    alpha: int = Field(16, gt=0, description="Scaling numerator (alpha / r).")
+    dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the adapter input.")
+    target_modules: list[str] | None = Field(
+        None, description="Module names to adapt; null: peft's default for the architecture.")
 
 
 class ModelConfig(Section):
@@ -79,13 +148,31 @@ class ModelConfig(Section):
     context_length: int = Field(64, gt=2,
                                 description="Most tokens per sequence, BOS/EOS included.")
     dropout: float = Field(0.0, ge=0, lt=1, description="Dropout in every layer.")
+    tokenizer: Literal["word", "bpe"] = Field(
+        "word", description="Tiny models: word-level, or byte-level BPE, learned from the real "
+                            "training split only.")
+    vocab_size: int = Field(8000, gt=16, description="BPE vocabulary size.")
+    pretrained: str | None = Field(
+        None, description="hf-causal / hf-seq2seq: a Hugging Face model name or local folder.")
+    trust_remote_code: bool = Field(False, description="Run model code from the Hub (off).")
+    lora: LoraConfig | None = Field(None, description="Train LoRA adapters (peft) instead of "
+                                                      "all weights; null: full fine-tuning.")
 
     _check_name = field_validator("name")(_plugin(registry.MODELS))
 
     @model_validator(mode="after")
-    def _heads_divide_width(self) -> ModelConfig:
+    def _consistent(self) -> ModelConfig:
+        problems = []
         if self.n_embd % self.n_head:
-            raise ValueError(f"n_head ({self.n_head}) must divide n_embd ({self.n_embd})")
+            problems.append(f"n_head ({self.n_head}) must divide n_embd ({self.n_embd})")
+        pretrained_family = self.name.startswith("hf-")
+        if pretrained_family and not self.pretrained:
+            problems.append(f"model {self.name} needs pretrained: a model name or folder")
+        if not pretrained_family and (self.pretrained or self.lora):
+            problems.append(f"model {self.name} is trained from scratch: pretrained and lora "
+                            "are for hf-causal / hf-seq2seq")
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
 
@@ -185,10 +272,16 @@ class MetricsConfig(Section):
     """What is measured for every generation of every cell."""
 
     names: list[str] = Field(["perplexity", "ground-truth", "diversity"],
-                             description="Metric plug-ins.")
+                             description="Metric plug-ins (see `ouroboros ls`).")
     rare_fraction: Fraction = Field(0.5, description="Tail = the least expected share of the "
                                                      "lexicon (ground-truth tail coverage).")
     max_n: int = Field(3, ge=1, le=6, description="Distinct-n for n = 1..max_n.")
+    eval_decoding: Literal["greedy", "beam"] = Field(
+        "greedy", description="How test predictions are decoded (summarization/translation).")
+    eval_size: int | None = Field(
+        None, gt=0, description="Real test examples predicted and scored; null: all.")
+    bootstrap: int = Field(1000, ge=0, description="Seeded bootstrap resamples for the 95% "
+                                                   "intervals of ROUGE/BLEU/chrF; 0: none.")
 
     @field_validator("names")
     @classmethod
@@ -230,7 +323,7 @@ class StudyConfig(Section):
     def _distinct_cells(self) -> StudyConfig:
         labels = [p.display for p in self.policies]
         repeated = sorted({x for x in labels if labels.count(x) > 1})
-        problems = []
+        problems = self._fit_problems()
         if repeated:
             problems.append(f"policies have the same label {repeated}; give each a label")
         if len(set(self.seeds)) != len(self.seeds):
@@ -238,6 +331,22 @@ class StudyConfig(Section):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def _fit_problems(self) -> list[str]:
+        """Settings that are each valid but do not go together."""
+        problems = []
+        lm = self.task.name == "lm"
+        for name in self.metrics.names:
+            if name in {"rouge", "bleu"} and lm:
+                problems.append(f"metrics.names: {name} scores test predictions; it needs task "
+                                f"summarization or translation")
+            if name == "ground-truth" and self.data.source != "grammar":
+                problems.append("metrics.names: ground-truth needs data.source grammar")
+        if lm and self.model.name == "hf-seq2seq":
+            problems.append("task lm needs a decoder-only model (tiny-gpt2 or hf-causal)")
+        if not lm and self.data.source == "grammar":
+            problems.append(f"task {self.task.name} needs source/target data (files or hf)")
+        return problems
 
     def results_part(self) -> dict[str, Any]:
         """Everything that changes results (all but runtime), as plain data."""

@@ -39,12 +39,18 @@ class Registry:
 
 DATA_SOURCES = Registry("data source", {
     "grammar": "ouroboros.data.sources:GrammarSource",
+    "files": "ouroboros.data.sources:FileSource",
+    "hf": "ouroboros.data.sources:HFDatasetSource",
 })
 TASKS = Registry("task", {
     "lm": "ouroboros.tasks.lm:LanguageModelling",
+    "summarization": "ouroboros.tasks.conditional:Summarization",
+    "translation": "ouroboros.tasks.conditional:Translation",
 })
 MODELS = Registry("model", {
     "tiny-gpt2": "ouroboros.models.tiny:TinyGPT2",
+    "hf-causal": "ouroboros.models.pretrained:HFCausal",
+    "hf-seq2seq": "ouroboros.models.pretrained:HFSeq2Seq",
 })
 BACKENDS = Registry("generation backend", {
     "hf": "ouroboros.generation.hf:HFBackend",
@@ -60,6 +66,9 @@ METRICS = Registry("metric", {
     "perplexity": "ouroboros.metrics.perplexity:perplexity",
     "ground-truth": "ouroboros.metrics.groundtruth:ground_truth",
     "diversity": "ouroboros.metrics.diversity:diversity",
+    "rouge": "ouroboros.metrics.references:rouge",
+    "bleu": "ouroboros.metrics.references:bleu",
+    "lengths": "ouroboros.metrics.references:lengths",
 })
 
 ALL: dict[str, Registry] = {r.kind: r for r in

@@ -4,10 +4,13 @@ from ouroboros.config import load_config
 from ouroboros.generation.hf import HFBackend, generate_with_model
 from ouroboros.models.checkpoint import save_checkpoint
 
+from ..conftest import lm_encoder
+
 
 def _gen(model, tok, prompts, batch_size, *overrides, seed=0):
     cfg = load_config(overrides=list(overrides)).generation
-    return generate_with_model(model, tok, prompts, cfg, seed=seed, batch_size=batch_size)
+    ids = [lm_encoder(tok).prompt_ids(p) for p in prompts]
+    return generate_with_model(model, tok, ids, cfg, seed=seed, batch_size=batch_size)
 
 
 def test_samples_do_not_depend_on_batch_size(tiny_model):
@@ -38,23 +41,28 @@ def test_backend_loads_hf_checkpoint(tiny_model, tmp_path):
     save_checkpoint(model, tok, tmp_path)
     assert (tmp_path / "model.safetensors").is_file()
     cfg = load_config().generation
-    out = HFBackend().generate(tmp_path, ["", "the"], cfg, seed=0, batch_size=2)
+    ids = [lm_encoder(tok).prompt_ids(p) for p in ["", "the"]]
+    out = HFBackend().generate(tmp_path, ids, cfg, seed=0, batch_size=2)
     assert [c.text for c in out] == [c.text for c in _gen(model, tok, ["", "the"], 2)]
 
 
 def test_prompted_generation_continues_real_prefixes(tiny_model):
     import numpy as np
 
+    from ouroboros.config import TaskConfig
     from ouroboros.tasks.lm import LanguageModelling
 
     model, tok, _, texts = tiny_model
+    real = [{"id": f"r{i}", "source": "", "target": t} for i, t in enumerate(texts)]
     cfg = load_config(overrides=["generation.prompt=real-prefix",
                                  "generation.prefix_words=2"]).generation
-    task = LanguageModelling()
-    prompts = task.prompts(texts, 8, cfg, np.random.default_rng(0))
-    assert all(len(p.split()) == min(2, len(p.split())) and p for p in prompts)
-    assert {p for p in prompts} <= {" ".join(t.split()[:2]) for t in texts}
-    out = generate_with_model(model, tok, prompts, cfg, seed=0, batch_size=3)
-    joined = [task.join(p, c.text) for p, c in zip(prompts, out, strict=True)]
-    assert all(j.startswith(p + " ") or j == p for j, p in zip(joined, prompts, strict=True))
-    assert task.prompts(texts, 3, load_config().generation, np.random.default_rng(0)) == [""] * 3
+    task = LanguageModelling(TaskConfig())
+    prompts = [p["source"] for p in task.prompts(real, 8, cfg, np.random.default_rng(0))]
+    assert all(len(p.split()) == 2 for p in prompts)
+    assert set(prompts) <= {" ".join(t.split()[:2]) for t in texts}
+    out = _gen(model, tok, prompts, 3, "generation.prompt=real-prefix")
+    joined = [task.text({"source": p, "target": c.text}) for p, c in zip(prompts, out,
+                                                                          strict=True)]
+    assert all(j.startswith(p + " ") for j, p in zip(joined, prompts, strict=True))
+    unconditional = task.prompts(real, 3, load_config().generation, np.random.default_rng(0))
+    assert [p["source"] for p in unconditional] == [""] * 3

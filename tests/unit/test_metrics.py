@@ -37,14 +37,18 @@ def test_signature_format():
 
 
 def test_ground_truth_measures(tiny_model):
+    from ouroboros.config import TaskConfig
     from ouroboros.metrics.groundtruth import ground_truth
     from ouroboros.metrics.perplexity import perplexity
+    from ouroboros.tasks.lm import LanguageModelling
 
+    from ..conftest import lm_encoder
     model, tok, lang, texts = tiny_model
     samples = texts[:30] + ["dog the sleeps .", "the dogs sleeps ."]
     test = lang.sample(40, np.random.default_rng(9))
-    ctx = EvalContext(samples=samples, real_test=test, seed=0, truth=lang, model=model,
-                      tokenizer=tok)
+    ctx = EvalContext(samples=samples, real_test=[{"source": "", "target": t} for t in test],
+                      seed=0, truth=lang, model=model, tokenizer=tok, encoder=lm_encoder(tok),
+                      task=LanguageModelling(TaskConfig()))
     got = {v.metric: v for v in ground_truth(ctx)}
     assert got["error_rate"].value == pytest.approx(2 / 32)
     assert got["true_logprob"].n == 30

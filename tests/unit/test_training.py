@@ -4,17 +4,16 @@ import torch
 
 from ouroboros.config import load_config
 from ouroboros.models.tiny import TinyGPT2
-from ouroboros.models.tokenizer import encode_sequences
 from ouroboros.training.trainer import plan_steps, train_model
 
-from ..conftest import TINY
+from ..conftest import TINY, lm_items
 
 
 def _setup(texts, *overrides):
     cfg = load_config(overrides=TINY + list(overrides))
     family = TinyGPT2()
-    tok = family.build_tokenizer(texts)
-    return cfg, tok, family.build(cfg.model, tok, seed=0), encode_sequences(tok, texts, 64)
+    tok = family.build_tokenizer(cfg.model, texts)
+    return cfg, tok, family.build(cfg.model, tok, seed=0), lm_items(tok, texts)
 
 
 def test_every_parameter_changes_after_one_step(tiny_model):
@@ -49,7 +48,7 @@ def test_loss_goes_down(tiny_model):
 
 
 def test_budgets():
-    seqs = [[1, 2, 3, 4]] * 10  # 40 tokens, batch 32 -> 1 step per epoch... with batch 4:
+    seqs = [([1, 2, 3, 4], [1, 2, 3, 4])] * 10  # 40 tokens
     cfg = load_config(overrides=["training.batch_size=4", "training.epochs=2.5"]).training
     assert plan_steps(seqs, cfg) == (8, 3)  # ceil(10/4)=3 per epoch, round(2.5*3)=8
     cfg = load_config(overrides=["training.batch_size=4", "training.tokens=120"]).training

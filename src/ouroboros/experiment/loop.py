@@ -27,11 +27,13 @@ from transformers.utils import logging as hf_logging
 
 from ouroboros import registry
 from ouroboros.config import PolicyConfig, StudyConfig, dump_config
+from ouroboros.data.sources import RealSplits, select_splits
 from ouroboros.experiment import rundir
 from ouroboros.experiment.stages import Stage, StageStore, derive_seed, read_jsonl, write_jsonl
+from ouroboros.generation.hf import generate_with_model
 from ouroboros.metrics.signature import EvalContext
 from ouroboros.models.checkpoint import load_checkpoint, load_tokenizer, save_checkpoint
-from ouroboros.models.tokenizer import encode_sequences
+from ouroboros.models.encoding import Encoder, encode_examples
 from ouroboros.policies.core import PolicyContext
 from ouroboros.training.trainer import train_model
 
@@ -60,18 +62,28 @@ class Plan:
 
 # -- planning ---------------------------------------------------------------------------------
 
+def make_source(cfg: StudyConfig):
+    """The configured data source, told which record fields the task reads."""
+    task = registry.TASKS.get(cfg.task.name)
+    return registry.DATA_SOURCES.get(cfg.data.source)(cfg.data, task.fields)
+
+
 def plan_study(cfg: StudyConfig) -> Plan:
     """All stages of the study; identical stages (shared generation 0) appear once."""
-    source = registry.DATA_SOURCES.get(cfg.data.source)(cfg.data)
+    source = make_source(cfg)
     unique: dict[str, Stage] = {}
 
     def add(stage: Stage) -> Stage:
         return unique.setdefault(stage.fp, stage)
 
+    m = cfg.model
+    tokenizer_spec = {"model": m.name, "tokenizer": m.tokenizer, "vocab_size": m.vocab_size,
+                      "pretrained": m.pretrained}
     cells = []
     for seed in cfg.seeds:
-        data = add(Stage("data", f"s{seed}", {"source": source.fingerprint(), "seed": seed}))
-        tok = add(Stage("tokenizer", f"s{seed}", {"model": cfg.model.name}, {"data": data}))
+        data = add(Stage("data", f"s{seed}", {"source": source.fingerprint(), "seed": seed,
+                                              "task": cfg.task.model_dump()}))
+        tok = add(Stage("tokenizer", f"s{seed}", tokenizer_spec, {"data": data}))
         for policy in cfg.policies:
             cell = Cell(policy, seed)
             cells.append(cell)
@@ -109,48 +121,95 @@ def _plan_cell(cfg: StudyConfig, cell: Cell, data: Stage, tok: Stage,
 
 # -- running ----------------------------------------------------------------------------------
 
+def real_splits(cfg: StudyConfig, source, task, seed: int) -> RealSplits:
+    """The real examples of one seed: records -> task examples -> seeded subsets."""
+    records = source.records(seed)
+    examples = {split: None if rows is None else task.examples(rows, split)
+                for split, rows in records.items()}
+    for split, rows in examples.items():
+        if rows is not None and not rows:
+            raise ValueError(f"the real {split} split has no examples for task {cfg.task.name}")
+    return select_splits(examples, cfg.data, seed, exact=getattr(source, "exact_sizes", False))
+
+
+def preflight(cfg: StudyConfig) -> None:
+    """Everything that can fail before training, checked before anything is written: the
+    data of the first seed reads and splits, and the model can be loaded."""
+    task = registry.TASKS.get(cfg.task.name)(cfg.task)
+    real_splits(cfg, make_source(cfg), task, cfg.seeds[0])
+    registry.MODELS.get(cfg.model.name)().check(cfg.model)
+
+
 class Runner:
     """Builds the stages of one study in one run directory."""
 
     def __init__(self, cfg: StudyConfig, run_dir: Path, log: Callable[[str], None] = print):
         self.cfg, self.run_dir, self.log = cfg, Path(run_dir), log
         self.store = StageStore(self.run_dir)
-        self.source = registry.DATA_SOURCES.get(cfg.data.source)(cfg.data)
-        self.task = registry.TASKS.get(cfg.task.name)()
+        self.source = make_source(cfg)
+        self.task = registry.TASKS.get(cfg.task.name)(cfg.task)
         self.family = registry.MODELS.get(cfg.model.name)()
         self.backend = registry.BACKENDS.get(cfg.generation.backend)()
         self.progress = cfg.runtime.progress
+
+    def encoder(self, tokenizer) -> Encoder:
+        """How this study's model family turns examples into ids."""
+        return Encoder(tokenizer, self.family.seq2seq, self.cfg.model.context_length,
+                       self.cfg.task.max_source_tokens)
+
+    def prompt_ids(self, encoder: Encoder, sources: list[str]) -> list[list[int]]:
+        """Encoded generation prompts for real sources (templated for decoder-only models)."""
+        templated = not encoder.seq2seq or self.cfg.task.template is not None
+        return [encoder.prompt_ids(self.task.context(s, templated) if s else "")
+                for s in sources]
 
     def dir(self, stage: Stage) -> Path:
         """The finished folder of a stage."""
         return self.store.path(stage)
 
     def build_data(self, stage: Stage, out: Path) -> dict:
-        """Real train/validation/test splits of one seed."""
-        splits = self.source.splits(stage.spec["seed"])
-        for name in ("train", "valid", "test"):
-            texts = getattr(splits, name)
-            if not texts:
-                raise ValueError(f"the real {name} split is empty")
-            write_jsonl(out / f"{name}.jsonl", [
-                {"id": f"real-{name}-{i}", "text": t, "origin": "real"}
-                for i, t in enumerate(texts)])
-        return {"sizes": {n: len(getattr(splits, n)) for n in ("train", "valid", "test")}}
+        """Real train/validation/test examples of one seed (and the unused pool)."""
+        splits = real_splits(self.cfg, self.source, self.task, stage.spec["seed"])
+        sizes = {}
+        for name in ("train", "valid", "test", "pool"):
+            rows = getattr(splits, name)
+            if rows is None:
+                continue
+            write_jsonl(out / f"{name}.jsonl", [{**e, "origin": "real"} for e in rows])
+            sizes[name] = len(rows)
+        return {"sizes": sizes}
 
-    def texts(self, data: Stage, split: str) -> list[str]:
-        """The texts of a real split."""
-        return [r["text"] for r in read_jsonl(self.dir(data) / f"{split}.jsonl")]
+    def real(self, data: Stage, split: str) -> list[dict]:
+        """The real examples of a split."""
+        return read_jsonl(self.dir(data) / f"{split}.jsonl")
 
     def build_tokenizer(self, stage: Stage, out: Path) -> dict:
         """The tokenizer, from the real training split only; frozen for every generation."""
-        tokenizer = self.family.build_tokenizer(self.texts(stage.deps["data"], "train"))
+        train = self.real(stage.deps["data"], "train")
+        texts = [self.task.context(e["source"]) for e in train if e["source"]]
+        tokenizer = self.family.build_tokenizer(self.cfg.model,
+                                                texts + [e["target"] for e in train])
         tokenizer.save_pretrained(out)
         return {"vocab_size": len(tokenizer)}
+
+    def _fresh(self, data: Stage, g: int, n: int) -> list[dict]:
+        """``n`` real examples never used before, for generation ``g`` (policy ``fresh``)."""
+        pool_file = self.dir(data) / "pool.jsonl"
+        if pool_file.is_file():
+            pool = read_jsonl(pool_file)
+            rows = pool[(g - 1) * n:g * n]
+            if len(rows) < n:
+                raise ValueError(f"the fresh-data pool is used up: generation {g} needs {n} "
+                                 f"new real examples, {len(pool)} were left over from train")
+        else:
+            records = self.source.fresh(n, data.spec["seed"], g)
+            rows = self.task.examples(records, f"fresh-g{g}")
+        return [{**e, "id": f"fresh-g{g}-{e['id']}", "origin": "real-fresh"} for e in rows]
 
     def build_trainset(self, stage: Stage, out: Path) -> dict:
         """Generation g's training set: real data at g = 0, else what the policy assembles."""
         data = stage.deps["data"]
-        real = read_jsonl(self.dir(data) / "train.jsonl")
+        real = self.real(data, "train")
         g = stage.spec["generation"]
         if g == 0:
             rows = real
@@ -162,8 +221,7 @@ class Runner:
                 synthetic=[read_jsonl(self.dir(s) / "samples.jsonl")
                            for s in stage.deps["samples"]],
                 rng=np.random.default_rng(derive_seed(seed, "policy", g)),
-                fresh=lambda n: [{"id": f"fresh-g{g}-{i}", "text": t, "origin": "real-fresh"}
-                                 for i, t in enumerate(self.source.fresh(n, seed, g))],
+                fresh=lambda n: self._fresh(data, g, n),
                 real_fraction=policy.real_fraction)
             rows = registry.POLICIES.get(policy.name)(ctx)
             if not rows:
@@ -176,11 +234,11 @@ class Runner:
             origins[key] = origins.get(key, 0) + 1
         return {"size": len(rows), "composition": origins}
 
-    def _selection_split(self, stage: Stage, texts: list[str]) -> tuple[list[str], list[str]]:
-        """(training texts, validation texts) for model selection as configured."""
+    def _selection_split(self, stage: Stage, texts: list[dict]) -> tuple[list[dict], list[dict]]:
+        """(training examples, validation examples) for model selection as configured."""
         tcfg = self.cfg.training
         if tcfg.selection_split == "real":
-            return texts, self.texts(stage.deps["data"], "valid")
+            return texts, self.real(stage.deps["data"], "valid")
         if tcfg.selection_split == "synthetic":
             rng = np.random.default_rng(derive_seed(stage.spec["seed"], "holdout",
                                                     stage.spec["generation"]))
@@ -193,18 +251,19 @@ class Runner:
         """Train generation g's model and save it as a Hugging Face checkpoint."""
         tokenizer = load_tokenizer(self.dir(stage.deps["tokenizer"]))
         rows = read_jsonl(self.dir(stage.deps["trainset"]) / "trainset.jsonl")
-        texts, valid = self._selection_split(stage, [r["text"] for r in rows])
+        texts, valid = self._selection_split(stage, rows)
         seed = derive_seed(stage.spec["seed"], "train", stage.spec["generation"])
         if "init" in stage.deps:
             model, _ = load_checkpoint(self.dir(stage.deps["init"]) / "model",
                                        self.cfg.runtime.device)
         else:
             model = self.family.build(self.cfg.model, tokenizer, seed)
-        n_ctx = self.cfg.model.context_length
+        model = self.family.prepare(model, self.cfg.model)
+        enc = self.encoder(tokenizer)
         result = train_model(
-            model, encode_sequences(tokenizer, texts, n_ctx), self.cfg.training, seed=seed,
+            model, encode_examples(enc, self.task, texts), self.cfg.training, seed=seed,
             pad_id=tokenizer.pad_token_id,
-            valid=encode_sequences(tokenizer, valid, n_ctx) if valid else None,
+            valid=encode_examples(enc, self.task, valid) if valid else None,
             device=self.cfg.runtime.device, eval_batch_size=self.cfg.runtime.eval_batch_size,
             progress=self.progress, desc=f"train {stage.label}")
         save_checkpoint(model.cpu(), tokenizer, out / "model")
@@ -216,13 +275,15 @@ class Runner:
     def build_generate(self, stage: Stage, out: Path) -> dict:
         """Synthetic samples of generation g's model, each recorded with its provenance."""
         gcfg, seed, g = self.cfg.generation, stage.spec["seed"], stage.spec["g"]
-        real_train = self.texts(stage.deps["data"], "train")
+        real_train = self.real(stage.deps["data"], "train")
         n = gcfg.num_samples or len(real_train)
         prompts = self.task.prompts(real_train, n, gcfg,
                                     np.random.default_rng(derive_seed(seed, "prompts", g)))
+        checkpoint = self.dir(stage.deps["model"]) / "model"
+        encoder = self.encoder(load_tokenizer(checkpoint))
         t0 = time.perf_counter()
         completions = self.backend.generate(
-            self.dir(stage.deps["model"]) / "model", prompts, gcfg,
+            checkpoint, self.prompt_ids(encoder, [p["source"] for p in prompts]), gcfg,
             seed=derive_seed(seed, "generate", g),
             batch_size=self.cfg.runtime.generation_batch_size,
             device=self.cfg.runtime.device, progress=self.progress)
@@ -230,24 +291,42 @@ class Runner:
         decoding = gcfg.model_dump(exclude={"backend", "num_samples"})
         model_id = stage.deps["model"].relpath
         write_jsonl(out / "samples.jsonl", [
-            {"id": f"g{g}-{i}", "text": self.task.join(p, c.text), "origin": "synthetic",
-             "generation": g, "model": model_id, "prompt": p, "finished": c.finished,
-             "decoding": decoding} for i, (p, c) in enumerate(zip(prompts, completions,
-                                                                   strict=True))])
+            {"id": f"g{g}-{i}", "source": p["source"], "target": c.text, "origin": "synthetic",
+             "generation": g, "model": model_id, "prompted_by": p["prompted_by"],
+             "finished": c.finished, "decoding": decoding}
+            for i, (p, c) in enumerate(zip(prompts, completions, strict=True))])
         tokens = sum(c.new_tokens for c in completions)
         return {"samples": n, "new_tokens": tokens, "seconds": seconds,
                 "tokens_per_second": tokens / max(seconds, 1e-9),
                 "unfinished": sum(not c.finished for c in completions)}
 
+    def _predict(self, model, encoder: Encoder, test: list[dict], seed: int) -> list[str]:
+        """The model's outputs for real test sources, decoded as metrics.eval_decoding says."""
+        gcfg = self.cfg.generation.model_copy(update={"decoding": self.cfg.metrics.eval_decoding})
+        done = generate_with_model(
+            model, encoder.tokenizer, self.prompt_ids(encoder, [e["source"] for e in test]),
+            gcfg, seed=seed, batch_size=self.cfg.runtime.generation_batch_size,
+            device=self.cfg.runtime.device, progress=self.progress)
+        return [c.text for c in done]
+
     def build_evaluate(self, stage: Stage, out: Path) -> dict:
         """Every configured metric of generation g against real held-out data."""
         model, tokenizer = load_checkpoint(self.dir(stage.deps["model"]) / "model",
                                            self.cfg.runtime.device)
-        samples = [r["text"] for r in read_jsonl(self.dir(stage.deps["samples"]) / "samples.jsonl")]
+        samples = read_jsonl(self.dir(stage.deps["samples"]) / "samples.jsonl")
+        test = self.real(stage.deps["data"], "test")
+        encoder = self.encoder(tokenizer)
+        predictions = None
+        if self.task.conditional:
+            scored = test[:self.cfg.metrics.eval_size or len(test)]
+            predictions = self._predict(model, encoder, scored, stage.spec["seed"])
+            write_jsonl(out / "predictions.jsonl", [
+                {"id": e["id"], "source": e["source"], "prediction": p, "reference": e["target"]}
+                for e, p in zip(scored, predictions, strict=True)])
         ctx = EvalContext(
-            samples=samples, real_test=self.texts(stage.deps["data"], "test"),
+            samples=[self.task.text(s) for s in samples], real_test=test,
             seed=stage.spec["seed"], truth=getattr(self.source, "truth", None), model=model,
-            tokenizer=tokenizer, context_length=self.cfg.model.context_length,
+            tokenizer=tokenizer, encoder=encoder, task=self.task, predictions=predictions,
             batch_size=self.cfg.runtime.eval_batch_size, device=self.cfg.runtime.device,
             options=self.cfg.metrics.model_dump())
         values = [v for name in self.cfg.metrics.names for v in registry.METRICS.get(name)(ctx)]
@@ -297,6 +376,7 @@ def run_study(cfg: StudyConfig, run_dir: Path, log: Callable[[str], None] = prin
     """Run (or resume) a study in ``run_dir``; finished stages with matching fingerprints are
     skipped. Writes config.yaml, manifest.json, the stages and metrics.csv."""
     run_dir = Path(run_dir)
+    preflight(cfg)
     with rundir.locked(run_dir):
         rundir.write_config(run_dir, dump_config(cfg))
         info = rundir.manifest()

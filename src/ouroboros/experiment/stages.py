@@ -98,7 +98,11 @@ class StageStore:
             shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
         started = time.time()
-        info = build(tmp) or {}
+        try:
+            info = build(tmp) or {}
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)  # a failed stage leaves nothing behind
+            raise
         record = {"kind": stage.kind, "label": stage.label, "fingerprint": stage.fp,
                   "spec": stage.full_spec, "started": started, "seconds": time.time() - started,
                   "info": info}

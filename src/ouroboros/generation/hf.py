@@ -23,16 +23,16 @@ class Completion:
     new_tokens: int
 
 
-def _encode_prompts(tokenizer, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Left-padded ``[BOS] prompt`` ids and attention mask (generation appends on the right)."""
-    rows = [[tokenizer.bos_token_id] + tokenizer(p, add_special_tokens=False)["input_ids"]
-            for p in prompts]
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
+def _batch_inputs(prompts: list[list[int]], pad_id: int,
+                  left: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Padded ids and mask; decoder-only prompts are left-padded (generation appends right)."""
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
     mask = torch.zeros_like(ids)
-    for i, r in enumerate(rows):
-        ids[i, width - len(r):] = torch.tensor(r)
-        mask[i, width - len(r):] = 1
+    for i, p in enumerate(prompts):
+        sl = slice(width - len(p), width) if left else slice(0, len(p))
+        ids[i, sl] = torch.tensor(p, dtype=torch.long)
+        mask[i, sl] = 1
     return ids, mask
 
 
@@ -43,23 +43,36 @@ def _decode(tokenizer, new: torch.Tensor) -> list[Completion]:
         finished = tokenizer.eos_token_id in row
         if finished:
             row = row[:row.index(tokenizer.eos_token_id)]
+        row = [t for t in row if t != tokenizer.pad_token_id]
         text = tokenizer.decode(row, skip_special_tokens=True).strip()
         out.append(Completion(text, finished, len(row) + int(finished)))
     return out
 
 
-def generate_with_model(model, tokenizer, prompts: list[str], cfg: GenerationConfig, *,
+def _context_room(model) -> int | None:
+    """Positions the model can attend to, if it has a fixed limit."""
+    for name in ("n_positions", "max_position_embeddings"):
+        value = getattr(model.config, name, None)
+        if isinstance(value, int):
+            return value
+    return None
+
+
+def generate_with_model(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfig, *,
                         seed: int, batch_size: int, device: str = "cpu",
                         progress: bool = False) -> list[Completion]:
-    """Continuations of ``prompts`` by an already loaded model."""
-    banned = [tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.unk_token_id]
-    room = model.config.n_positions if hasattr(model.config, "n_positions") else None
+    """Continuations of already-encoded prompts (see ``Encoder.prompt_ids``)."""
+    seq2seq = bool(model.config.is_encoder_decoder)
+    eos = tokenizer.eos_token_id
+    banned = sorted({t for t in (tokenizer.pad_token_id, tokenizer.bos_token_id,
+                                 tokenizer.unk_token_id) if t is not None and t != eos})
+    room = None if seq2seq else _context_room(model)
     results: list[Completion] = []
     bar = tqdm(total=len(prompts), desc="generate", unit="sample",
                disable=not show_progress(progress), leave=False)
     for start in range(0, len(prompts), batch_size):
         batch = prompts[start:start + batch_size]
-        ids, mask = _encode_prompts(tokenizer, batch)
+        ids, mask = _batch_inputs(batch, tokenizer.pad_token_id, left=not seq2seq)
         max_new = cfg.max_new_tokens if room is None else min(cfg.max_new_tokens,
                                                               room - ids.shape[1])
         if max_new < 1:
@@ -71,9 +84,11 @@ def generate_with_model(model, tokenizer, prompts: list[str], cfg: GenerationCon
                 input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=False,
                 num_beams=cfg.num_beams if cfg.decoding == "beam" else 1,
                 max_new_tokens=max_new, logits_processor=processors(cfg, banned, seeds),
-                pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-                use_cache=True)
-        results += _decode(tokenizer, out[:, ids.shape[1]:].cpu())
+                pad_token_id=tokenizer.pad_token_id, eos_token_id=eos, use_cache=True)
+        # Decoder-only output repeats the prompt; encoder-decoder output starts with the
+        # decoder start token.
+        new = out[:, 1:] if seq2seq else out[:, ids.shape[1]:]
+        results += _decode(tokenizer, new.cpu())
         bar.update(len(batch))
     bar.close()
     return results
@@ -82,10 +97,10 @@ def generate_with_model(model, tokenizer, prompts: list[str], cfg: GenerationCon
 class HFBackend:
     """The ``hf`` backend: loads a checkpoint folder and generates on the configured device."""
 
-    def generate(self, checkpoint: Path, prompts: list[str], cfg: GenerationConfig, *,
+    def generate(self, checkpoint: Path, prompts: list[list[int]], cfg: GenerationConfig, *,
                  seed: int, batch_size: int, device: str = "cpu",
                  progress: bool = False) -> list[Completion]:
-        """Continuations of ``prompts`` by the model saved in ``checkpoint``."""
+        """Continuations of encoded ``prompts`` by the model saved in ``checkpoint``."""
         model, tokenizer = load_checkpoint(checkpoint, device)
         return generate_with_model(model, tokenizer, prompts, cfg, seed=seed,
                                    batch_size=batch_size, device=device, progress=progress)

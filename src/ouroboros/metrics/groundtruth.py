@@ -24,11 +24,12 @@ def ground_truth(ctx: EvalContext) -> list[MetricValue]:
     if ctx.truth is None:
         raise ValueError("metric 'ground-truth' needs the built-in grammar data source")
     truth, seed, n_gen, n_test = ctx.truth, ctx.seed, len(ctx.samples), len(ctx.real_test)
+    test_texts = ctx.test_texts
     lang = truth.fingerprint()
     gen_lp = truth.logprobs(ctx.samples)
     valid = np.isfinite(gen_lp)
     nll, _ = test_nll(ctx)
-    true_lp = truth.logprobs(ctx.real_test)
+    true_lp = truth.logprobs(test_texts)
     ce, h = float(nll.mean()), float(-true_lp.mean())
     rare = truth.rare_words(ctx.options.get("rare_fraction", 0.5))
     seen = {w for t in ctx.samples for w in t.split()}

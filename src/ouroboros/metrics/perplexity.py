@@ -1,30 +1,33 @@
-"""Perplexity of a generation's model on the real held-out test data."""
+"""Perplexity of a generation's model on the real held-out test data (every task)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from ouroboros.metrics.signature import EvalContext, MetricValue
+from ouroboros.models.encoding import encode_examples
 from ouroboros.models.scoring import sequence_nll
-from ouroboros.models.tokenizer import encode_sequences
 
 
 def test_nll(ctx: EvalContext) -> tuple[np.ndarray, np.ndarray]:
-    """Per test sentence: model NLL in nats (EOS included, BOS given) and token count."""
-    seqs = encode_sequences(ctx.tokenizer, ctx.real_test, ctx.context_length)
-    return sequence_nll(ctx.model, seqs, ctx.tokenizer.pad_token_id, ctx.batch_size, ctx.device)
+    """Per real test example: model NLL in nats of its target (EOS included), token count."""
+    items = encode_examples(ctx.encoder, ctx.task, ctx.real_test)
+    return sequence_nll(ctx.model, items, ctx.tokenizer.pad_token_id, ctx.batch_size, ctx.device)
 
 
 def perplexity(ctx: EvalContext) -> list[MetricValue]:
-    """Token-level perplexity on the real test split, and its out-of-vocabulary rate."""
+    """Token-level perplexity of the real test targets, and the tokenizer's unknown rate."""
     nll, count = test_nll(ctx)
-    ids = ctx.tokenizer(ctx.real_test, add_special_tokens=False)["input_ids"]
-    unk = sum(x.count(ctx.tokenizer.unk_token_id) for x in ids)
+    targets = [e["target"] for e in ctx.real_test]
+    ids = ctx.tokenizer(targets, add_special_tokens=False)["input_ids"]
+    unk = ctx.tokenizer.unk_token_id
+    n_unk = sum(x.count(unk) for x in ids) if unk is not None else 0
     n = len(ctx.real_test)
-    params = {"split": "real-test", "unit": "token", "eos": True}
+    params = {"split": "real-test", "unit": "token", "eos": True,
+              "given": "source" if ctx.task.conditional else "nothing"}
     return [
         MetricValue("perplexity", float(np.exp(nll.sum() / count.sum())), 1, n, ctx.seed,
                     params, higher_is_better=False),
-        MetricValue("test_oov_rate", unk / max(1, sum(len(x) for x in ids)), 1, n, ctx.seed,
+        MetricValue("test_oov_rate", n_unk / max(1, sum(len(x) for x in ids)), 1, n, ctx.seed,
                     {"split": "real-test"}, higher_is_better=False),
     ]

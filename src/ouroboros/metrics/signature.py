@@ -32,16 +32,28 @@ class MetricValue:
 class EvalContext:
     """What a metric may look at for one generation of one cell."""
 
-    samples: list[str]                 # texts the generation's model generated
-    real_test: list[str]               # real held-out test texts (never synthetic)
+    samples: list[str]                 # texts the generation's model generated (its data)
+    real_test: list[dict]              # real held-out test examples (never synthetic)
     seed: int
     truth: Any = None                  # GroundTruthLanguage when the data has one
     model: Any = None                  # the generation's model, loaded, eval mode
     tokenizer: Any = None
-    context_length: int = 64
+    encoder: Any = None                # models.encoding.Encoder of the model family
+    task: Any = None
+    predictions: list[str] | None = None  # model outputs for real test sources (conditional)
     batch_size: int = 128
     device: str = "cpu"
     options: dict[str, Any] = field(default_factory=dict)  # MetricsConfig as a dict
+
+    @property
+    def references(self) -> list[str]:
+        """The original real targets of the scored test examples."""
+        return [e["target"] for e in self.real_test[:len(self.predictions or [])]]
+
+    @property
+    def test_texts(self) -> list[str]:
+        """The real test examples as full texts."""
+        return [self.task.text(e) for e in self.real_test]
 
 
 class Metric(Protocol):

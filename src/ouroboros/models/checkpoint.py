@@ -4,20 +4,34 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForSeq2SeqLM,
+    AutoTokenizer,
+    PreTrainedModel,
+)
 
 
 def save_checkpoint(model: PreTrainedModel, tokenizer, path: Path) -> None:
-    """Write ``model.safetensors``, ``config.json`` and the tokenizer files into ``path``."""
+    """Write ``model.safetensors``, ``config.json`` and the tokenizer files into ``path``.
+
+    LoRA adapters are merged first, so every checkpoint loads as a plain model.
+    """
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
     model.save_pretrained(path, safe_serialization=True)
     tokenizer.save_pretrained(path)
 
 
 def load_checkpoint(path: Path, device: str = "cpu"):
     """(model in eval mode, tokenizer) from a checkpoint folder; never unpickles."""
-    if not (Path(path) / "model.safetensors").is_file():
+    path = Path(path)
+    if not (path / "model.safetensors").is_file():
         raise FileNotFoundError(f"no model.safetensors in checkpoint folder {path}")
-    model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True).to(device)
+    config = AutoConfig.from_pretrained(path)
+    auto = AutoModelForSeq2SeqLM if config.is_encoder_decoder else AutoModelForCausalLM
+    model = auto.from_pretrained(path, use_safetensors=True).to(device)
     model.eval()
     return model, AutoTokenizer.from_pretrained(path)
 

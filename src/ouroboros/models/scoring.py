@@ -1,44 +1,57 @@
-"""Log-likelihood of token sequences under a causal language model (batched, no grad)."""
+"""Batching of (ids, labels) pairs and their log-likelihood under a causal or seq2seq model."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
+from ouroboros.models.encoding import IGNORE
 
-def pad_batch(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded ``(ids, attention_mask)``, both of shape [batch, longest]."""
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids[i, :len(s)] = torch.tensor(s, dtype=torch.long)
-        mask[i, :len(s)] = 1
-    return ids, mask
+Item = tuple[list[int], list[int]]
 
 
-def token_logprobs(model, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """log p(token_t | tokens_<t) for t >= 1, zero at padding; shape [batch, longest - 1]."""
-    logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
-    logp = torch.log_softmax(logits, dim=-1).gather(-1, ids[:, 1:, None]).squeeze(-1)
-    return logp * mask[:, 1:]
+def _pad(rows: list[list[int]], value: int) -> torch.Tensor:
+    width = max(len(r) for r in rows)
+    out = torch.full((len(rows), width), value, dtype=torch.long)
+    for i, r in enumerate(rows):
+        out[i, :len(r)] = torch.tensor(r, dtype=torch.long)
+    return out
+
+
+def collate(items: list[Item], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded ``input_ids``, ``attention_mask`` and ``labels`` (-100 at padding)."""
+    ids = _pad([i for i, _ in items], pad_id)
+    mask = _pad([[1] * len(i) for i, _ in items], 0)
+    return {"input_ids": ids, "attention_mask": mask,
+            "labels": _pad([lab for _, lab in items], IGNORE)}
+
+
+def label_logprobs(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log p of each label token, mask of real label positions), both [batch, positions]."""
+    logits = model(**batch).logits.float()
+    labels = batch["labels"]
+    if not model.config.is_encoder_decoder:  # token t is predicted from tokens < t
+        logits, labels = logits[:, :-1], labels[:, 1:]
+    keep = labels != IGNORE
+    logp = torch.log_softmax(logits, dim=-1).gather(-1, labels.clamp_min(0)[..., None])
+    return logp.squeeze(-1) * keep, keep
 
 
 @torch.no_grad()
-def sequence_nll(model, seqs: list[list[int]], pad_id: int, batch_size: int,
+def sequence_nll(model, items: list[Item], pad_id: int, batch_size: int,
                  device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
-    """Per sequence: negative log-likelihood in nats (all tokens after the first) and count.
+    """Per example: negative log-likelihood (nats) of its labels, and their count.
 
-    Sequences are scored in length-sorted batches to waste little compute on padding; the
+    Examples are scored in length-sorted batches to waste little compute on padding; the
     result is in the input order.
     """
-    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
-    nll, count = np.zeros(len(seqs)), np.zeros(len(seqs), dtype=np.int64)
+    order = sorted(range(len(items)), key=lambda i: len(items[i][0]) + len(items[i][1]))
+    nll, count = np.zeros(len(items)), np.zeros(len(items), dtype=np.int64)
     model.eval()
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
-        ids, mask = pad_batch([seqs[i] for i in idx], pad_id)
-        logp = token_logprobs(model, ids.to(device), mask.to(device)).double().cpu()
-        nll[idx] = (-logp.sum(dim=1)).numpy()
-        count[idx] = (mask[:, 1:].sum(dim=1)).numpy()
+        batch = {k: v.to(device) for k, v in collate([items[i] for i in idx], pad_id).items()}
+        logp, keep = label_logprobs(model, batch)
+        nll[idx] = (-logp.double().sum(dim=1)).cpu().numpy()
+        count[idx] = keep.sum(dim=1).cpu().numpy()
     return nll, count

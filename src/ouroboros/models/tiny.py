@@ -6,14 +6,21 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
 from ouroboros.config import ModelConfig
-from ouroboros.models.tokenizer import train_word_tokenizer
+from ouroboros.models.tokenizer import train_bpe_tokenizer, train_word_tokenizer
 
 
 class TinyGPT2:
-    """The ``tiny-gpt2`` model family: word-level tokenizer, GPT-2 blocks of small width."""
+    """The ``tiny-gpt2`` family: a tokenizer from the real training split, GPT-2 blocks."""
 
-    def build_tokenizer(self, texts: list[str]) -> PreTrainedTokenizerFast:
+    seq2seq = False
+
+    def check(self, cfg: ModelConfig) -> None:
+        """Nothing to load: always available."""
+
+    def build_tokenizer(self, cfg: ModelConfig, texts: list[str]) -> PreTrainedTokenizerFast:
         """The frozen tokenizer, learned from the real training texts."""
+        if cfg.tokenizer == "bpe":
+            return train_bpe_tokenizer(texts, cfg.vocab_size)
         return train_word_tokenizer(texts)
 
     def build(self, cfg: ModelConfig, tokenizer: PreTrainedTokenizerFast,
@@ -27,3 +34,7 @@ class TinyGPT2:
             pad_token_id=tokenizer.pad_token_id)
         torch.manual_seed(seed)
         return GPT2LMHeadModel(config)
+
+    def prepare(self, model, cfg: ModelConfig):
+        """Nothing to add for full training."""
+        return model

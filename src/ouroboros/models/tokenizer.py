@@ -1,16 +1,19 @@
-"""Word-level tokenizer built with ``tokenizers`` from the real training split only.
-
-It is frozen for all generations: words a later generation invents, or real words the real
-training split never showed, map to ``[UNK]``.
-"""
+"""Tokenizers for from-scratch models, learned with ``tokenizers`` from the real training split
+only and frozen for all generations: word-level (the ground-truth language) or byte-level BPE
+(real text: no unknown tokens, every string is encodable)."""
 
 from __future__ import annotations
 
-from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
 PAD, UNK, BOS, EOS = "[PAD]", "[UNK]", "[BOS]", "[EOS]"
 SPECIAL_TOKENS = [PAD, UNK, BOS, EOS]
+
+
+def _wrap(tok: Tokenizer) -> PreTrainedTokenizerFast:
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token=PAD, unk_token=UNK,
+                                   bos_token=BOS, eos_token=EOS)
 
 
 def train_word_tokenizer(texts: list[str]) -> PreTrainedTokenizerFast:
@@ -19,13 +22,15 @@ def train_word_tokenizer(texts: list[str]) -> PreTrainedTokenizerFast:
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tok.train_from_iterator(texts, trainers.WordLevelTrainer(special_tokens=SPECIAL_TOKENS,
                                                              min_frequency=1))
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token=PAD, unk_token=UNK,
-                                   bos_token=BOS, eos_token=EOS)
+    return _wrap(tok)
 
 
-def encode_sequences(tokenizer: PreTrainedTokenizerFast, texts: list[str],
-                     context_length: int) -> list[list[int]]:
-    """``[BOS] text [EOS]`` token ids per text, cut to ``context_length`` tokens."""
-    ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
-    bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
-    return [([bos] + x + [eos])[:context_length] for x in ids]
+def train_bpe_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer (GPT-2 style) with at most ``vocab_size`` tokens."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(texts, trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    return _wrap(tok)

@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ouroboros.config import TrainingConfig
-from ouroboros.models.scoring import pad_batch, sequence_nll
+from ouroboros.models.scoring import Item, collate, sequence_nll
 from ouroboros.progress import show_progress
 
 
@@ -56,12 +56,12 @@ def _batches(lengths: list[int], batch_size: int, gen: torch.Generator) -> Itera
             yield batches[b]
 
 
-def plan_steps(seqs: list[list[int]], cfg: TrainingConfig) -> tuple[int, int]:
+def plan_steps(items: list[Item], cfg: TrainingConfig) -> tuple[int, int]:
     """(total optimiser steps, steps per epoch) for the configured budget."""
-    per_epoch = math.ceil(len(seqs) / cfg.batch_size)
+    per_epoch = math.ceil(len(items) / cfg.batch_size)
     if cfg.epochs is not None:
         return max(1, round(cfg.epochs * per_epoch)), per_epoch
-    tokens_per_epoch = sum(len(s) for s in seqs)
+    tokens_per_epoch = sum(len(ids) for ids, _ in items)
     return max(1, math.ceil(cfg.tokens / tokens_per_epoch * per_epoch)), per_epoch
 
 
@@ -81,11 +81,11 @@ def lr_lambda(cfg: TrainingConfig, total: int):
     return factor
 
 
-def train_model(model, seqs: list[list[int]], cfg: TrainingConfig, *, seed: int, pad_id: int,
-                valid: list[list[int]] | None = None, device: str = "cpu",
+def train_model(model, seqs: list[Item], cfg: TrainingConfig, *, seed: int, pad_id: int,
+                valid: list[Item] | None = None, device: str = "cpu",
                 eval_batch_size: int = 128, progress: bool = False,
                 desc: str = "train") -> TrainResult:
-    """Train ``model`` in place on token sequences; with selection=best, ``valid`` is required.
+    """Train ``model`` in place on (ids, labels) pairs; selection=best needs ``valid``.
 
     Deterministic for a given seed, data and thread count: the shuffling generator and all
     parameter noise come from ``seed``.
@@ -105,12 +105,10 @@ def train_model(model, seqs: list[list[int]], cfg: TrainingConfig, *, seed: int,
     t0, losses = time.perf_counter(), []
     bar = tqdm(total=total, desc=desc, unit="step", disable=not show_progress(progress),
                leave=False)
-    batches = _batches([len(x) for x in seqs], cfg.batch_size, gen)
+    batches = _batches([len(ids) for ids, _ in seqs], cfg.batch_size, gen)
     for step, idx in zip(range(total), batches, strict=False):
-        ids, mask = pad_batch([seqs[i] for i in idx], pad_id)
-        labels = ids.masked_fill(mask == 0, -100)
-        loss = model(input_ids=ids.to(device), attention_mask=mask.to(device),
-                     labels=labels.to(device)).loss
+        batch = collate([seqs[i] for i in idx], pad_id)
+        loss = model(**{k: v.to(device) for k, v in batch.items()}).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip:
@@ -118,7 +116,7 @@ def train_model(model, seqs: list[list[int]], cfg: TrainingConfig, *, seed: int,
         opt.step()
         sched.step()
         losses.append(loss.item())
-        result.tokens_seen += int(mask.sum())
+        result.tokens_seen += int(batch["attention_mask"].sum())
         bar.update(1)
         if (step + 1) % per_epoch == 0 or step + 1 == total:
             epoch = math.ceil((step + 1) / per_epoch)
