@@ -109,8 +109,16 @@ def cmd_ls() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (0 ok, 1 failure, 2 bad input, 3 run dir busy)."""
+    from ouroboros.data.files import DataError
     from ouroboros.experiment.rundir import RunLockedError
-    args = _parser().parse_args(argv)
+    from ouroboros.models.pretrained import ModelLoadError
+    parser = _parser()
+    # Overrides may come before or after options (`run --out d k=v` and `run k=v --out d`).
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if args.verb not in {"run", "validate", "config"} or any(a.startswith("-") for a in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.args += extra
     try:
         if args.verb == "run":
             config, overrides = _split_args(args.args)
@@ -138,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except FileNotFoundError as e:
+    except (FileNotFoundError, DataError, ModelLoadError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except RunLockedError as e:

@@ -40,3 +40,10 @@ def test_config_prints_documented_yaml_that_loads_back(tmp_path, capsys):
     path = tmp_path / "c.yaml"
     path.write_text(out)
     assert load_config(path).policies[0].display == "fresh-0.5"
+
+
+def test_overrides_before_and_after_options(tmp_path, capsys):
+    assert main(["validate", "seeds=[4]", "generations=2"]) == 0
+    assert main(["run", "--out", str(tmp_path / "x"), "seeds=oops"]) == 2
+    assert main(["run", "seeds=oops", "--out", str(tmp_path / "x")]) == 2
+    assert "seeds" in capsys.readouterr().err

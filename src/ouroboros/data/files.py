@@ -103,10 +103,11 @@ def read_split(spec: str | list[str], fmt: str, root: Path | None) -> tuple[list
 
 def map_fields(records: list[dict], fields: dict[str, str], needed: tuple[str, ...],
                where: str) -> list[dict]:
-    """Records with exactly the ``needed`` fields, renamed by ``fields`` (ours -> theirs)."""
+    """Records with the ``needed`` fields, renamed by ``fields`` (ours -> theirs), keeping the
+    line they came from (``_line``) so every example can be traced back to its file."""
     out = []
     for r in records:
-        row = {}
+        row = {"_line": r["_line"]} if "_line" in r else {}
         for name in needed:
             column = fields.get(name, name)
             value = r.get(column)

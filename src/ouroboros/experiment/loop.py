@@ -38,6 +38,10 @@ from ouroboros.policies.core import PolicyContext
 from ouroboros.training.trainer import train_model
 
 
+def _log(line: str) -> None:
+    print(line, flush=True)  # stage lines reach a pipe or a log file as they happen
+
+
 @dataclass
 class Cell:
     """One chain of generations: a policy and a seed, with its evaluation stages in order."""
@@ -143,7 +147,7 @@ def preflight(cfg: StudyConfig) -> None:
 class Runner:
     """Builds the stages of one study in one run directory."""
 
-    def __init__(self, cfg: StudyConfig, run_dir: Path, log: Callable[[str], None] = print):
+    def __init__(self, cfg: StudyConfig, run_dir: Path, log: Callable[[str], None] = _log):
         self.cfg, self.run_dir, self.log = cfg, Path(run_dir), log
         self.store = StageStore(self.run_dir)
         self.source = make_source(cfg)
@@ -372,7 +376,7 @@ def configure_torch(cfg: StudyConfig) -> None:
     hf_logging.disable_progress_bar()  # "Loading weights" bars would drown the stage log
 
 
-def run_study(cfg: StudyConfig, run_dir: Path, log: Callable[[str], None] = print) -> Plan:
+def run_study(cfg: StudyConfig, run_dir: Path, log: Callable[[str], None] = _log) -> Plan:
     """Run (or resume) a study in ``run_dir``; finished stages with matching fingerprints are
     skipped. Writes config.yaml, manifest.json, the stages and metrics.csv."""
     run_dir = Path(run_dir)

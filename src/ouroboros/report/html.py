@@ -43,7 +43,7 @@ def render_report(run_dir: Path) -> Path:
         raise ValueError(f"{run_dir}/metrics.csv has no rows")
     metrics = ordered(sorted({r["metric"] for r in rows}), KEY_METRICS)
     out = run_dir / "report"
-    pngs = plot_all(rows, out, metrics)
+    pngs = plot_all(rows, out, headline(metrics))
     config = (run_dir / "config.yaml").read_text() if (run_dir / "config.yaml").is_file() else ""
     manifest_path = run_dir / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}

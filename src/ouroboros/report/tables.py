@@ -9,8 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # Shown first in summaries, in this order, when present.
-KEY_METRICS = ["perplexity", "kl_true_model", "error_rate", "tail_coverage", "distinct_2",
-               "unigram_entropy"]
+KEY_METRICS = ["perplexity", "kl_true_model", "error_rate", "tail_coverage", "rouge1", "rougeL",
+               "bleu", "chrf", "distinct_2", "unigram_entropy", "length_ratio"]
+
+
+def headline(metrics: list[str]) -> list[str]:
+    """Metrics worth a plot or a summary column: interval bounds (``x@low``) are not."""
+    return [m for m in metrics if "@" not in m]
 
 
 @dataclass(frozen=True)
@@ -68,7 +73,7 @@ def summary_table(rows: list[dict], metrics: list[str] | None = None) -> str:
     """A console table: per policy, each key metric at generation 0 and at the last one."""
     stats = summarise(rows)
     last = max(r["generation"] for r in rows)
-    names = metrics or ordered(sorted({r["metric"] for r in rows}), KEY_METRICS)[:6]
+    names = metrics or ordered(headline(sorted({r["metric"] for r in rows})), KEY_METRICS)[:6]
     better = directions(rows)
     n_seeds = len({r["seed"] for r in rows})
     header = ["policy"] + [f"{m} ({better.get(m) or '-'})" for m in names]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ouroboros.config import GenerationConfig, TaskConfig
+from ouroboros.tasks import example_id
 
 
 class ConditionalTask:
@@ -25,7 +26,7 @@ class ConditionalTask:
 
     def examples(self, records: list[dict], split: str) -> list[dict]:
         """One example per record, sources and targets stripped."""
-        return [{"id": f"{split}-{i}", "source": r["source"].strip(),
+        return [{"id": example_id(split, r, i), "source": r["source"].strip(),
                  "target": r["target"].strip()} for i, r in enumerate(records)]
 
     def prompts(self, real: list[dict], n: int, cfg: GenerationConfig,

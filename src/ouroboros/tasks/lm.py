@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ouroboros.config import GenerationConfig, TaskConfig
+from ouroboros.tasks import example_id
 
 
 class LanguageModelling:
@@ -25,7 +26,7 @@ class LanguageModelling:
     def examples(self, records: list[dict], split: str) -> list[dict]:
         """One example per record, or per block of ``block_words`` whitespace tokens."""
         if not self.cfg.block_words:
-            return [{"id": f"{split}-{i}", "source": "", "target": r["text"]}
+            return [{"id": example_id(split, r, i), "source": "", "target": r["text"]}
                     for i, r in enumerate(records)]
         words = [w for r in records for w in r["text"].split()]
         k = self.cfg.block_words
