@@ -10,6 +10,7 @@ from pathlib import Path
 from ouroboros.report.plots import plot_all
 from ouroboros.report.tables import (
     KEY_METRICS,
+    headline,
     ordered,
     policies_in_order,
     read_metrics,
