@@ -33,7 +33,7 @@ from ouroboros.experiment.stages import Stage, StageStore, derive_seed, read_jso
 from ouroboros.generation.hf import generate_with_model
 from ouroboros.metrics.signature import EvalContext
 from ouroboros.models.checkpoint import load_checkpoint, load_tokenizer, save_checkpoint
-from ouroboros.models.encoding import Encoder, encode_examples
+from ouroboros.models.encoding import Encoder, context_of, encode_examples
 from ouroboros.policies.core import PolicyContext
 from ouroboros.training.trainer import train_model
 
@@ -163,9 +163,7 @@ class Runner:
 
     def prompt_ids(self, encoder: Encoder, sources: list[str]) -> list[list[int]]:
         """Encoded generation prompts for real sources (templated for decoder-only models)."""
-        templated = not encoder.seq2seq or self.cfg.task.template is not None
-        return [encoder.prompt_ids(self.task.context(s, templated) if s else "")
-                for s in sources]
+        return [encoder.prompt_ids(context_of(encoder, self.task, s)) for s in sources]
 
     def dir(self, stage: Stage) -> Path:
         """The finished folder of a stage."""

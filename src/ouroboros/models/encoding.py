@@ -47,9 +47,16 @@ class Encoder:
         return ids, labels
 
 
+def context_of(encoder: Encoder, task, source: str) -> str:
+    """The conditioning text of a source: templated for decoder-only models (and for
+    encoder-decoder ones only when the config gives a template), empty for no source."""
+    if not source:
+        return ""
+    return task.context(source, not encoder.seq2seq or task.cfg.template is not None)
+
+
 def encode_examples(encoder: Encoder, task, examples: list[dict]) -> list[tuple[list[int],
                                                                                list[int]]]:
     """(ids, labels) per example, the context built by the task."""
-    templated = not encoder.seq2seq or task.cfg.template is not None
-    return [encoder.pair(task.context(e["source"], templated) if e["source"] else "",
-                         e["target"]) for e in examples]
+    return [encoder.pair(context_of(encoder, task, e["source"]), e["target"])
+            for e in examples]
