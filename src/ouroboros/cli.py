@@ -35,8 +35,10 @@ def _parser() -> argparse.ArgumentParser:
     resume.add_argument("run_dir", type=Path)
     status = sub.add_parser("status", help="what is finished in a run directory")
     status.add_argument("run_dir", type=Path)
-    report = sub.add_parser("report", help="re-render the report from a run directory alone")
+    report = sub.add_parser("report", help="re-render the report from a run directory alone "
+                                           "and print its summary table")
     report.add_argument("run_dir", type=Path)
+    report.add_argument("--metrics", help="comma-separated columns of the summary table")
     validate = sub.add_parser("validate", help="check a config without running (exit 2: bad)")
     validate.add_argument("args", nargs="*", metavar="[CONFIG] [dotted.key=value]")
     explain = sub.add_parser("config", help="print the resolved config, every field documented")
@@ -140,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_status(args.run_dir)
         if args.verb == "report":
             from ouroboros.report.html import render_report
+            from ouroboros.report.tables import read_metrics, summary_table
+            columns = args.metrics.split(",") if args.metrics else None
+            print(summary_table(read_metrics(args.run_dir), columns))
             print(f"report: {render_report(args.run_dir)}")
             return 0
         return cmd_ls()

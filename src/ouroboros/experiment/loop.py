@@ -205,7 +205,7 @@ class Runner:
                                  f"new real examples, {len(pool)} were left over from train")
         else:
             records = self.source.fresh(n, data.spec["seed"], g)
-            rows = self.task.examples(records, f"fresh-g{g}")
+            rows = self.task.examples(records, "new")
         return [{**e, "id": f"fresh-g{g}-{e['id']}", "origin": "real-fresh"} for e in rows]
 
     def build_trainset(self, stage: Stage, out: Path) -> dict:

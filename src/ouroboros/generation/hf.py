@@ -64,8 +64,12 @@ def generate_with_model(model, tokenizer, prompts: list[list[int]], cfg: Generat
     """Continuations of already-encoded prompts (see ``Encoder.prompt_ids``)."""
     seq2seq = bool(model.config.is_encoder_decoder)
     eos = tokenizer.eos_token_id
-    banned = sorted({t for t in (tokenizer.pad_token_id, tokenizer.bos_token_id,
-                                 tokenizer.unk_token_id) if t is not None and t != eos})
+    # BOS is banned for decoder-only models (it only starts prompts); encoder-decoder models
+    # such as BART are forced to emit it first by their own generation config.
+    never = [tokenizer.pad_token_id, tokenizer.unk_token_id]
+    if not seq2seq:
+        never.append(tokenizer.bos_token_id)
+    banned = sorted({t for t in never if t is not None and t != eos})
     room = None if seq2seq else _context_room(model)
     results: list[Completion] = []
     bar = tqdm(total=len(prompts), desc="generate", unit="sample",

@@ -70,7 +70,8 @@ def policies_in_order(rows: list[dict]) -> list[str]:
 
 
 def summary_table(rows: list[dict], metrics: list[str] | None = None) -> str:
-    """A console table: per policy, each key metric at generation 0 and at the last one."""
+    """A console table: per policy, each key metric at generation 0 and at the last one, with
+    the range over seeds at the last generation in brackets."""
     stats = summarise(rows)
     last = max(r["generation"] for r in rows)
     names = metrics or ordered(headline(sorted({r["metric"] for r in rows})), KEY_METRICS)[:6]
@@ -82,16 +83,19 @@ def summary_table(rows: list[dict], metrics: list[str] | None = None) -> str:
         cells = [policy]
         for m in names:
             a, b = stats.get((policy, m, 0)), stats.get((policy, m, last))
-            cells.append(f"{_fmt(a)} -> {_fmt(b)}" if a and b else "n/a")
+            rng = f" [{_num(b.low)}, {_num(b.high)}]" if b and b.n_seeds > 1 else ""
+            cells.append(f"{_fmt(a)} -> {_fmt(b)}{rng}" if a and b else "n/a")
         lines.append(cells)
     widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
     text = "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True))
                      for row in lines)
-    return (f"generation 0 -> generation {last}, mean over {n_seeds} seed(s); "
-            f"(higher)/(lower) is better\n{text}")
+    return (f"generation 0 -> generation {last}, mean over {n_seeds} seed(s) [range over seeds "
+            f"at generation {last}]; (higher)/(lower) is better\n{text}")
+
+
+def _num(x: float) -> str:
+    return f"{x:.4g}" if abs(x) < 1e4 else f"{x:.3e}"
 
 
 def _fmt(s: Summary | None) -> str:
-    if s is None:
-        return "n/a"
-    return f"{s.mean:.4g}" if abs(s.mean) < 1e4 else f"{s.mean:.3e}"
+    return "n/a" if s is None else _num(s.mean)
