@@ -34,6 +34,13 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
 
+def _valid(section, problems: list[str]):
+    """``section`` if there are no problems; else one error listing them all."""
+    if problems:
+        raise ValueError("; ".join(problems))
+    return section
+
+
 def _plugin(reg: registry.Registry):
     """A validator that accepts only names registered in ``reg``."""
     def check(value: str) -> str:
@@ -107,9 +114,7 @@ class DataConfig(Section):
                          if getattr(self.files, s) is None]
         if self.source == "hf" and not (self.hf.path or self.hf.data_files):
             problems.append("hf.path (or hf.data_files) is required")
-        if problems:
-            raise ValueError("; ".join(problems))
-        return self
+        return _valid(self, problems)
 
 
 class TaskConfig(Section):
@@ -171,9 +176,7 @@ class ModelConfig(Section):
         if not pretrained_family and (self.pretrained or self.lora):
             problems.append(f"model {self.name} is trained from scratch: pretrained and lora "
                             "are for hf-causal / hf-seq2seq")
-        if problems:
-            raise ValueError("; ".join(problems))
-        return self
+        return _valid(self, problems)
 
 
 class TrainingConfig(Section):
@@ -214,9 +217,7 @@ class TrainingConfig(Section):
             problems.append("selection=best needs selection_split: real or synthetic")
         if self.selection == "last" and self.selection_split is not None:
             problems.append("selection_split is only used with selection=best")
-        if problems:
-            raise ValueError("; ".join(problems))
-        return self
+        return _valid(self, problems)
 
 
 class GenerationConfig(Section):
@@ -328,9 +329,7 @@ class StudyConfig(Section):
             problems.append(f"policies have the same label {repeated}; give each a label")
         if len(set(self.seeds)) != len(self.seeds):
             problems.append("seeds repeat")
-        if problems:
-            raise ValueError("; ".join(problems))
-        return self
+        return _valid(self, problems)
 
     def _fit_problems(self) -> list[str]:
         """Settings that are each valid but do not go together."""
