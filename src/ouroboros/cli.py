@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -157,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     except RunLockedError as e:
         print(f"error: {e}", file=sys.stderr)
         return 3
+    except BrokenPipeError:  # output piped into `head` and closed early: not a failure
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - stays open until exit
+        return 0
     except KeyboardInterrupt:
         print("\ninterrupted; finished stages are kept: `ouroboros resume RUN_DIR` continues",
               file=sys.stderr)
