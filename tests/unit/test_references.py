@@ -52,5 +52,6 @@ def test_bleu_and_chrf_are_sacrebleus():
 def test_lengths_and_missing_predictions():
     got = {v.metric: v.value for v in lengths(_ctx(["a b", "c"], ["a b c d", "e f"]))}
     assert got["prediction_words"] == 1.5 and got["length_ratio"] == pytest.approx(3 / 6)
+    assert got["unique_predictions"] == 1.0
     with pytest.raises(ValueError, match="summarization or translation"):
         rouge(EvalContext(samples=[], real_test=[], seed=0))

@@ -95,3 +95,11 @@ def test_planning_hashes_each_stage_once(tiny_config, monkeypatch):
     monkeypatch.setattr(stages, "fingerprint", lambda spec: calls.append(1) or real(spec))
     plan = plan_study(tiny_config("generations=14", "policies=[{name: accumulate}]"))
     assert len(calls) <= 2 * len(plan.stages)
+
+
+def test_new_metric_version_reruns_only_evaluations(tiny_config, monkeypatch):
+    from ouroboros.metrics import diversity
+    base = _fps(plan_study(tiny_config()))
+    monkeypatch.setattr(diversity, "VERSION", diversity.VERSION + 1)
+    bumped = _fps(plan_study(tiny_config()))
+    assert {k for k in base if bumped[k] != base[k]} == {k for k in base if k[0] == "evaluate"}

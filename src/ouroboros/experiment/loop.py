@@ -95,6 +95,13 @@ def plan_study(cfg: StudyConfig) -> Plan:
     return Plan(list(unique.values()), cells)
 
 
+def metric_versions(cfg: StudyConfig) -> dict[str, int]:
+    """The code version of every configured metric: a new version re-runs the evaluations."""
+    import importlib
+    return {name: importlib.import_module(registry.METRICS.entries[name].split(":")[0]).VERSION
+            for name in cfg.metrics.names}
+
+
 def _plan_cell(cfg: StudyConfig, cell: Cell, data: Stage, tok: Stage,
                add: Callable[[Stage], Stage]) -> None:
     """The four stages of every generation of one cell."""
@@ -106,9 +113,11 @@ def _plan_cell(cfg: StudyConfig, cell: Cell, data: Stage, tok: Stage,
         if g == 0:
             trainset = add(Stage("trainset", label, {"generation": 0}, {"data": data}))
         else:
+            inputs: dict = {"data": data, "samples": list(samples)}
+            if cell.policy.name == "fresh":  # never-used real data, from the seed's pool
+                inputs["pool"] = add(Stage("pool", f"s{cell.seed}", {}, {"data": data}))
             trainset = add(Stage("trainset", label,
-                                 {"generation": g, "policy": cell.policy.model_dump()},
-                                 {"data": data, "samples": list(samples)}))
+                                 {"generation": g, "policy": cell.policy.model_dump()}, inputs))
         deps: dict = {"trainset": trainset, "tokenizer": tok, "data": data}
         if cfg.training.init == "previous" and model is not None:
             deps["init"] = model
@@ -119,7 +128,8 @@ def _plan_cell(cfg: StudyConfig, cell: Cell, data: Stage, tok: Stage,
                          "g": g, "seed": cell.seed}, {"model": model, "data": data}))
         samples.append(gen)
         cell.evaluations.append(add(Stage(
-            "evaluate", label, {"metrics": cfg.metrics.model_dump(), "g": g, "seed": cell.seed},
+            "evaluate", label, {"metrics": cfg.metrics.model_dump(), "g": g, "seed": cell.seed,
+                                "metric_versions": metric_versions(cfg)},
             {"model": model, "samples": gen, "data": data})))
 
 
@@ -172,14 +182,19 @@ class Runner:
     def build_data(self, stage: Stage, out: Path) -> dict:
         """Real train/validation/test examples of one seed (and the unused pool)."""
         splits = real_splits(self.cfg, self.source, self.task, stage.spec["seed"])
-        sizes = {}
-        for name in ("train", "valid", "test", "pool"):
-            rows = getattr(splits, name)
-            if rows is None:
-                continue
-            write_jsonl(out / f"{name}.jsonl", [{**e, "origin": "real"} for e in rows])
-            sizes[name] = len(rows)
-        return {"sizes": sizes}
+        for name in ("train", "valid", "test"):
+            write_jsonl(out / f"{name}.jsonl",
+                        [{**e, "origin": "real"} for e in getattr(splits, name)])
+        return {"sizes": {n: len(getattr(splits, n)) for n in ("train", "valid", "test")}}
+
+    def build_pool(self, stage: Stage, out: Path) -> dict:
+        """The training examples this seed does not use: where fresh real data comes from.
+        (A stage of its own, planned only for the fresh policy: it can be large.)"""
+        seed = stage.deps["data"].spec["seed"]
+        pool = real_splits(self.cfg, self.source, self.task, seed).pool
+        if pool is not None:
+            write_jsonl(out / "pool.jsonl", [{**e, "origin": "real"} for e in pool])
+        return {"size": None if pool is None else len(pool)}
 
     def real(self, data: Stage, split: str) -> list[dict]:
         """The real examples of a split."""
@@ -194,9 +209,10 @@ class Runner:
         tokenizer.save_pretrained(out)
         return {"vocab_size": len(tokenizer)}
 
-    def _fresh(self, data: Stage, g: int, n: int) -> list[dict]:
+    def _fresh(self, stage: Stage, g: int, n: int) -> list[dict]:
         """``n`` real examples never used before, for generation ``g`` (policy ``fresh``)."""
-        pool_file = self.dir(data) / "pool.jsonl"
+        data = stage.deps["data"]
+        pool_file = self.dir(stage.deps["pool"]) / "pool.jsonl"
         if pool_file.is_file():
             pool = read_jsonl(pool_file)
             rows = pool[(g - 1) * n:g * n]
@@ -223,7 +239,7 @@ class Runner:
                 synthetic=[read_jsonl(self.dir(s) / "samples.jsonl")
                            for s in stage.deps["samples"]],
                 rng=np.random.default_rng(derive_seed(seed, "policy", g)),
-                fresh=lambda n: self._fresh(data, g, n),
+                fresh=lambda n: self._fresh(stage, g, n),
                 real_fraction=policy.real_fraction)
             rows = registry.POLICIES.get(policy.name)(ctx)
             if not rows:
@@ -339,7 +355,8 @@ class Runner:
 
     def run(self, plan: Plan) -> int:
         """Build every unfinished stage in order; returns how many were built now."""
-        builders = {"data": self.build_data, "tokenizer": self.build_tokenizer,
+        builders = {"data": self.build_data, "pool": self.build_pool,
+                    "tokenizer": self.build_tokenizer,
                     "trainset": self.build_trainset, "train": self.build_train,
                     "generate": self.build_generate, "evaluate": self.build_evaluate}
         built, t0 = 0, time.perf_counter()

@@ -7,6 +7,9 @@ from collections import Counter
 
 from ouroboros.metrics.signature import EvalContext, MetricValue
 
+# Bump when this module's numbers change: it re-runs the evaluations that use it.
+VERSION = 1
+
 
 def ngrams(tokens: list[str], n: int) -> list[tuple[str, ...]]:
     """All contiguous n-grams of a token list."""
@@ -30,10 +33,10 @@ def diversity(ctx: EvalContext) -> list[MetricValue]:
     """Distinct-1..max_n, unigram entropy and vocabulary size of the generated samples."""
     texts, n, seed = ctx.samples, len(ctx.samples), ctx.seed
     params = {"tokenizer": "whitespace", "set": "generated"}
-    values = [MetricValue(f"distinct_{k}", distinct_n(texts, k), 1, n, seed, params, True)
+    values = [MetricValue(f"distinct_{k}", distinct_n(texts, k), VERSION, n, seed, params, True)
               for k in range(1, ctx.options.get("max_n", 3) + 1)]
-    values.append(MetricValue("unigram_entropy", unigram_entropy(texts), 1, n, seed,
+    values.append(MetricValue("unigram_entropy", unigram_entropy(texts), VERSION, n, seed,
                               {**params, "unit": "nats"}, True))
     vocab = len({w for t in texts for w in t.split()})
-    values.append(MetricValue("vocab_size", float(vocab), 1, n, seed, params, True))
+    values.append(MetricValue("vocab_size", float(vocab), VERSION, n, seed, params, True))
     return values

@@ -17,6 +17,9 @@ import numpy as np
 
 from ouroboros.metrics.signature import EvalContext, MetricValue
 
+# Bump when this module's numbers change: it re-runs the evaluations that use it.
+VERSION = 2
+
 _WORD = re.compile(r"\w+", re.UNICODE)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
@@ -55,13 +58,13 @@ def bootstrap_interval(n: int, stat, resamples: int, seed: int) -> tuple[float, 
 
 def _with_interval(name: str, value: float, n: int, ctx: EvalContext, params: dict,
                    stat) -> list[MetricValue]:
-    out = [MetricValue(name, value, 1, n, ctx.seed, params, True)]
+    out = [MetricValue(name, value, VERSION, n, ctx.seed, params, True)]
     b = ctx.options.get("bootstrap", 1000)
     if b and n > 1:
         lo, hi = bootstrap_interval(n, stat, b, ctx.seed)
         ci = {**params, "bootstrap": b, "interval": "95% percentile"}
-        out += [MetricValue(f"{name}@low", lo, 1, n, ctx.seed, ci, True),
-                MetricValue(f"{name}@high", hi, 1, n, ctx.seed, ci, True)]
+        out += [MetricValue(f"{name}@low", lo, VERSION, n, ctx.seed, ci, True),
+                MetricValue(f"{name}@high", hi, VERSION, n, ctx.seed, ci, True)]
     return out
 
 
@@ -106,12 +109,16 @@ def lengths(ctx: EvalContext) -> list[MetricValue]:
     """Mean length in words of predictions (or samples) and their ratio to the references."""
     if ctx.predictions is None:
         words = [len(t.split()) for t in ctx.samples]
-        return [MetricValue("sample_words", float(np.mean(words)) if words else 0.0, 1,
+        return [MetricValue("sample_words", float(np.mean(words)) if words else 0.0, VERSION,
                             len(words), ctx.seed, {"set": "generated"}, None)]
     pred = [len(t.split()) for t in ctx.predictions]
     ref = [len(t.split()) for t in ctx.references]
     n = len(pred)
-    return [MetricValue("prediction_words", float(np.mean(pred)), 1, n, ctx.seed,
+    unique = len(set(ctx.predictions)) / max(1, n)
+    return [MetricValue("prediction_words", float(np.mean(pred)), VERSION, n, ctx.seed,
                         {"set": "test-predictions"}, None),
-            MetricValue("length_ratio", float(sum(pred) / max(1, sum(ref))), 1, n, ctx.seed,
-                        {"set": "test-predictions", "against": "real references"}, None)]
+            MetricValue("length_ratio", float(sum(pred) / max(1, sum(ref))), VERSION, n,
+                        ctx.seed,
+                        {"set": "test-predictions", "against": "real references"}, None),
+            MetricValue("unique_predictions", unique, VERSION, n, ctx.seed,
+                        {"set": "test-predictions"}, True)]
