@@ -158,7 +158,7 @@ def test_hf_datasets_source_reads_local_files(tmp_path):
     for split in ("train", "test"):
         (tmp_path / f"{split}.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
     cfg = load_config(overrides=[
-        "data.source=hf", "hf.path=json", "task.name=summarization",
+        "data.source=hf", "data.hf.path=json", "task.name=summarization",
         "metrics.names=[perplexity, rouge]", "data.train_size=10", "data.valid_size=2",
         "data.test_size=5", "model.tokenizer=bpe",
         f"data.hf.data_files={{train: {tmp_path / 'train.jsonl'}, "
