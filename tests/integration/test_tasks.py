@@ -42,6 +42,17 @@ def _stage(plan, kind: str, label: str):
     return next(s for s in plan.stages if s.kind == kind and s.label == label)
 
 
+def _joined(tmp_path, plan, label: str, original: Path, field=None):
+    """(predictions, their references read from the ORIGINAL file by the line each id names,
+    metrics.json values) of one evaluate stage."""
+    evaluation = _stage(plan, "evaluate", label)
+    predictions = read_jsonl(tmp_path / evaluation.relpath / "predictions.jsonl")
+    lines = original.read_text().splitlines()
+    refs = [lines[int(p["id"].split("-L")[1]) - 1] for p in predictions]
+    refs = [(json.loads(r)[field] if field else r).strip() for r in refs]
+    return predictions, refs, _metrics(tmp_path, evaluation)
+
+
 def _metrics(tmp_path, stage) -> dict[str, float]:
     rows = json.loads((tmp_path / stage.relpath / "metrics.json").read_text())["values"]
     return {r["metric"]: r["value"] for r in rows}
@@ -50,16 +61,12 @@ def _metrics(tmp_path, stage) -> dict[str, float]:
 @needs_shared
 def test_summarization_scores_match_original_references(tmp_path):
     _, plan = _study("dialogsum", tmp_path)
-    evaluation = _stage(plan, "evaluate", "replace-s0-g1")
-    predictions = read_jsonl(tmp_path / evaluation.relpath / "predictions.jsonl")
     # Join on the file line the id names, in the ORIGINAL test file, not on list positions.
-    lines = (SHARED / "dialogsum" / "test.jsonl").read_text().splitlines()
-    refs = [json.loads(lines[int(p["id"].split("-L")[1]) - 1])["summary"].strip()
-            for p in predictions]
+    predictions, refs, got = _joined(tmp_path, plan, "replace-s0-g1",
+                                     SHARED / "dialogsum" / "test.jsonl", "summary")
     assert [p["reference"] for p in predictions] == refs
     assert len(predictions) == 16
     recomputed = rouge_per_example([p["prediction"] for p in predictions], refs)
-    got = _metrics(tmp_path, evaluation)
     for t in ("rouge1", "rouge2", "rougeL", "rougeLsum"):
         assert got[t] == pytest.approx(recomputed[t].mean(), abs=1e-9)
     # Generation 1 learned from generation 0's summaries of the real training dialogues.
@@ -75,12 +82,9 @@ def test_summarization_scores_match_original_references(tmp_path):
 @needs_shared
 def test_translation_bleu_matches_sacrebleu_on_original_references(tmp_path):
     _, plan = _study("multi30k", tmp_path)
-    evaluation = _stage(plan, "evaluate", "mix-0.1-s0-g1")
-    predictions = read_jsonl(tmp_path / evaluation.relpath / "predictions.jsonl")
-    german = (SHARED / "multi30k" / "test_2016_flickr.de").read_text().splitlines()
-    refs = [german[int(p["id"].split("-L")[1]) - 1].strip() for p in predictions]
+    predictions, refs, got = _joined(tmp_path, plan, "mix-0.1-s0-g1",
+                                     SHARED / "multi30k" / "test_2016_flickr.de")
     hyps = [p["prediction"] for p in predictions]
-    got = _metrics(tmp_path, evaluation)
     assert got["bleu"] == pytest.approx(BLEU().corpus_score(hyps, [refs]).score, abs=1e-9)
     assert got["perplexity"] > 1
     trainset = read_jsonl(tmp_path / _stage(plan, "trainset", "mix-0.1-s0-g1").relpath
