@@ -276,7 +276,8 @@ class MetricsConfig(Section):
                              description="Metric plug-ins (see `ouroboros ls`).")
     rare_fraction: Fraction = Field(0.5, description="Tail = the least expected share of the "
                                                      "lexicon (ground-truth tail coverage).")
-    max_n: int = Field(3, ge=1, le=6, description="Distinct-n for n = 1..max_n.")
+    max_n: int = Field(3, ge=1, le=6, description="Distinct-n and n-gram entropy, n = 1..max_n.")
+    mattr_window: int = Field(50, gt=1, description="Window (words) of the moving-average TTR.")
     eval_decoding: Literal["greedy", "beam"] = Field(
         "greedy", description="How test predictions are decoded (summarization/translation).")
     eval_size: int | None = Field(

@@ -5,7 +5,16 @@ import math
 import numpy as np
 import pytest
 
-from ouroboros.metrics.diversity import distinct_n, diversity, unigram_entropy
+from ouroboros.metrics.diversity import (
+    distinct_n,
+    diversity,
+    mattr,
+    ngram_entropy,
+    repetition_rate,
+    type_token_ratio,
+    unigram_entropy,
+    zipf_exponent,
+)
 from ouroboros.metrics.signature import EvalContext, MetricValue
 
 
@@ -26,9 +35,10 @@ def test_diversity_values_carry_signatures():
     values = diversity(EvalContext(samples=["a b", "a c"], real_test=[], seed=3))
     names = {v.metric: v for v in values}
     assert set(names) == {"distinct_1", "distinct_2", "distinct_3", "unigram_entropy",
-                          "vocab_size"}
+                          "vocab_size", "entropy_2", "entropy_3", "ttr", "mattr",
+                          "zipf_exponent", "repetition_rate", "self_bleu"}
     assert names["vocab_size"].value == 3
-    assert names["distinct_1"].signature.startswith("distinct_1|v1|n=2|seed=3|")
+    assert names["distinct_1"].signature.startswith("distinct_1|v2|n=2|seed=3|")
 
 
 def test_signature_format():
@@ -68,3 +78,23 @@ def test_ground_truth_needs_a_language():
     from ouroboros.metrics.groundtruth import ground_truth
     with pytest.raises(ValueError, match="grammar"):
         ground_truth(EvalContext(samples=["a ."], real_test=["a ."], seed=0))
+
+
+def test_ttr_and_mattr_table():
+    texts = ["a b c a b c a b c", "d e f"]
+    assert type_token_ratio(texts) == pytest.approx(6 / 12)
+    assert mattr(texts, window=3) == pytest.approx(1.0)  # every 3-word window is distinct
+    assert mattr(["a a b b"], window=2) == pytest.approx((0.5 + 1 + 0.5) / 3)
+    assert mattr(["a b a"], window=10) == pytest.approx(2 / 3)  # shorter than the window: TTR
+    # MATTR does not fall with more of the same kind of text; TTR does.
+    one, many = ["a b c d e f"], ["a b c d e f"] * 20
+    assert mattr(many, 6) == pytest.approx(mattr(one, 6)) and type_token_ratio(many) < 0.1
+
+
+def test_entropy_zipf_and_repetition():
+    assert ngram_entropy(["a b a b"], 2) == pytest.approx(
+        -(2 / 3 * math.log(2 / 3) + 1 / 3 * math.log(1 / 3)))
+    zipf = [" ".join([f"w{r}"] * round(5000 / r)) for r in range(1, 200)]
+    assert zipf_exponent(zipf) == pytest.approx(1.0, abs=0.02)
+    assert repetition_rate(["x y x y x y"], n=2) == pytest.approx(3 / 5)
+    assert repetition_rate(["a b c d e"]) == 0.0

@@ -1,14 +1,19 @@
-"""Lexical diversity of a set of generated texts: distinct-n, unigram entropy, vocabulary."""
+"""Lexical diversity of a set of generated texts, each metric defined here with its parameters
+(diversity packages disagree with each other: see ../shared/REFERENCE.md). Words are
+whitespace tokens; docs/metrics.md gives every definition."""
 
 from __future__ import annotations
 
 import math
 from collections import Counter
 
+import numpy as np
+
+from ouroboros.metrics.selfbleu import self_bleu
 from ouroboros.metrics.signature import EvalContext, MetricValue
 
 # Bump when this module's numbers change: it re-runs the evaluations that use it.
-VERSION = 1
+VERSION = 2
 
 
 def ngrams(tokens: list[str], n: int) -> list[tuple[str, ...]]:
@@ -22,11 +27,62 @@ def distinct_n(texts: list[str], n: int) -> float:
     return len(set(grams)) / len(grams) if grams else 0.0
 
 
-def unigram_entropy(texts: list[str]) -> float:
-    """Shannon entropy (nats) of the pooled word distribution."""
-    counts = Counter(w for t in texts for w in t.split())
+def ngram_entropy(texts: list[str], n: int = 1) -> float:
+    """Shannon entropy (nats) of the pooled n-gram distribution."""
+    counts = Counter(g for t in texts for g in ngrams(t.split(), n))
     total = sum(counts.values())
     return -sum(c / total * math.log(c / total) for c in counts.values()) if total else 0.0
+
+
+def unigram_entropy(texts: list[str]) -> float:
+    """Shannon entropy (nats) of the pooled word distribution."""
+    return ngram_entropy(texts, 1)
+
+
+def type_token_ratio(texts: list[str]) -> float:
+    """Distinct words / words over the whole set (depends on how much text there is)."""
+    words = [w for t in texts for w in t.split()]
+    return len(set(words)) / len(words) if words else 0.0
+
+
+def mattr(texts: list[str], window: int = 50) -> float:
+    """Moving-average TTR (Covington & McFall 2010): the mean TTR of every ``window``-word
+    window of the texts' words in order; plain TTR when there are fewer words. Unlike TTR it
+    does not fall just because there is more text."""
+    words = [w for t in texts for w in t.split()]
+    if len(words) <= window:
+        return type_token_ratio(texts)
+    counts = Counter(words[:window])
+    total = len(counts)
+    for k in range(window, len(words)):  # slide: add words[k], drop words[k - window]
+        counts[words[k]] += 1
+        old = words[k - window]
+        counts[old] -= 1
+        if not counts[old]:
+            del counts[old]
+        total += len(counts)
+    return total / ((len(words) - window + 1) * window)
+
+
+def zipf_exponent(texts: list[str], max_rank: int = 1000) -> float:
+    """The exponent s of frequency ~ rank^-s: minus the least-squares slope of log frequency
+    on log rank over the ``max_rank`` most frequent words (NaN with fewer than 3 types)."""
+    freqs = sorted(Counter(w for t in texts for w in t.split()).values(), reverse=True)
+    freqs = freqs[:max_rank]
+    if len(freqs) < 3:
+        return float("nan")
+    ranks = np.log(np.arange(1, len(freqs) + 1))
+    return float(-np.polyfit(ranks, np.log(freqs), 1)[0])
+
+
+def repetition_rate(texts: list[str], n: int = 4) -> float:
+    """Share of n-grams that repeat an earlier n-gram of the same text (degenerate loops)."""
+    repeated = total = 0
+    for t in texts:
+        grams = ngrams(t.split(), n)
+        repeated += len(grams) - len(set(grams))
+        total += len(grams)
+    return repeated / total if total else 0.0
 
 
 def diversity(ctx: EvalContext) -> list[MetricValue]:
@@ -37,6 +93,22 @@ def diversity(ctx: EvalContext) -> list[MetricValue]:
               for k in range(1, ctx.options.get("max_n", 3) + 1)]
     values.append(MetricValue("unigram_entropy", unigram_entropy(texts), VERSION, n, seed,
                               {**params, "unit": "nats"}, True))
+    values += [MetricValue(f"entropy_{k}", ngram_entropy(texts, k), VERSION, n, seed,
+                           {**params, "unit": "nats"}, True)
+               for k in range(2, ctx.options.get("max_n", 3) + 1)]
+    window = ctx.options.get("mattr_window", 50)
+    values += [
+        MetricValue("ttr", type_token_ratio(texts), VERSION, n, seed, params, True),
+        MetricValue("mattr", mattr(texts, window), VERSION, n, seed, {**params, "window": window},
+                    True),
+        MetricValue("zipf_exponent", zipf_exponent(texts), VERSION, n, seed,
+                    {**params, "fit": "least-squares log-log", "max_rank": 1000}, None),
+        MetricValue("repetition_rate", repetition_rate(texts), VERSION, n, seed,
+                    {**params, "n": 4, "within": "sample"}, False),
+        MetricValue("self_bleu", self_bleu(texts), VERSION, n, seed,
+                    {"sacrebleu": "sentence_bleu, 13a, exp smoothing, effective order",
+                     "references": "all other samples"}, False),
+    ]
     vocab = len({w for t in texts for w in t.split()})
     values.append(MetricValue("vocab_size", float(vocab), VERSION, n, seed, params, True))
     return values
