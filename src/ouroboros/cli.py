@@ -17,6 +17,7 @@ EXAMPLES = """examples:
   ouroboros report runs/demo                     # re-render runs/demo/report/report.html
   ouroboros validate configs/demo.yaml
   ouroboros config                               # every setting with its documentation
+  ouroboros toys gaussian-mle --policy accumulate  # analytic loop vs closed form
 """
 
 
@@ -44,6 +45,19 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("args", nargs="*", metavar="[CONFIG] [dotted.key=value]")
     explain = sub.add_parser("config", help="print the resolved config, every field documented")
     explain.add_argument("args", nargs="*", metavar="[CONFIG] [dotted.key=value]")
+    toys = sub.add_parser("toys", help="analytic loops checked against closed forms",
+                          description="Run an analytic recursive loop (many replicates) through "
+                                      "the same data policies as the language-model loop and "
+                                      "print empirical values next to the closed forms.")
+    toys.add_argument("name", help="gaussian-mle, gaussian-unbiased, regression, categorical")
+    toys.add_argument("--policy", default="replace", help="a data policy (see `ouroboros ls`)")
+    toys.add_argument("--real-fraction", type=float, default=None, help="for mix and fresh")
+    toys.add_argument("--samples", type=int, default=20, help="M: points per generation")
+    toys.add_argument("--generations", type=int, default=10)
+    toys.add_argument("--replicates", type=int, default=2000)
+    toys.add_argument("--seed", type=int, default=0)
+    toys.add_argument("--out", type=Path, help="folder for toys.csv and toys.png "
+                                               "(default: runs/toys-<name>-<policy>)")
     sub.add_parser("ls", help="registered plug-ins by kind")
     return p
 
@@ -102,6 +116,49 @@ def cmd_status(run_dir: Path) -> int:
     return 0
 
 
+def cmd_toys(args: argparse.Namespace) -> int:
+    """Run one analytic loop; print, save and plot empirical values against theory."""
+    import csv
+    import dataclasses
+
+    from ouroboros.registry import POLICIES
+    from ouroboros.report.plots import plot_toy
+    from ouroboros.toys.loops import TOYS, ToySettings, run_toy
+    problems = []
+    if args.name not in TOYS:
+        problems.append(f"toy: unknown '{args.name}'; valid: {', '.join(TOYS)}")
+    try:
+        POLICIES.check(args.policy)
+    except ValueError as e:
+        problems.append(f"policy: {e}")
+    if (args.policy in {"mix", "fresh"}) != (args.real_fraction is not None):
+        problems.append("--real-fraction is needed by mix and fresh, and only by them")
+    if args.samples < 2 or args.generations < 1 or args.replicates < 2:
+        problems.append("--samples >= 2, --generations >= 1 and --replicates >= 2")
+    if problems:
+        raise ConfigError(problems, "toys")
+    s = ToySettings(policy=args.policy, real_fraction=args.real_fraction, samples=args.samples,
+                    generations=args.generations, replicates=args.replicates, seed=args.seed)
+    rows = run_toy(args.name, s)
+    print(f"{args.name}, policy {args.policy}, M={s.samples}, {s.replicates} replicates; "
+          f"n = generation + 1 fits; mean ± standard error")
+    print(f"{'gen':>4} {'quantity':<16}{'empirical':>22}{'median':>11}{'closed form':>13}")
+    for r in rows:
+        theory = f"{r.theory:13.4f}" if r.theory is not None else f"{'-':>13}"
+        print(f"{r.generation:>4} {r.quantity:<16}{r.mean:>12.4f} ± {r.stderr:<7.4f}"
+              f"{r.median:>11.4f}{theory}")
+    out = args.out or Path("runs") / f"toys-{args.name}-{args.policy}"
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "toys.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=[fld.name for fld in dataclasses.fields(rows[0])])
+        writer.writeheader()
+        writer.writerows(dataclasses.asdict(r) for r in rows)
+    plot_toy(rows, f"{args.name} / {args.policy} (M={s.samples}, {s.replicates} replicates)",
+             out / "toys.png")
+    print(f"\nwritten: {out / 'toys.csv'}, {out / 'toys.png'}")
+    return 0
+
+
 def cmd_ls() -> int:
     """Print every registered plug-in name, by kind."""
     from ouroboros.registry import ALL
@@ -137,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
             config, overrides = _split_args(args.args)
             print(explain(load_config(config, overrides)))
             return 0
+        if args.verb == "toys":
+            return cmd_toys(args)
         if args.verb == "resume":
             return cmd_resume(args.run_dir)
         if args.verb == "status":

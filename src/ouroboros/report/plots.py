@@ -46,3 +46,29 @@ def plot_all(rows: list[dict], out_dir: Path, metrics: list[str]) -> list[Path]:
     """A PNG per metric in ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     return [plot_metric(rows, m, out_dir / f"{m}.png") for m in metrics]
+
+
+def plot_toy(rows, title: str, path: Path) -> Path:
+    """Empirical means (with 2-standard-error bars) against the closed forms, per quantity."""
+    quantities = list(dict.fromkeys(r.quantity for r in rows))
+    fig, axes = plt.subplots(1, len(quantities), figsize=(4.2 * len(quantities), 3.3), dpi=110,
+                             squeeze=False)
+    for ax, q in zip(axes[0], quantities, strict=True):
+        sel = [r for r in rows if r.quantity == q]
+        gens = [r.generation for r in sel]
+        ax.errorbar(gens, [r.mean for r in sel], yerr=[2 * r.stderr for r in sel], marker="o",
+                    ms=3, capsize=2, label="empirical mean ± 2 SE")
+        ax.plot(gens, [r.median for r in sel], ls=":", label="empirical median")
+        known = [r for r in sel if r.theory is not None]
+        if known:
+            ax.plot([r.generation for r in known], [r.theory for r in known], "k--",
+                    label="closed form")
+        ax.set_title(q, fontsize=10)
+        ax.set_xlabel("generation")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

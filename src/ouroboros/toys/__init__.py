@@ -1,0 +1,1 @@
+"""Analytic recursive-training loops checked against closed forms."""

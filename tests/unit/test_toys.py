@@ -1,0 +1,66 @@
+"""Analytic loops against the closed forms of ../shared/REFERENCE.md, through the policies."""
+
+import math
+
+import pytest
+
+from ouroboros import registry
+from ouroboros.cli import main
+from ouroboros.toys.loops import ToySettings, digamma, run_toy
+
+# (toy, policy): each closed form must hold within 4 standard errors at every generation
+# (and within 3% where the closed form is an approximation).
+CASES = [("gaussian-mle", "replace"), ("gaussian-unbiased", "replace"),
+         ("regression", "replace"), ("regression", "accumulate"), ("categorical", "replace")]
+
+
+@pytest.mark.parametrize(("name", "policy"), CASES)
+def test_closed_forms(name, policy):
+    rows = run_toy(name, ToySettings(policy=policy, replicates=3000, generations=8))
+    checked = [r for r in rows if r.theory is not None]
+    assert len(checked) >= 8
+    for r in checked:
+        assert abs(r.mean - r.theory) < 4 * r.stderr + 1e-12, r
+
+
+def test_accumulate_bounds_the_gaussian_mean_error():
+    rows = run_toy("gaussian-unbiased", ToySettings(policy="accumulate", replicates=3000,
+                                                    generations=8))
+    errors = [r for r in rows if r.quantity == "sq_mean_error"]
+    for r in errors:  # the closed form is an approximation: 4 SE plus 5%
+        assert abs(r.mean - r.theory) < 4 * r.stderr + 0.05 * r.theory, r
+    assert errors[-1].mean < math.pi**2 / 6 / 20 * 1.1  # bounded, unlike replace's n/M
+
+
+def test_unbiased_variance_collapses_in_median_not_mean():
+    rows = run_toy("gaussian-unbiased", ToySettings(replicates=3000, generations=10))
+    var = [r for r in rows if r.quantity == "var"]
+    assert abs(var[-1].mean - 1.0) < 4 * var[-1].stderr  # E[sigma^2] stays sigma0^2 ...
+    assert var[-1].median < 0.8                          # ... while the typical chain shrinks
+
+
+def test_toys_use_the_registered_policies(monkeypatch):
+    calls = []
+    real = registry.POLICIES.get("mix")
+    monkeypatch.setitem(registry.POLICIES.entries, "mix", "tests.unit.test_toys:_spy")
+    monkeypatch.setattr("tests.unit.test_toys._spy", lambda ctx: calls.append(1) or real(ctx),
+                        raising=False)
+    run_toy("gaussian-mle", ToySettings(policy="mix", real_fraction=0.5, replicates=3,
+                                        generations=4))
+    assert len(calls) == 3 * 3
+
+
+def test_digamma():
+    assert digamma(1.0) == pytest.approx(-0.5772156649015329, abs=1e-12)
+    assert digamma(0.5) == pytest.approx(-0.5772156649015329 - 2 * math.log(2), abs=1e-12)
+
+
+def test_cli(tmp_path, capsys):
+    assert main(["toys", "categorical", "--replicates", "50", "--generations", "3",
+                 "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "gini_simpson" in out and "closed form" in out
+    assert (tmp_path / "toys.csv").is_file() and (tmp_path / "toys.png").stat().st_size > 1000
+    assert main(["toys", "nope", "--policy", "replce"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown 'nope'" in err and "did you mean 'replace'" in err
