@@ -272,7 +272,8 @@ class PolicyConfig(Section):
 class MetricsConfig(Section):
     """What is measured for every generation of every cell."""
 
-    names: list[str] = Field(["perplexity", "ground-truth", "diversity"],
+    names: list[str] = Field(["perplexity", "ground-truth", "diversity", "tails",
+                              "reference-perplexity"],
                              description="Metric plug-ins (see `ouroboros ls`).")
     rare_fraction: Fraction = Field(0.5, description="Tail = the least expected share of the "
                                                      "lexicon (ground-truth tail coverage).")

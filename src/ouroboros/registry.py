@@ -69,6 +69,8 @@ METRICS = Registry("metric", {
     "rouge": "ouroboros.metrics.references:rouge",
     "bleu": "ouroboros.metrics.references:bleu",
     "lengths": "ouroboros.metrics.references:lengths",
+    "tails": "ouroboros.metrics.tails:tails",
+    "reference-perplexity": "ouroboros.metrics.tails:reference_perplexity",
 })
 
 ALL: dict[str, Registry] = {r.kind: r for r in

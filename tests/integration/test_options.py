@@ -33,3 +33,18 @@ def test_previous_init_best_selection_and_every_policy(tiny_config, tmp_path):
 
 def plan_trainset(plan, label):
     return next(s.relpath for s in plan.stages if s.kind == "trainset" and s.label == label)
+
+
+def test_reference_perplexity_and_tails(tiny_config, tmp_path):
+    from ouroboros.report.html import render_report
+    cfg = tiny_config("metrics.names=[perplexity, tails, reference-perplexity]")
+    plan = run_study(cfg, tmp_path, log=lambda _: None)
+    g1 = next(s for s in plan.stages if s.kind == "evaluate" and s.label == "replace-s0-g1")
+    assert g1.deps["reference"].label == "s0-g0"  # the frozen generation-0 model
+    rows = (tmp_path / "sample_perplexity.csv").read_text().splitlines()
+    assert rows[0] == "cell,policy,seed,generation,value"
+    assert len(rows) - 1 == 2 * 2 * 120  # cells x generations x samples
+    metrics = (tmp_path / "metrics.csv").read_text()
+    assert "rare_recall_2g_17+" in metrics and "missing_mass" in metrics
+    html = render_report(tmp_path).read_text()
+    assert "sample_perplexity_histogram" in html

@@ -107,6 +107,7 @@ def _plan_cell(cfg: StudyConfig, cell: Cell, data: Stage, tok: Stage,
     """The four stages of every generation of one cell."""
     samples: list[Stage] = []
     model: Stage | None = None
+    first: Stage | None = None  # generation 0's model: the frozen reference
     train_spec = {"model": cfg.model.model_dump(), "training": cfg.training.model_dump()}
     for g in range(cfg.generations):
         label = f"s{cell.seed}-g{g}" if g == 0 else f"{cell.policy.display}-s{cell.seed}-g{g}"
@@ -127,10 +128,13 @@ def _plan_cell(cfg: StudyConfig, cell: Cell, data: Stage, tok: Stage,
                         {"generation": cfg.generation.model_dump(), "task": cfg.task.model_dump(),
                          "g": g, "seed": cell.seed}, {"model": model, "data": data}))
         samples.append(gen)
+        first = first or model
+        inputs = {"model": model, "samples": gen, "data": data}
+        if "reference-perplexity" in cfg.metrics.names:
+            inputs["reference"] = first
         cell.evaluations.append(add(Stage(
             "evaluate", label, {"metrics": cfg.metrics.model_dump(), "g": g, "seed": cell.seed,
-                                "metric_versions": metric_versions(cfg)},
-            {"model": model, "samples": gen, "data": data})))
+                                "metric_versions": metric_versions(cfg)}, inputs)))
 
 
 # -- running ----------------------------------------------------------------------------------
@@ -341,8 +345,14 @@ class Runner:
             write_jsonl(out / "predictions.jsonl", [
                 {"id": e["id"], "source": e["source"], "prediction": p, "reference": e["target"]}
                 for e, p in zip(scored, predictions, strict=True)])
+        reference = None
+        if "reference" in stage.deps:
+            reference, _ = load_checkpoint(self.dir(stage.deps["reference"]) / "model",
+                                           self.cfg.runtime.device)
         ctx = EvalContext(
             samples=[self.task.text(s) for s in samples], real_test=test,
+            real_train=self.real(stage.deps["data"], "train"), sample_rows=samples,
+            reference_model=reference,
             seed=stage.spec["seed"], truth=getattr(self.source, "truth", None), model=model,
             tokenizer=tokenizer, encoder=encoder, task=self.task, predictions=predictions,
             batch_size=self.cfg.runtime.eval_batch_size, device=self.cfg.runtime.device,
@@ -351,6 +361,8 @@ class Runner:
         rows = [{"metric": v.metric, "value": v.value, "higher_is_better": v.higher_is_better,
                  "signature": v.signature} for v in values]
         rundir.write_json(out / "metrics.json", {"generation": stage.spec["g"], "values": rows})
+        for name, values in ctx.artifacts.items():  # per-sample values, e.g. for histograms
+            rundir.write_json(out / f"{name}.json", {"values": values})
         return {"metrics": len(rows)}
 
     def run(self, plan: Plan) -> int:
@@ -370,6 +382,19 @@ class Runner:
             self.log(f"[{i}/{len(plan.stages)}] {stage.kind:<9} {stage.label:<28} "
                      f"{time.perf_counter() - start:6.1f}s  (elapsed {elapsed:.0f}s)")
         return built
+
+
+def artifact_rows(store: StageStore, plan: Plan, name: str) -> list[dict]:
+    """Tidy rows of a per-sample artifact (``<name>.json`` of evaluate stages), if any."""
+    rows = []
+    for cell in plan.cells:
+        for g, stage in enumerate(cell.evaluations):
+            path = store.path(stage) / f"{name}.json"
+            if path.is_file():
+                rows += [{"cell": cell.name, "policy": cell.policy.display, "seed": cell.seed,
+                          "generation": g, "value": v}
+                         for v in json.loads(path.read_text())["values"]]
+    return rows
 
 
 def metric_rows(store: StageStore, plan: Plan) -> list[dict]:
@@ -408,6 +433,9 @@ def run_study(cfg: StudyConfig, run_dir: Path, log: Callable[[str], None] = _log
             f"({done} already finished) in {run_dir}")
         built = Runner(cfg, run_dir, log).run(plan)
         rundir.write_metrics(run_dir, metric_rows(store, plan))
+        per_sample = artifact_rows(store, plan, "sample_perplexity")
+        if per_sample:
+            rundir.write_table(run_dir / "sample_perplexity.csv", list(per_sample[0]), per_sample)
         moved = rundir.move_aside(run_dir, rundir.stale_stages(
             run_dir, {s.relpath for s in plan.stages}))
         if moved:

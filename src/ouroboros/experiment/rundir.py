@@ -111,15 +111,19 @@ def stale_stages(run_dir: Path, planned: set[str]) -> list[Path]:
             if d.is_dir() and str(d.relative_to(run_dir)) not in planned]
 
 
-def write_metrics(run_dir: Path, rows: list[dict]) -> Path:
-    """Write the tidy ``metrics.csv`` (one row per cell, seed, generation, metric)."""
+def write_table(path: Path, columns: list[str], rows: list[dict]) -> Path:
+    """A CSV file with a header, written atomically."""
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=METRIC_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    path = run_dir / "metrics.csv"
     write_atomic(path, buf.getvalue())
     return path
+
+
+def write_metrics(run_dir: Path, rows: list[dict]) -> Path:
+    """Write the tidy ``metrics.csv`` (one row per cell, seed, generation, metric)."""
+    return write_table(run_dir / "metrics.csv", METRIC_COLUMNS, rows)
 
 
 def write_json(path: Path, data: dict) -> None:

@@ -41,6 +41,10 @@ class EvalContext:
     encoder: Any = None                # models.encoding.Encoder of the model family
     task: Any = None
     predictions: list[str] | None = None  # model outputs for real test sources (conditional)
+    real_train: list[dict] = field(default_factory=list)  # the real training examples
+    sample_rows: list[dict] = field(default_factory=list)  # the samples with source/target
+    reference_model: Any = None        # the frozen generation-0 model of this seed
+    artifacts: dict[str, Any] = field(default_factory=dict)  # per-sample values to save
     batch_size: int = 128
     device: str = "cpu"
     options: dict[str, Any] = field(default_factory=dict)  # MetricsConfig as a dict

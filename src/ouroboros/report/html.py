@@ -7,7 +7,7 @@ import html
 import json
 from pathlib import Path
 
-from ouroboros.report.plots import plot_all
+from ouroboros.report.plots import plot_all, plot_sample_perplexity
 from ouroboros.report.tables import (
     KEY_METRICS,
     headline,
@@ -45,6 +45,9 @@ def render_report(run_dir: Path) -> Path:
     metrics = ordered(sorted({r["metric"] for r in rows}), KEY_METRICS)
     out = run_dir / "report"
     pngs = plot_all(rows, out, headline(metrics))
+    if (run_dir / "sample_perplexity.csv").is_file():
+        pngs.insert(0, plot_sample_perplexity(run_dir / "sample_perplexity.csv",
+                                              out / "sample_perplexity_histogram.png"))
     config = (run_dir / "config.yaml").read_text() if (run_dir / "config.yaml").is_file() else ""
     manifest_path = run_dir / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}

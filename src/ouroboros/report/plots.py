@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 
 from ouroboros.report.tables import directions, policies_in_order, summarise  # noqa: E402
 
@@ -68,6 +70,35 @@ def plot_toy(rows, title: str, path: Path) -> Path:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_sample_perplexity(csv_path: Path, path: Path) -> Path:
+    """Histograms of the samples' perplexity under generation 0's model, one panel per policy,
+    one curve per generation, seeds pooled (the figure of Shumailov et al.)."""
+    import csv
+    with open(csv_path, encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    policies = list(dict.fromkeys(r["policy"] for r in rows))
+    gens = sorted({int(r["generation"]) for r in rows})
+    values = [math.log10(max(float(r["value"]), 1e-12)) for r in rows]
+    bins = np.linspace(min(values), max(values), 40)
+    fig, axes = plt.subplots(1, len(policies), figsize=(4.2 * len(policies), 3.2), dpi=110,
+                             squeeze=False, sharey=True)
+    colors = plt.cm.viridis(np.linspace(0, 0.9, len(gens)))
+    for ax, policy in zip(axes[0], policies, strict=True):
+        for g, color in zip(gens, colors, strict=True):
+            v = [math.log10(max(float(r["value"]), 1e-12)) for r in rows
+                 if r["policy"] == policy and int(r["generation"]) == g]
+            ax.hist(v, bins=bins, histtype="step", density=True, color=color, label=f"g{g}")
+        ax.set_title(policy, fontsize=10)
+        ax.set_xlabel("log10 perplexity under generation 0")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("density")
+    axes[0][-1].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -1,0 +1,95 @@
+"""Tails and distribution shift against the ORIGINAL real corpus (the real training split).
+
+* ``rare_recall_{n}g_{band}``: of the real corpus's n-grams whose real count lies in a
+  frequency band (1, 2-4, 5-16, 17+), the share the samples produce at least once: collapse
+  forgets the rare bands first (Shumailov et al.).
+* ``unigram_kl``: KL(real || samples) of word distributions in nats; the samples' distribution
+  is add-one smoothed over the union vocabulary (otherwise one lost word makes it infinite).
+* ``missing_mass``: real word probability mass of the words the samples never produce.
+* ``reference_perplexity``: every sample scored by the frozen generation-0 model of its seed
+  (Shumailov et al.'s figure); mean and median of the per-sample perplexities. The values
+  themselves go to ``sample_perplexity.csv`` for the report's histograms.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import numpy as np
+
+from ouroboros.metrics.diversity import ngrams
+from ouroboros.metrics.signature import EvalContext, MetricValue
+from ouroboros.models.encoding import encode_examples
+from ouroboros.models.scoring import sequence_nll
+
+# Bump when this module's numbers change: it re-runs the evaluations that use it.
+VERSION = 1
+BANDS = ((1, 1), (2, 4), (5, 16), (17, math.inf))
+
+
+def band_name(lo: int, hi: float) -> str:
+    """``1``, ``2-4``, ``17+``."""
+    return f"{lo}" if lo == hi else (f"{lo}+" if math.isinf(hi) else f"{lo}-{int(hi)}")
+
+
+def rare_recall(real: list[str], samples: list[str], n: int) -> dict[str, float]:
+    """Band -> share of the real n-grams of that real-frequency band that the samples produce."""
+    real_counts = Counter(g for t in real for g in ngrams(t.split(), n))
+    produced = {g for t in samples for g in ngrams(t.split(), n)}
+    out = {}
+    for lo, hi in BANDS:
+        band = [g for g, c in real_counts.items() if lo <= c <= hi]
+        out[band_name(lo, hi)] = sum(g in produced for g in band) / len(band) if band else math.nan
+    return out
+
+
+def unigram_shift(real: list[str], samples: list[str]) -> tuple[float, float]:
+    """(KL(real || add-one-smoothed samples) in nats, real mass of words never produced)."""
+    p = Counter(w for t in real for w in t.split())
+    q = Counter(w for t in samples for w in t.split())
+    vocab = set(p) | set(q)
+    p_total, q_total = sum(p.values()), sum(q.values()) + len(vocab)
+    kl = sum(c / p_total * math.log((c / p_total) / ((q[w] + 1) / q_total)) for w, c in p.items())
+    missing = sum(c for w, c in p.items() if w not in q) / p_total
+    return kl, missing
+
+
+def tails(ctx: EvalContext) -> list[MetricValue]:
+    """Rare n-gram recall by band, unigram KL and missing mass against the real training set."""
+    real = [ctx.task.text(e) for e in ctx.real_train]
+    n_samples, seed = len(ctx.samples), ctx.seed
+    params = {"against": "real train", "tokenizer": "whitespace"}
+    out = []
+    for n in (1, 2):
+        for band, value in rare_recall(real, ctx.samples, n).items():
+            out.append(MetricValue(f"rare_recall_{n}g_{band}", value, VERSION, n_samples, seed,
+                                   {**params, "n": n, "real_count": band}, True))
+    kl, missing = unigram_shift(real, ctx.samples)
+    out += [MetricValue("unigram_kl", kl, VERSION, n_samples, seed,
+                        {**params, "smoothing": "add-one on samples", "unit": "nats"}, False),
+            MetricValue("missing_mass", missing, VERSION, n_samples, seed, params, False)]
+    return out
+
+
+def sample_perplexities(ctx: EvalContext) -> np.ndarray:
+    """Per-sample perplexity of the generated samples under the frozen generation-0 model."""
+    examples = [{"source": s["source"], "target": s["target"]} for s in ctx.sample_rows]
+    items = encode_examples(ctx.encoder, ctx.task, examples)
+    nll, count = sequence_nll(ctx.reference_model, items, ctx.tokenizer.pad_token_id,
+                              ctx.batch_size, ctx.device)
+    return np.exp(nll / np.maximum(count, 1))
+
+
+def reference_perplexity(ctx: EvalContext) -> list[MetricValue]:
+    """Mean and median perplexity of the samples under generation 0's model."""
+    if ctx.reference_model is None:
+        raise ValueError("reference-perplexity needs the generation-0 model")
+    ppl = sample_perplexities(ctx)
+    ctx.artifacts["sample_perplexity"] = ppl.tolist()
+    params = {"model": "generation 0 of this seed", "unit": "per-sample token perplexity"}
+    n, seed = len(ppl), ctx.seed
+    return [MetricValue("reference_perplexity", float(ppl.mean()), VERSION, n, seed, params,
+                        None),
+            MetricValue("reference_perplexity_median", float(np.median(ppl)), VERSION, n, seed,
+                        params, None)]
