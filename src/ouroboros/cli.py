@@ -202,9 +202,12 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_status(args.run_dir)
         if args.verb == "report":
             from ouroboros.report.html import render_report
-            from ouroboros.report.tables import read_metrics, summary_table
+            from ouroboros.report.tables import paired_table, read_metrics, summary_table
             columns = args.metrics.split(",") if args.metrics else None
-            print(summary_table(read_metrics(args.run_dir), columns))
+            rows = read_metrics(args.run_dir)
+            print(summary_table(rows, columns))
+            print()
+            print(paired_table(rows, columns))
             print(f"report: {render_report(args.run_dir)}")
             return 0
         return cmd_ls()

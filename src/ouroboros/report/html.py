@@ -12,6 +12,7 @@ from ouroboros.report.tables import (
     KEY_METRICS,
     headline,
     ordered,
+    paired_table,
     policies_in_order,
     read_metrics,
     summarise,
@@ -29,8 +30,10 @@ def _table_html(rows: list[dict], metrics: list[str]) -> str:
             cells = []
             for g in gens:
                 s = stats.get((policy, m, g))
-                cells.append(f"<td title='range {s.low:.4g} .. {s.high:.4g}, {s.n_seeds} seeds'>"
-                             f"{s.mean:.4g}</td>" if s else "<td></td>")
+                cells.append(f"<td title='{s.n_seeds} seeds; median {s.median:.4g}; range "
+                             f"{s.low:.4g} .. {s.high:.4g}; 95% CI {s.ci_low:.4g} .. "
+                             f"{s.ci_high:.4g}'>{s.mean:.4g} <small>(n={s.n_seeds})</small>"
+                             f"</td>" if s else "<td></td>")
             out.append(f"<tr><td>{html.escape(policy)}</td><td>{html.escape(m)}</td>"
                        + "".join(cells) + "</tr>")
     return "\n".join(out + ["</table>"])
@@ -65,9 +68,11 @@ text-align:right}}pre{{background:#f6f6f6;padding:1em;overflow:auto;font-size:12
 </head><body>
 <h1>ouroboros report: {html.escape(run_dir.name)}</h1>
 <p>{len(policies_in_order(rows))} policies x {len(seeds)} seeds (seeds {seeds}); every value is
-the mean over those {len(seeds)} seeds, bands show the range across seeds. All metrics are
-measured against real held-out data.</p>
+the mean over the seeds shown with it (n); plots shade the 95% bootstrap interval of the mean
+over seeds with 3 or more seeds, otherwise the range. All metrics are measured against real
+held-out data.</p>
 <h2>Summary</h2><pre>{html.escape(summary_table(rows))}</pre>
+<h2>Policies compared on shared seeds</h2><pre>{html.escape(paired_table(rows))}</pre>
 <h2>Plots</h2>{images}
 <h2>All values (mean over seeds; hover for the range)</h2>{_table_html(rows, metrics)}
 <h2>Metric signatures</h2><pre>{html.escape(chr(10).join(s for _, s in signatures))}</pre>

@@ -25,17 +25,18 @@ def plot_metric(rows: list[dict], metric: str, path: Path) -> Path:
             continue
         mean = [stats[(policy, metric, g)].mean for g in gens]
         line, = ax.plot(gens, mean, marker="o", ms=3, label=policy)
-        ax.fill_between(gens, [stats[(policy, metric, g)].low for g in gens],
-                        [stats[(policy, metric, g)].high for g in gens],
+        ax.fill_between(gens, [stats[(policy, metric, g)].band[0] for g in gens],
+                        [stats[(policy, metric, g)].band[1] for g in gens],
                         color=line.get_color(), alpha=0.18, lw=0)
     n_seeds = len({r["seed"] for r in rows})
+    band = "95% bootstrap CI" if n_seeds >= 3 else "range"
     title = metric + (f" ({better} is better)" if better else "")
     ax.set_title(title, fontsize=10)
     ax.set_xlabel("generation")
     ax.set_xticks(sorted({r["generation"] for r in rows}))
     ax.grid(alpha=0.3)
     if ax.lines:
-        ax.legend(fontsize=7, title=f"band: range over {n_seeds} seeds", title_fontsize=7)
+        ax.legend(fontsize=7, title=f"mean of {n_seeds} seeds; band: {band}", title_fontsize=7)
     else:
         ax.text(0.5, 0.5, "no finite values", ha="center", transform=ax.transAxes)
     fig.tight_layout()

@@ -8,6 +8,10 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
+from ouroboros.report.stats import bootstrap_ci, paired_differences
+
 # Shown first in summaries, in this order, when present.
 KEY_METRICS = ["perplexity", "kl_true_model", "error_rate", "tail_coverage", "rouge1", "rougeL",
                "bleu", "chrf", "distinct_2", "unigram_entropy", "length_ratio"]
@@ -23,9 +27,17 @@ class Summary:
     """A metric of one policy at one generation, over seeds."""
 
     mean: float
-    low: float
-    high: float
+    low: float          # smallest seed value
+    high: float         # largest seed value
     n_seeds: int
+    median: float = float("nan")
+    ci_low: float = float("nan")   # 95% bootstrap interval of the mean over seeds
+    ci_high: float = float("nan")
+
+    @property
+    def band(self) -> tuple[float, float]:
+        """What plots shade: the bootstrap interval with 3+ seeds, else the range."""
+        return (self.ci_low, self.ci_high) if self.n_seeds >= 3 else (self.low, self.high)
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
@@ -52,7 +64,11 @@ def summarise(rows: list[dict]) -> dict[tuple[str, str, int], Summary]:
     for r in rows:
         if not math.isnan(r["value"]):
             groups[(r["policy"], r["metric"], r["generation"])].append(r["value"])
-    return {k: Summary(sum(v) / len(v), min(v), max(v), len(v)) for k, v in groups.items()}
+    out = {}
+    for k, v in groups.items():
+        lo, hi = bootstrap_ci(v)
+        out[k] = Summary(sum(v) / len(v), min(v), max(v), len(v), float(np.median(v)), lo, hi)
+    return out
 
 
 def directions(rows: list[dict]) -> dict[str, str]:
@@ -83,14 +99,32 @@ def summary_table(rows: list[dict], metrics: list[str] | None = None) -> str:
         cells = [policy]
         for m in names:
             a, b = stats.get((policy, m, 0)), stats.get((policy, m, last))
-            rng = f" [{_num(b.low)}, {_num(b.high)}]" if b and b.n_seeds > 1 else ""
+            rng = f" [{_num(b.band[0])}, {_num(b.band[1])}]" if b and b.n_seeds > 1 else ""
             cells.append(f"{_fmt(a)} -> {_fmt(b)}{rng}" if a and b else "n/a")
         lines.append(cells)
     widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
     text = "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True))
                      for row in lines)
-    return (f"generation 0 -> generation {last}, mean over {n_seeds} seed(s) [range over seeds "
-            f"at generation {last}]; (higher)/(lower) is better\n{text}")
+    band = "95% bootstrap CI over seeds" if n_seeds >= 3 else "range over seeds"
+    return (f"generation 0 -> generation {last}, mean over {n_seeds} seed(s) [{band} at "
+            f"generation {last}]; (higher)/(lower) is better\n{text}")
+
+
+def paired_table(rows: list[dict], metrics: list[str] | None = None) -> str:
+    """Per policy, the paired difference to the first policy at the last generation."""
+    last = max(r["generation"] for r in rows)
+    policies = policies_in_order(rows)
+    names = metrics or ordered(headline(sorted({r["metric"] for r in rows})), KEY_METRICS)[:6]
+    better = directions(rows)
+    lines = [f"paired difference to {policies[0]} at generation {last} on shared seeds: "
+             f"mean [95% bootstrap CI] (seeds where the policy is better / seeds)"]
+    for m in names:
+        hib = {"higher": True, "lower": False}.get(better.get(m, ""))
+        for p in paired_differences(rows, m, last, policies[0], hib):
+            wins = f"{p.wins}/{p.n_seeds}" if hib is not None else f"-/{p.n_seeds}"
+            lines.append(f"  {m:<22} {p.policy:<22} {_num(p.mean):>10} "
+                         f"[{_num(p.low)}, {_num(p.high)}]  ({wins})")
+    return "\n".join(lines)
 
 
 def _num(x: float) -> str:
