@@ -269,6 +269,38 @@ class PolicyConfig(Section):
         return f"{self.name}-{self.real_fraction:g}"
 
 
+class TraitConfig(Section):
+    """One trait measured on the generated samples (metric plug-in ``traits``)."""
+
+    trait: str = Field(description="Name in tables: toxicity, formality, emotion_intensity...")
+    scorer: Literal["vader", "classifier", "hf"] = Field(
+        description="vader (offline emotion intensity), classifier (trained from a labeled "
+                    "file), hf (a Hugging Face sequence classifier)")
+    file: str | None = Field(None, description="classifier: labeled CSV/TSV file.")
+    header: bool = Field(True, description="classifier: the file has a header line.")
+    text: str | int | None = Field(None, description="classifier: text column (name or index).")
+    label: str | int | None = Field(
+        None, description="classifier: label column; hf: the label whose probability is the "
+                          "score (null: the model's single regression output).")
+    positive: list[str | int] = Field(
+        default_factory=list, description="classifier: labels that count as 1 (a cell may "
+                                          "hold several, comma-separated).")
+    regression: bool = Field(False, description="classifier: the label is a number to predict.")
+    model: str | None = Field(None, description="hf: model name or folder.")
+
+    @model_validator(mode="after")
+    def _complete(self) -> TraitConfig:
+        problems = []
+        if self.scorer == "classifier":
+            problems += [f"scorer classifier needs {k}" for k in ("file", "text", "label")
+                         if getattr(self, k) is None]
+            if not self.regression and not self.positive:
+                problems.append("scorer classifier needs positive labels or regression: true")
+        if self.scorer == "hf" and not self.model:
+            problems.append("scorer hf needs model")
+        return _valid(self, problems)
+
+
 class MetricsConfig(Section):
     """What is measured for every generation of every cell."""
 
@@ -285,6 +317,8 @@ class MetricsConfig(Section):
         None, gt=0, description="Real test examples predicted and scored; null: all.")
     bootstrap: int = Field(1000, ge=0, description="Seeded bootstrap resamples for the 95% "
                                                    "intervals of ROUGE/BLEU/chrF; 0: none.")
+    traits: list[TraitConfig] = Field(default_factory=list,
+                                      description="Traits scored by the metric 'traits'.")
 
     @field_validator("names")
     @classmethod
@@ -343,6 +377,8 @@ class StudyConfig(Section):
                                 f"summarization or translation")
             if name == "ground-truth" and self.data.source != "grammar":
                 problems.append("metrics.names: ground-truth needs data.source grammar")
+            if name == "traits" and not self.metrics.traits:
+                problems.append("metrics.names: traits needs metrics.traits (what to score how)")
         if lm and self.model.name == "hf-seq2seq":
             problems.append("task lm needs a decoder-only model (tiny-gpt2 or hf-causal)")
         if not lm and self.data.source == "grammar":

@@ -71,6 +71,7 @@ METRICS = Registry("metric", {
     "lengths": "ouroboros.metrics.references:lengths",
     "tails": "ouroboros.metrics.tails:tails",
     "reference-perplexity": "ouroboros.metrics.tails:reference_perplexity",
+    "traits": "ouroboros.metrics.traits:traits",
 })
 
 ALL: dict[str, Registry] = {r.kind: r for r in

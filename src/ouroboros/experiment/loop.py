@@ -356,7 +356,7 @@ class Runner:
             seed=stage.spec["seed"], truth=getattr(self.source, "truth", None), model=model,
             tokenizer=tokenizer, encoder=encoder, task=self.task, predictions=predictions,
             batch_size=self.cfg.runtime.eval_batch_size, device=self.cfg.runtime.device,
-            options=self.cfg.metrics.model_dump())
+            options={**self.cfg.metrics.model_dump(), "trait_configs": self.cfg.metrics.traits})
         values = [v for name in self.cfg.metrics.names for v in registry.METRICS.get(name)(ctx)]
         rows = [{"metric": v.metric, "value": v.value, "higher_is_better": v.higher_is_better,
                  "signature": v.signature} for v in values]
