@@ -191,7 +191,10 @@ class Categorical(Toy):
         if s.policy != "replace":
             return {}
         p = self.truth(s, None)["p"]
-        return {"gini_simpson": (1 - 1 / s.samples) ** n * float(1 - np.sum(p**2))}
+        out = {"gini_simpson": (1 - 1 / s.samples) ** n * float(1 - np.sum(p**2))}
+        if n == 1:  # category i is missing from M draws with probability (1 - p_i)^M
+            out["categories_left"] = float(np.sum(1 - (1 - p) ** s.samples))
+        return out
 
 
 TOYS: dict[str, Callable[[], Toy]] = {
