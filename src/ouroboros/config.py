@@ -199,6 +199,9 @@ class TrainingConfig(Section):
                           "the loop; 'synthetic' holds out part of each generation's training set.")
     synthetic_valid_fraction: Fraction = Field(
         0.1, description="Share of a generation's training set held out when selecting on it.")
+    order: Literal["shuffle", "given"] = Field(
+        "shuffle", description="shuffle every epoch, or train in the training set's order "
+                               "(ordered training: e.g. most human-like first).")
 
     @model_validator(mode="before")
     @classmethod
@@ -235,8 +238,50 @@ class GenerationConfig(Section):
     prefix_words: int = Field(2, gt=0, description="Words of real prefix for prompt=real-prefix.")
     num_samples: int | None = Field(
         None, gt=0, description="Synthetic examples per generation; null: the real train size.")
+    candidates: int = Field(1, ge=1, description="Samples per request (best-of-N keeps one).")
 
     _check_backend = field_validator("backend")(_plugin(registry.BACKENDS))
+
+
+CURATION_PARAMS = {"dedup": {"threshold"}, "length": {"min_words", "max_words"},
+                   "repetition": {"max_rate"}, "verifier": {"false_accept", "false_reject"},
+                   "detector": {"mode", "keep_fraction"}, "quality": {"mode", "keep_fraction"},
+                   "best-of-n": {"scorer"}}
+
+
+class CurationStepConfig(Section):
+    """One curation step applied to synthetic candidates before the policy (in list order)."""
+
+    name: Literal["dedup", "length", "repetition", "verifier", "detector", "quality",
+                  "best-of-n"] = Field(
+        description="dedup, length, repetition, verifier, detector, quality, best-of-n "
+                    "(docs/curation.md).")
+    threshold: Fraction | None = Field(None, description="dedup: Jaccard of word 3-grams at "
+                                                         "which two samples are duplicates.")
+    min_words: int | None = Field(None, ge=0, description="length: fewest words kept.")
+    max_words: int | None = Field(None, ge=1, description="length: most words kept.")
+    max_rate: Fraction | None = Field(None, description="repetition: highest 4-gram "
+                                                        "repetition rate kept.")
+    false_accept: Fraction | None = Field(None, description="verifier: P(accept | invalid).")
+    false_reject: Fraction | None = Field(None, description="verifier: P(reject | valid).")
+    mode: Literal["filter", "order", "resample"] | None = Field(
+        None, description="detector: keep the most human-like, order by human-likeness, or "
+                          "importance-resample.")
+    keep_fraction: Fraction | None = Field(None, gt=0, description="detector/quality filter: "
+                                                                   "share kept.")
+    scorer: Literal["true_logprob", "verifier", "human_likeness", "quality"] | None = Field(
+        None, description="best-of-n: the score that picks the best candidate of a request.")
+
+    @model_validator(mode="after")
+    def _own_parameters(self) -> CurationStepConfig:
+        allowed = CURATION_PARAMS[self.name]
+        given = {k for k in set().union(*CURATION_PARAMS.values()) if getattr(self, k) is not None}
+        wrong = sorted(given - allowed)
+        problems = [f"step {self.name} takes no {', '.join(wrong)} (it takes: "
+                    f"{', '.join(sorted(allowed))})"] if wrong else []
+        if self.name == "quality" and self.mode == "resample":
+            problems.append("step quality: mode is filter or order")
+        return _valid(self, problems)
 
 
 class PolicyConfig(Section):
@@ -247,6 +292,10 @@ class PolicyConfig(Section):
     real_fraction: Fraction | None = Field(
         None, description="mix: share of real data at fixed size; fresh: share of new real data.")
     label: str | None = Field(None, description="Name in tables and plots (default: derived).")
+    curation: list[CurationStepConfig] | None = Field(
+        None, description="Curation steps for this policy's cells (null: the study's).")
+    order: Literal["shuffle", "given"] | None = Field(
+        None, description="Training order for this policy's cells (null: training.order).")
 
     _check_name = field_validator("name")(_plugin(registry.POLICIES))
 
@@ -348,6 +397,9 @@ class StudyConfig(Section):
     generations: int = Field(5, ge=1, description="Models per cell, generation 0 included.")
     seeds: list[int] = Field([0, 1], min_length=1, description="One cell per seed and policy.")
     policies: list[PolicyConfig] = Field(default_factory=_default_policies, min_length=1)
+    curation: list[CurationStepConfig] = Field(
+        default_factory=list, description="Steps applied, in order, to every generation's "
+                                          "synthetic samples before the policy uses them.")
     data: DataConfig = DataConfig()
     task: TaskConfig = TaskConfig()
     model: ModelConfig = ModelConfig()
@@ -379,6 +431,9 @@ class StudyConfig(Section):
                 problems.append("metrics.names: ground-truth needs data.source grammar")
             if name == "traits" and not self.metrics.traits:
                 problems.append("metrics.names: traits needs metrics.traits (what to score how)")
+        steps = self.curation + [s for p in self.policies for s in (p.curation or [])]
+        if any(s.name == "verifier" for s in steps) and self.data.source != "grammar":
+            problems.append("curation: the verifier step needs data.source grammar")
         if lm and self.model.name == "hf-seq2seq":
             problems.append("task lm needs a decoder-only model (tiny-gpt2 or hf-causal)")
         if not lm and self.data.source == "grammar":

@@ -48,3 +48,48 @@ def test_reference_perplexity_and_tails(tiny_config, tmp_path):
     assert "rare_recall_2g_17+" in metrics and "missing_mass" in metrics
     html = render_report(tmp_path).read_text()
     assert "sample_perplexity_histogram" in html
+
+
+def test_curation_lineage_ordered_training_and_composition(tiny_config, tmp_path):
+    cfg = tiny_config(
+        "policies=[{name: replace, label: human-first, order: given, "
+        "curation: [{name: dedup, threshold: 0.9}, {name: detector, mode: order}]}, "
+        "{name: mix, real_fraction: 0.5}]")
+    plan = run_study(cfg, tmp_path, log=lambda _: None)
+    curate = next(s for s in plan.stages if s.kind == "curate" and s.label == "s0-g0"
+                  or s.kind == "curate" and s.label.startswith("human-first-s0-g0"))
+    lineage = read_jsonl(tmp_path / curate.relpath / "lineage.jsonl")
+    assert all([d["step"] for d in r["decisions"]][0] == "dedup" for r in lineage)
+    curated = read_jsonl(tmp_path / curate.relpath / "curated.jsonl")
+    human = [r["scores"]["human_likeness"] for r in curated]
+    assert human == sorted(human, reverse=True)
+    train = next(s for s in plan.stages if s.kind == "train" and s.label == "human-first-s0-g1")
+    info = json.loads((tmp_path / train.relpath / "train.json").read_text())
+    assert info["order"] == "given"
+    assert info["first_examples"] == [r["id"] for r in curated[:5]]
+    mix_train = next(s for s in plan.stages if s.kind == "train" and s.label == "mix-0.5-s0-g1")
+    assert json.loads((tmp_path / mix_train.relpath / "train.json").read_text())["order"] == \
+        "shuffle"
+    assert not [s for s in plan.stages if s.kind == "curate" and s.label.startswith("mix")]
+    composition = (tmp_path / "composition.csv").read_text().splitlines()
+    assert "mix-0.5-s0,mix-0.5,0,1,real,60" in composition
+    assert "mix-0.5-s0,mix-0.5,0,1,synthetic-g0,60" in composition
+
+
+def test_best_of_n_and_quality_through_the_loop(tiny_config, tmp_path):
+    cfg = tiny_config(
+        "generation.candidates=3",
+        "policies=[{name: replace, curation: [{name: quality, mode: order}, "
+        "{name: best-of-n, scorer: quality}]}]")
+    plan = run_study(cfg, tmp_path, log=lambda _: None)
+    gen = next(s for s in plan.stages if s.kind == "generate" and s.label == "s0-g0")
+    samples = read_jsonl(tmp_path / gen.relpath / "samples.jsonl")
+    assert len(samples) == 360 and {s["request"] for s in samples} == set(range(120))
+    curate = next(s for s in plan.stages if s.kind == "curate")
+    assert curate.deps["reference"].label == "s0-g0"
+    curated = read_jsonl(tmp_path / curate.relpath / "curated.jsonl")
+    assert len(curated) == 120 and len({r["request"] for r in curated}) == 120
+    by_request = {}
+    for s in read_jsonl(tmp_path / curate.relpath / "lineage.jsonl"):
+        by_request.setdefault(s["request"], []).append(s["scores"]["quality"])
+    assert all(r["scores"]["quality"] == max(by_request[r["request"]]) for r in curated)

@@ -26,7 +26,7 @@ import torch
 from transformers.utils import logging as hf_logging
 
 from ouroboros import registry
-from ouroboros.config import PolicyConfig, StudyConfig, dump_config
+from ouroboros.config import PolicyConfig, StudyConfig, TrainingConfig, dump_config
 from ouroboros.data.sources import RealSplits, select_splits
 from ouroboros.experiment import rundir
 from ouroboros.experiment.stages import Stage, StageStore, derive_seed, read_jsonl, write_jsonl
@@ -34,6 +34,7 @@ from ouroboros.generation.hf import generate_with_model
 from ouroboros.metrics.signature import EvalContext
 from ouroboros.models.checkpoint import load_checkpoint, load_tokenizer, save_checkpoint
 from ouroboros.models.encoding import Encoder, context_of, encode_examples
+from ouroboros.models.scoring import sequence_nll
 from ouroboros.policies.core import PolicyContext
 from ouroboros.training.trainer import train_model
 
@@ -95,6 +96,16 @@ def plan_study(cfg: StudyConfig) -> Plan:
     return Plan(list(unique.values()), cells)
 
 
+def cell_curation(cfg: StudyConfig, policy: PolicyConfig) -> list:
+    """The curation steps of a policy's cells: its own, else the study's."""
+    return cfg.curation if policy.curation is None else policy.curation
+
+
+def cell_order(cfg: StudyConfig, policy: PolicyConfig) -> str:
+    """The training order of a policy's cells from generation 1 on."""
+    return policy.order or cfg.training.order
+
+
 def metric_versions(cfg: StudyConfig) -> dict[str, int]:
     """The code version of every configured metric: a new version re-runs the evaluations."""
     import importlib
@@ -108,7 +119,12 @@ def _plan_cell(cfg: StudyConfig, cell: Cell, data: Stage, tok: Stage,
     samples: list[Stage] = []
     model: Stage | None = None
     first: Stage | None = None  # generation 0's model: the frozen reference
-    train_spec = {"model": cfg.model.model_dump(), "training": cfg.training.model_dump()}
+    curation = cell_curation(cfg, cell.policy)
+    training = cfg.training.model_dump()
+    train_spec = {"model": cfg.model.model_dump(), "training": training}
+    # Generation 0 trains on real data with the study's settings, shared by every cell; a
+    # policy's own training order applies from generation 1 on.
+    later_spec = {**train_spec, "training": {**training, "order": cell_order(cfg, cell.policy)}}
     for g in range(cfg.generations):
         label = f"s{cell.seed}-g{g}" if g == 0 else f"{cell.policy.display}-s{cell.seed}-g{g}"
         if g == 0:
@@ -122,12 +138,20 @@ def _plan_cell(cfg: StudyConfig, cell: Cell, data: Stage, tok: Stage,
         deps: dict = {"trainset": trainset, "tokenizer": tok, "data": data}
         if cfg.training.init == "previous" and model is not None:
             deps["init"] = model
-        model = add(Stage("train", label, {**train_spec, "generation": g, "seed": cell.seed},
-                          deps))
+        spec = train_spec if g == 0 else later_spec
+        model = add(Stage("train", label, {**spec, "generation": g, "seed": cell.seed}, deps))
         gen = add(Stage("generate", label,
                         {"generation": cfg.generation.model_dump(), "task": cfg.task.model_dump(),
                          "g": g, "seed": cell.seed}, {"model": model, "data": data}))
-        samples.append(gen)
+        if curation:  # the policy sees the curated samples; metrics see what was generated
+            curate_inputs = {"samples": gen, "data": data}
+            if any(s.name == "quality" for s in curation):
+                curate_inputs["reference"] = first or model  # generation 0's model
+            samples.append(add(Stage("curate", label,
+                                     {"curation": [s.model_dump() for s in curation],
+                                      "g": g, "seed": cell.seed}, curate_inputs)))
+        else:
+            samples.append(gen)
         first = first or model
         inputs = {"model": model, "samples": gen, "data": data}
         if "reference-perplexity" in cfg.metrics.names:
@@ -138,6 +162,8 @@ def _plan_cell(cfg: StudyConfig, cell: Cell, data: Stage, tok: Stage,
 
 
 # -- running ----------------------------------------------------------------------------------
+
+SAMPLE_FILES = {"generate": "samples.jsonl", "curate": "curated.jsonl"}
 
 def real_splits(cfg: StudyConfig, source, task, seed: int) -> RealSplits:
     """The real examples of one seed: records -> task examples -> seeded subsets."""
@@ -240,7 +266,7 @@ class Runner:
             seed = data.spec["seed"]
             ctx = PolicyContext(
                 generation=g, real=real, size=len(real),
-                synthetic=[read_jsonl(self.dir(s) / "samples.jsonl")
+                synthetic=[read_jsonl(self.dir(s) / SAMPLE_FILES[s.kind])
                            for s in stage.deps["samples"]],
                 rng=np.random.default_rng(derive_seed(seed, "policy", g)),
                 fresh=lambda n: self._fresh(stage, g, n),
@@ -256,9 +282,9 @@ class Runner:
             origins[key] = origins.get(key, 0) + 1
         return {"size": len(rows), "composition": origins}
 
-    def _selection_split(self, stage: Stage, texts: list[dict]) -> tuple[list[dict], list[dict]]:
+    def _selection_split(self, stage: Stage, texts: list[dict],
+                         tcfg: TrainingConfig) -> tuple[list[dict], list[dict]]:
         """(training examples, validation examples) for model selection as configured."""
-        tcfg = self.cfg.training
         if tcfg.selection_split == "real":
             return texts, self.real(stage.deps["data"], "valid")
         if tcfg.selection_split == "synthetic":
@@ -266,14 +292,16 @@ class Runner:
                                                     stage.spec["generation"]))
             order = rng.permutation(len(texts))
             k = max(1, math.ceil(tcfg.synthetic_valid_fraction * len(texts)))
-            return [texts[i] for i in order[k:]], [texts[i] for i in order[:k]]
+            # The training part keeps the training set's order (ordered training needs it).
+            return [texts[i] for i in sorted(order[k:])], [texts[i] for i in order[:k]]
         return texts, []
 
     def build_train(self, stage: Stage, out: Path) -> dict:
         """Train generation g's model and save it as a Hugging Face checkpoint."""
         tokenizer = load_tokenizer(self.dir(stage.deps["tokenizer"]))
         rows = read_jsonl(self.dir(stage.deps["trainset"]) / "trainset.jsonl")
-        texts, valid = self._selection_split(stage, rows)
+        tcfg = TrainingConfig.model_validate(stage.spec["training"])  # this cell's settings
+        texts, valid = self._selection_split(stage, rows, tcfg)
         seed = derive_seed(stage.spec["seed"], "train", stage.spec["generation"])
         if "init" in stage.deps:
             model, _ = load_checkpoint(self.dir(stage.deps["init"]) / "model",
@@ -283,13 +311,15 @@ class Runner:
         model = self.family.prepare(model, self.cfg.model)
         enc = self.encoder(tokenizer)
         result = train_model(
-            model, encode_examples(enc, self.task, texts), self.cfg.training, seed=seed,
+            model, encode_examples(enc, self.task, texts), tcfg, seed=seed,
             pad_id=tokenizer.pad_token_id,
             valid=encode_examples(enc, self.task, valid) if valid else None,
             device=self.cfg.runtime.device, eval_batch_size=self.cfg.runtime.eval_batch_size,
             progress=self.progress, desc=f"train {stage.label}")
         save_checkpoint(model.cpu(), tokenizer, out / "model")
         info = {**result.__dict__, "train_examples": len(texts), "valid_examples": len(valid),
+                "order": tcfg.order,
+                "first_examples": [r["id"] for r in texts[:5]],
                 "tokens_per_second": result.tokens_seen / max(result.seconds, 1e-9)}
         rundir.write_json(out / "train.json", info)
         return info
@@ -299,8 +329,12 @@ class Runner:
         gcfg, seed, g = self.cfg.generation, stage.spec["seed"], stage.spec["g"]
         real_train = self.real(stage.deps["data"], "train")
         n = gcfg.num_samples or len(real_train)
-        prompts = self.task.prompts(real_train, n, gcfg,
-                                    np.random.default_rng(derive_seed(seed, "prompts", g)))
+        requests = self.task.prompts(real_train, n, gcfg,
+                                     np.random.default_rng(derive_seed(seed, "prompts", g)))
+        # N candidates per request (best-of-N curation keeps one); sample j of the stage always
+        # draws the same noise, so candidates of one request differ only by their noise.
+        k = gcfg.candidates
+        prompts = [{**p, "request": i} for i, p in enumerate(requests) for _ in range(k)]
         checkpoint = self.dir(stage.deps["model"]) / "model"
         encoder = self.encoder(load_tokenizer(checkpoint))
         t0 = time.perf_counter()
@@ -315,12 +349,42 @@ class Runner:
         write_jsonl(out / "samples.jsonl", [
             {"id": f"g{g}-{i}", "source": p["source"], "target": c.text, "origin": "synthetic",
              "generation": g, "model": model_id, "prompted_by": p["prompted_by"],
-             "finished": c.finished, "decoding": decoding}
+             "request": p["request"], "finished": c.finished, "decoding": decoding}
             for i, (p, c) in enumerate(zip(prompts, completions, strict=True))])
         tokens = sum(c.new_tokens for c in completions)
-        return {"samples": n, "new_tokens": tokens, "seconds": seconds,
+        return {"samples": len(prompts), "requests": n, "new_tokens": tokens, "seconds": seconds,
                 "tokens_per_second": tokens / max(seconds, 1e-9),
                 "unfinished": sum(not c.finished for c in completions)}
+
+    def _quality_scorer(self, reference: Stage):
+        """rows -> mean log-likelihood per token of their targets under a frozen model."""
+        model, tokenizer = load_checkpoint(self.dir(reference) / "model", self.cfg.runtime.device)
+        encoder = self.encoder(tokenizer)
+
+        def score(rows: list[dict]) -> np.ndarray:
+            items = encode_examples(encoder, self.task, rows)
+            nll, count = sequence_nll(model, items, tokenizer.pad_token_id,
+                                      self.cfg.runtime.eval_batch_size, self.cfg.runtime.device)
+            return -nll / np.maximum(count, 1)
+        return score
+
+    def build_curate(self, stage: Stage, out: Path) -> dict:
+        """The curation steps over generation g's samples; every sample's scores and
+        decisions are kept (lineage.jsonl), the survivors in order (curated.jsonl)."""
+        from ouroboros.config import CurationStepConfig
+        from ouroboros.curation.steps import CurationContext, curate
+        rows = read_jsonl(self.dir(stage.deps["samples"]) / "samples.jsonl")
+        ctx = CurationContext(real=self.real(stage.deps["data"], "train"), task=self.task,
+                              rng=np.random.default_rng(derive_seed(stage.spec["seed"], "curate",
+                                                                    stage.spec["g"])),
+                              truth=getattr(self.source, "truth", None))
+        steps = [CurationStepConfig.model_validate(s) for s in stage.spec["curation"]]
+        if "reference" in stage.deps:
+            ctx.score_quality = self._quality_scorer(stage.deps["reference"])
+        kept, annotated = curate(rows, steps, ctx)
+        write_jsonl(out / "curated.jsonl", kept)
+        write_jsonl(out / "lineage.jsonl", annotated)
+        return {"candidates": len(rows), "kept": len(kept), "steps": ctx.info}
 
     def _predict(self, model, encoder: Encoder, test: list[dict], seed: int) -> list[str]:
         """The model's outputs for real test sources, decoded as metrics.eval_decoding says."""
@@ -368,6 +432,7 @@ class Runner:
     def run(self, plan: Plan) -> int:
         """Build every unfinished stage in order; returns how many were built now."""
         builders = {"data": self.build_data, "pool": self.build_pool,
+                    "curate": self.build_curate,
                     "tokenizer": self.build_tokenizer,
                     "trainset": self.build_trainset, "train": self.build_train,
                     "generate": self.build_generate, "evaluate": self.build_evaluate}
@@ -394,6 +459,21 @@ def artifact_rows(store: StageStore, plan: Plan, name: str) -> list[dict]:
                 rows += [{"cell": cell.name, "policy": cell.policy.display, "seed": cell.seed,
                           "generation": g, "value": v}
                          for v in json.loads(path.read_text())["values"]]
+    return rows
+
+
+def composition_rows(store: StageStore, plan: Plan) -> list[dict]:
+    """Each cell and generation's training-set composition by origin (real, real-fresh,
+    synthetic of generation k), from the trainset stages' records."""
+    rows = []
+    for cell in plan.cells:
+        trainsets = [s.deps["trainset"] for s in (e.deps["model"] for e in cell.evaluations)]
+        for g, stage in enumerate(trainsets):
+            record = store.record(stage) or {}
+            for origin, count in sorted(record.get("info", {}).get("composition", {}).items()):
+                rows.append({"cell": cell.name, "policy": cell.policy.display,
+                             "seed": cell.seed, "generation": g, "origin": origin,
+                             "count": count})
     return rows
 
 
@@ -433,6 +513,9 @@ def run_study(cfg: StudyConfig, run_dir: Path, log: Callable[[str], None] = _log
             f"({done} already finished) in {run_dir}")
         built = Runner(cfg, run_dir, log).run(plan)
         rundir.write_metrics(run_dir, metric_rows(store, plan))
+        rundir.write_table(run_dir / "composition.csv",
+                           ["cell", "policy", "seed", "generation", "origin", "count"],
+                           composition_rows(store, plan))
         per_sample = artifact_rows(store, plan, "sample_perplexity")
         if per_sample:
             rundir.write_table(run_dir / "sample_perplexity.csv", list(per_sample[0]), per_sample)

@@ -39,6 +39,32 @@ def _table_html(rows: list[dict], metrics: list[str]) -> str:
     return "\n".join(out + ["</table>"])
 
 
+def _composition_html(run_dir: Path) -> str:
+    """Mean training-set size by origin per policy and generation (composition.csv)."""
+    import csv
+    from collections import defaultdict
+    path = run_dir / "composition.csv"
+    if not path.is_file():
+        return "<p>(no composition.csv)</p>"
+    with open(path, encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    counts: dict[tuple, list[int]] = defaultdict(list)
+    for r in rows:
+        counts[(r["policy"], int(r["generation"]), r["origin"])].append(int(r["count"]))
+    origins = sorted({k[2] for k in counts}, key=lambda o: (o != "real", o))
+    policies = list(dict.fromkeys(r["policy"] for r in rows))
+    gens = sorted({k[1] for k in counts})
+    out = ["<table><tr><th>policy</th><th>generation</th>"
+           + "".join(f"<th>{html.escape(o)}</th>" for o in origins) + "</tr>"]
+    for p in policies:
+        for g in gens:
+            cells = [counts.get((p, g, o)) for o in origins]
+            out.append(f"<tr><td>{html.escape(p)}</td><td>{g}</td>" + "".join(
+                f"<td>{sum(c) / len(c):.0f}</td>" if c else "<td></td>" for c in cells)
+                + "</tr>")
+    return "\n".join(out + ["</table>"])
+
+
 def render_report(run_dir: Path) -> Path:
     """Write ``report/`` (PNG per metric and report.html) from the run directory alone."""
     run_dir = Path(run_dir)
@@ -74,6 +100,8 @@ held-out data.</p>
 <h2>Summary</h2><pre>{html.escape(summary_table(rows))}</pre>
 <h2>Policies compared on shared seeds</h2><pre>{html.escape(paired_table(rows))}</pre>
 <h2>Plots</h2>{images}
+<h2>Training-set composition (examples by origin, mean over seeds)</h2>
+{_composition_html(run_dir)}
 <h2>All values (mean over seeds; hover for the range)</h2>{_table_html(rows, metrics)}
 <h2>Metric signatures</h2><pre>{html.escape(chr(10).join(s for _, s in signatures))}</pre>
 <h2>Config</h2><pre>{html.escape(config)}</pre>

@@ -56,6 +56,13 @@ def _batches(lengths: list[int], batch_size: int, gen: torch.Generator) -> Itera
             yield batches[b]
 
 
+def _in_order(n: int, batch_size: int) -> Iterator[list[int]]:
+    """Index batches forever in the given order, the same every epoch (ordered training)."""
+    while True:
+        for start in range(0, n, batch_size):
+            yield list(range(start, min(n, start + batch_size)))
+
+
 def plan_steps(items: list[Item], cfg: TrainingConfig) -> tuple[int, int]:
     """(total optimiser steps, steps per epoch) for the configured budget."""
     per_epoch = math.ceil(len(items) / cfg.batch_size)
@@ -105,7 +112,8 @@ def train_model(model, seqs: list[Item], cfg: TrainingConfig, *, seed: int, pad_
     t0, losses = time.perf_counter(), []
     bar = tqdm(total=total, desc=desc, unit="step", disable=not show_progress(progress),
                leave=False)
-    batches = _batches([len(ids) for ids, _ in seqs], cfg.batch_size, gen)
+    batches = (_in_order(len(seqs), cfg.batch_size) if cfg.order == "given"
+               else _batches([len(ids) for ids, _ in seqs], cfg.batch_size, gen))
     for step, idx in zip(range(total), batches, strict=False):
         batch = collate([seqs[i] for i in idx], pad_id)
         loss = model(**{k: v.to(device) for k, v in batch.items()}).loss

@@ -1,0 +1,240 @@
+"""Curation steps. Each takes the candidates still in play and returns them, each scored and
+with a decision recorded on the row itself (``scores[step]``, ``decisions``): the lineage of
+every sample says what it was given and why it was kept or dropped.
+
+* ``dedup``: exact duplicates, then near duplicates whose word 3-gram Jaccard similarity
+  reaches ``threshold`` (candidates found by MinHash banding, then checked exactly).
+* ``length``: keep ``min_words`` <= words <= ``max_words``.
+* ``repetition``: keep samples whose within-sample 4-gram repetition rate <= ``max_rate``.
+* ``verifier``: the ground-truth language's exact validity, made imperfect on purpose: a valid
+  sample is rejected with probability ``false_reject``, an invalid one accepted with
+  ``false_accept`` (Feng et al. 2024: verification prevents collapse, even imperfect).
+* ``detector``: a classifier (TF-IDF + logistic regression) trained to tell real from synthetic
+  text on a held-out split (its AUC is reported); each candidate's P(real) is its
+  human-likeness, used to ``filter`` (keep the most human-like ``keep_fraction``), ``order``
+  (most human-like first, for ordered training) or ``resample`` (importance resampling with
+  weights P(real)/P(synthetic), Drayson et al. 2025).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ouroboros.metrics.diversity import ngrams, repetition_rate
+
+
+@dataclass
+class CurationContext:
+    """What curation steps may use."""
+
+    real: list[dict]                       # the real training examples
+    rng: np.random.Generator
+    task: Any
+    truth: Any = None                      # GroundTruthLanguage, for the verifier
+    score_quality: Any = None              # rows -> per-row log-likelihood per token under
+                                           # the frozen generation-0 model (quality step)
+    info: dict[str, Any] = field(default_factory=dict)  # per-step reports (AUC, counts, ...)
+
+
+def _decide(rows: list[dict], keep: list[bool], step: str, reason: str) -> list[dict]:
+    """Record each row's decision and return the kept ones."""
+    for row, k in zip(rows, keep, strict=True):
+        row.setdefault("decisions", []).append({"step": step, "kept": bool(k),
+                                                **({} if k else {"reason": reason})})
+    return [r for r, k in zip(rows, keep, strict=True) if k]
+
+
+def _text(ctx: CurationContext, row: dict) -> str:
+    return ctx.task.text(row)
+
+
+# -- dedup ------------------------------------------------------------------------------------
+
+def _shingles(text: str) -> set[tuple[str, ...]]:
+    words = text.split()
+    return set(ngrams(words, 3)) if len(words) >= 3 else {tuple(words)}
+
+
+def _minhash(shingles: set, hashes: int = 64) -> np.ndarray:
+    """MinHash signature: for each of ``hashes`` seeded hash functions, the minimum."""
+    values = np.array([int.from_bytes(hashlib.blake2b(" ".join(s).encode(), digest_size=8)
+                                      .digest(), "little") for s in shingles], dtype=np.uint64)
+    mult = np.arange(1, 2 * hashes, 2, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    return (values[None, :] * mult[:, None] + mult[:, None]).min(axis=1)
+
+
+def dedup(rows: list[dict], ctx: CurationContext, threshold: float = 0.8) -> list[dict]:
+    """Drop exact duplicates, then near duplicates (Jaccard of word 3-grams >= threshold)."""
+    keep, seen_exact = [], set()
+    shingles = [_shingles(_text(ctx, r)) for r in rows]
+    signatures = [_minhash(s) for s in shingles]
+    buckets: dict[tuple, list[int]] = {}
+    for i, row in enumerate(rows):
+        text = _text(ctx, row)
+        if text in seen_exact:
+            keep.append(False)
+            row.setdefault("scores", {})["dedup"] = 1.0
+            continue
+        seen_exact.add(text)
+        bands = [(b, signatures[i][4 * b:4 * b + 4].tobytes()) for b in range(16)]
+        candidates = {j for band in bands for j in buckets.get(band, [])}
+        best = max((len(shingles[i] & shingles[j]) / len(shingles[i] | shingles[j])
+                    for j in candidates), default=0.0)
+        row.setdefault("scores", {})["dedup"] = best
+        duplicate = best >= threshold
+        keep.append(not duplicate)
+        if not duplicate:
+            for band in bands:
+                buckets.setdefault(band, []).append(i)
+    ctx.info["dedup"] = {"dropped": len(rows) - sum(keep)}
+    return _decide(rows, keep, "dedup", f"duplicate (Jaccard >= {threshold})")
+
+
+# -- heuristic filters ------------------------------------------------------------------------
+
+def length(rows: list[dict], ctx: CurationContext, min_words: int = 1,
+           max_words: int | None = None) -> list[dict]:
+    """Keep samples whose target has between ``min_words`` and ``max_words`` words."""
+    counts = [len(r["target"].split()) for r in rows]
+    keep = [c >= min_words and (max_words is None or c <= max_words) for c in counts]
+    for r, c in zip(rows, counts, strict=True):
+        r.setdefault("scores", {})["length"] = c
+    return _decide(rows, keep, "length", f"outside {min_words}..{max_words} words")
+
+
+def repetition(rows: list[dict], ctx: CurationContext, max_rate: float = 0.2) -> list[dict]:
+    """Keep samples whose within-sample 4-gram repetition rate is at most ``max_rate``."""
+    rates = [repetition_rate([r["target"]]) for r in rows]
+    for r, x in zip(rows, rates, strict=True):
+        r.setdefault("scores", {})["repetition"] = x
+    return _decide(rows, [x <= max_rate for x in rates], "repetition",
+                   f"repetition rate above {max_rate}")
+
+
+# -- verifier ---------------------------------------------------------------------------------
+
+def verifier(rows: list[dict], ctx: CurationContext, false_accept: float = 0.0,
+             false_reject: float = 0.0) -> list[dict]:
+    """Exact validity under the ground-truth language, with the configured error rates."""
+    if ctx.truth is None:
+        raise ValueError("curation step 'verifier' needs the grammar data source (exact "
+                         "validity); real tasks need a reference- or model-based verifier")
+    valid = np.isfinite(ctx.truth.logprobs([_text(ctx, r) for r in rows]))
+    u = ctx.rng.random(len(rows))
+    accept = np.where(valid, u >= false_reject, u < false_accept)
+    for r, v in zip(rows, valid, strict=True):
+        r.setdefault("scores", {})["verifier"] = float(v)
+    ctx.info["verifier"] = {"valid": int(valid.sum()), "accepted": int(accept.sum()),
+                            "accepted_invalid": int((accept & ~valid).sum()),
+                            "rejected_valid": int((~accept & valid).sum())}
+    return _decide(rows, list(accept), "verifier", "rejected by the verifier")
+
+
+# -- detector ---------------------------------------------------------------------------------
+
+def detector(rows: list[dict], ctx: CurationContext, mode: str = "filter",
+             keep_fraction: float = 0.5) -> list[dict]:
+    """Human-likeness P(real) from a real-vs-synthetic classifier; filter, order or resample."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    real = [_text(ctx, r) for r in ctx.real]
+    synth = [_text(ctx, r) for r in rows]
+    texts, labels = real + synth, np.array([1] * len(real) + [0] * len(synth))
+    if len(set(labels.tolist())) < 2 or min(len(real), len(synth)) < 4:
+        raise ValueError("curation step 'detector' needs real and synthetic examples (at "
+                         "least 4 of each) to train on")
+    order = ctx.rng.permutation(len(texts))
+    cut = int(0.8 * len(texts))
+    fit, held = order[:cut], order[cut:]
+    vec = TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True)
+    x = vec.fit_transform(texts)
+    clf = LogisticRegression(max_iter=2000).fit(x[fit], labels[fit])
+    auc = (float(roc_auc_score(labels[held], clf.predict_proba(x[held])[:, 1]))
+           if len(set(labels[held].tolist())) == 2 else float("nan"))
+    human = clf.predict_proba(vec.transform(synth))[:, 1]
+    for r, h in zip(rows, human, strict=True):
+        r.setdefault("scores", {})["human_likeness"] = float(h)
+    ctx.info["detector"] = {"auc": auc, "mode": mode, "train_examples": int(cut)}
+    if mode == "order":
+        ranked = [rows[i] for i in np.argsort(-human, kind="stable")]
+        return _decide(ranked, [True] * len(ranked), "detector", "")
+    if mode == "resample":
+        w = human / np.clip(1 - human, 1e-6, None)
+        picks = ctx.rng.choice(len(rows), size=len(rows), replace=True, p=w / w.sum())
+        counts = np.bincount(picks, minlength=len(rows))
+        for r, c in zip(rows, counts, strict=True):
+            r["scores"]["resampled_copies"] = int(c)
+        _decide(rows, list(counts > 0), "detector", "not drawn by importance resampling")
+        return [dict(r) for r, c in zip(rows, counts, strict=True) for _ in range(c)]
+    k = max(1, int(round(keep_fraction * len(rows))))
+    top = set(np.argsort(-human, kind="stable")[:k].tolist())
+    return _decide(rows, [i in top for i in range(len(rows))], "detector",
+                   f"not among the {keep_fraction:.0%} most human-like")
+
+
+# -- quality and best-of-N --------------------------------------------------------------------
+
+def quality(rows: list[dict], ctx: CurationContext, mode: str = "filter",
+            keep_fraction: float = 0.5) -> list[dict]:
+    """Quality = mean log-likelihood per token under the frozen generation-0 model (higher is
+    better); keep the best ``keep_fraction``, or order best first."""
+    if ctx.score_quality is None:
+        raise ValueError("curation step 'quality' needs the generation-0 model")
+    scores = np.asarray(ctx.score_quality(rows))
+    for r, q in zip(rows, scores, strict=True):
+        r.setdefault("scores", {})["quality"] = float(q)
+    ranked = np.argsort(-scores, kind="stable")
+    if mode == "order":
+        return _decide([rows[i] for i in ranked], [True] * len(rows), "quality", "")
+    top = set(ranked[:max(1, int(round(keep_fraction * len(rows))))].tolist())
+    return _decide(rows, [i in top for i in range(len(rows))], "quality",
+                   f"not among the {keep_fraction:.0%} best by quality")
+
+
+def best_of_n(rows: list[dict], ctx: CurationContext, scorer: str = "true_logprob") -> list[dict]:
+    """Of the candidates answering the same request (``generation.candidates``), keep the best
+    by ``scorer``: true_logprob (exact, the ground-truth language), or a score an earlier step
+    gave (verifier, human_likeness, quality)."""
+    if scorer == "true_logprob":
+        if ctx.truth is None:
+            raise ValueError("best-of-n scorer true_logprob needs the grammar data source")
+        for r, lp in zip(rows, ctx.truth.logprobs([_text(ctx, r) for r in rows]), strict=True):
+            r.setdefault("scores", {})["true_logprob"] = float(lp)
+    missing = [r["id"] for r in rows if scorer not in r.get("scores", {})]
+    if missing:
+        raise ValueError(f"best-of-n scorer '{scorer}' has no score for {len(missing)} "
+                         f"candidates: put the step that gives it ({scorer}) before best-of-n")
+    best: dict[Any, int] = {}
+    for i, r in enumerate(rows):
+        key = r.get("request", r["id"])
+        if key not in best or r["scores"][scorer] > rows[best[key]]["scores"][scorer]:
+            best[key] = i
+    chosen = set(best.values())
+    ctx.info["best-of-n"] = {"requests": len(best), "candidates": len(rows), "scorer": scorer}
+    return _decide(rows, [i in chosen for i in range(len(rows))], "best-of-n",
+                   f"a better candidate by {scorer} answered the same request")
+
+
+STEPS = {"dedup": dedup, "length": length, "repetition": repetition, "verifier": verifier,
+         "detector": detector, "quality": quality, "best-of-n": best_of_n}
+
+
+def curate(rows: list[dict], steps: list, ctx: CurationContext) -> tuple[list[dict], list[dict]]:
+    """(kept rows in order, every row with its scores and decisions) after all steps.
+
+    A step that would leave nothing is an error naming the step, never an empty training set.
+    """
+    alive = rows
+    for step in steps:
+        params = step.model_dump(exclude={"name"}, exclude_none=True)
+        before = len(alive)
+        alive = STEPS[step.name](alive, ctx, **params)
+        if not alive:
+            raise ValueError(f"curation step '{step.name}' left no data: it dropped all "
+                             f"{before} candidates (see its settings {params})")
+    return alive, rows

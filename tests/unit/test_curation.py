@@ -1,0 +1,105 @@
+"""Curation steps: what they keep, the lineage they record, and refusing to empty a set."""
+
+import numpy as np
+import pytest
+
+from ouroboros.config import ConfigError, CurationStepConfig, TaskConfig, load_config
+from ouroboros.curation.steps import CurationContext, curate, dedup, detector, verifier
+from ouroboros.data.grammar import GroundTruthLanguage
+from ouroboros.tasks.lm import LanguageModelling
+
+
+def _rows(texts):
+    return [{"id": f"s{i}", "source": "", "target": t} for i, t in enumerate(texts)]
+
+
+def _ctx(real=(), truth=None, seed=0):
+    return CurationContext(real=_rows(list(real)), rng=np.random.default_rng(seed),
+                           task=LanguageModelling(TaskConfig()), truth=truth)
+
+
+def test_dedup_exact_and_near():
+    base = "the old dog sleeps near the big red barn every single day"
+    near = base.replace("day", "night")              # 10 of 11 trigrams shared -> J = 9/11
+    far = "a completely different sentence about cats and their many toys"
+    rows = _rows([base, base, near, far])
+    kept = dedup(rows, _ctx(), threshold=0.8)
+    assert [r["target"] for r in kept] == [base, far]
+    assert rows[1]["decisions"][-1]["kept"] is False and rows[2]["scores"]["dedup"] >= 0.8
+    rows = _rows([base, near, far])
+    assert len(dedup(rows, _ctx(), threshold=0.95)) == 3  # below the threshold: both stay
+
+
+def test_verifier_error_rates():
+    lang = GroundTruthLanguage()
+    valid = lang.sample(2000, np.random.default_rng(0))
+    invalid = ["dog the sleeps ."] * 2000
+    kept = verifier(_rows(valid + invalid), _ctx(truth=lang), false_accept=0.1,
+                    false_reject=0.25)
+    kept_valid = sum(r["target"] in set(valid) for r in kept)
+    assert kept_valid / 2000 == pytest.approx(0.75, abs=0.04)
+    assert (len(kept) - kept_valid) / 2000 == pytest.approx(0.1, abs=0.03)
+    perfect = verifier(_rows(valid[:50] + invalid[:50]), _ctx(truth=lang))
+    assert len(perfect) == 50
+
+
+def test_detector_filter_order_resample_and_auc():
+    lang = GroundTruthLanguage()
+    real = lang.sample(200, np.random.default_rng(1))
+    synthetic = [t.replace(" .", " zzz .") if i % 2 else t
+                 for i, t in enumerate(lang.sample(100, np.random.default_rng(2)))]
+    ctx = _ctx(real)
+    kept = detector(_rows(synthetic), ctx, mode="filter", keep_fraction=0.5)
+    assert len(kept) == 50 and sum("zzz" in r["target"] for r in kept) < 10
+    assert ctx.info["detector"]["auc"] > 0.6
+    ordered = detector(_rows(synthetic), _ctx(real), mode="order")
+    human = [r["scores"]["human_likeness"] for r in ordered]
+    assert human == sorted(human, reverse=True) and len(ordered) == 100
+    resampled = detector(_rows(synthetic), _ctx(real), mode="resample")
+    assert len(resampled) == 100 and sum("zzz" in r["target"] for r in resampled) < 50
+
+
+def test_a_step_that_empties_the_set_is_an_error():
+    lang = GroundTruthLanguage()
+    steps = [CurationStepConfig(name="length", min_words=100)]
+    with pytest.raises(ValueError, match="step 'length' left no data: it dropped all 3"):
+        curate(_rows(["a b .", "c d .", "e ."]), steps, _ctx(truth=lang))
+    with pytest.raises(ValueError, match="at least 4"):
+        detector(_rows(["a ."]), _ctx(["b ."]))
+
+
+def test_curation_config_problems():
+    with pytest.raises(ConfigError) as e:
+        load_config(overrides=["curation=[{name: verifier, false_reject: 1.2}]"])
+    assert any(p.startswith("curation.0.false_reject") for p in e.value.problems)
+    with pytest.raises(ConfigError, match="takes no threshold"):
+        load_config(overrides=["curation=[{name: length, threshold: 0.5}]"])
+    cfg = load_config(overrides=["policies.0.curation=[{name: dedup}]", "policies.0.order=given"])
+    assert cfg.policies[0].curation[0].name == "dedup" and cfg.policies[0].order == "given"
+
+
+def test_best_of_n_keeps_the_best_candidate_per_request():
+    from ouroboros.curation.steps import best_of_n
+    lang = GroundTruthLanguage()
+    rows = _rows(["dog the sleeps .", "the dog sleeps .", "the dog sleeps quickly .",
+                  "he sleeps .", "sleeps he ."])
+    for r, request in zip(rows, [0, 0, 0, 1, 1], strict=True):
+        r["request"] = request
+    ctx = _ctx(truth=lang)
+    kept = best_of_n(rows, ctx, scorer="true_logprob")
+    assert [r["target"] for r in kept] == ["the dog sleeps .", "he sleeps ."]
+    assert ctx.info["best-of-n"] == {"requests": 2, "candidates": 5, "scorer": "true_logprob"}
+    with pytest.raises(ValueError, match="put the step that gives it"):
+        best_of_n(_rows(["a ."]), _ctx(), scorer="human_likeness")
+
+
+def test_quality_filters_and_orders_by_reference_likelihood():
+    from ouroboros.curation.steps import quality
+    rows = _rows(["a", "b", "c", "d"])
+    ctx = _ctx()
+    ctx.score_quality = lambda rs: np.array([-3.0, -1.0, -2.0, -4.0])
+    assert [r["target"] for r in quality(rows, ctx, keep_fraction=0.5)] == ["b", "c"]
+    ordered = quality(_rows(["a", "b", "c", "d"]), ctx, mode="order")
+    assert [r["target"] for r in ordered] == ["b", "c", "a", "d"]
+    with pytest.raises(ValueError, match="generation-0 model"):
+        quality(_rows(["a"]), _ctx())
