@@ -296,6 +296,9 @@ class PolicyConfig(Section):
         None, description="Curation steps for this policy's cells (null: the study's).")
     order: Literal["shuffle", "given"] | None = Field(
         None, description="Training order for this policy's cells (null: training.order).")
+    candidates: int | None = Field(
+        None, ge=1, description="Samples per request for this policy's cells (best-of-N; "
+                                "null: generation.candidates).")
 
     _check_name = field_validator("name")(_plugin(registry.POLICIES))
 

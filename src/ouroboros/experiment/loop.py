@@ -26,7 +26,13 @@ import torch
 from transformers.utils import logging as hf_logging
 
 from ouroboros import registry
-from ouroboros.config import PolicyConfig, StudyConfig, TrainingConfig, dump_config
+from ouroboros.config import (
+    GenerationConfig,
+    PolicyConfig,
+    StudyConfig,
+    TrainingConfig,
+    dump_config,
+)
 from ouroboros.data.sources import RealSplits, select_splits
 from ouroboros.experiment import rundir
 from ouroboros.experiment.stages import Stage, StageStore, derive_seed, read_jsonl, write_jsonl
@@ -125,6 +131,8 @@ def _plan_cell(cfg: StudyConfig, cell: Cell, data: Stage, tok: Stage,
     # Generation 0 trains on real data with the study's settings, shared by every cell; a
     # policy's own training order applies from generation 1 on.
     later_spec = {**train_spec, "training": {**training, "order": cell_order(cfg, cell.policy)}}
+    generation = {**cfg.generation.model_dump(),
+                  "candidates": cell.policy.candidates or cfg.generation.candidates}
     for g in range(cfg.generations):
         label = f"s{cell.seed}-g{g}" if g == 0 else f"{cell.policy.display}-s{cell.seed}-g{g}"
         if g == 0:
@@ -141,13 +149,13 @@ def _plan_cell(cfg: StudyConfig, cell: Cell, data: Stage, tok: Stage,
         spec = train_spec if g == 0 else later_spec
         model = add(Stage("train", label, {**spec, "generation": g, "seed": cell.seed}, deps))
         gen = add(Stage("generate", label,
-                        {"generation": cfg.generation.model_dump(), "task": cfg.task.model_dump(),
+                        {"generation": generation, "task": cfg.task.model_dump(),
                          "g": g, "seed": cell.seed}, {"model": model, "data": data}))
         if curation:  # the policy sees the curated samples; metrics see what was generated
             curate_inputs = {"samples": gen, "data": data}
             if any(s.name == "quality" for s in curation):
                 curate_inputs["reference"] = first or model  # generation 0's model
-            samples.append(add(Stage("curate", label,
+            samples.append(add(Stage("curate", f"{cell.policy.display}-s{cell.seed}-g{g}",
                                      {"curation": [s.model_dump() for s in curation],
                                       "g": g, "seed": cell.seed}, curate_inputs)))
         else:
@@ -326,7 +334,8 @@ class Runner:
 
     def build_generate(self, stage: Stage, out: Path) -> dict:
         """Synthetic samples of generation g's model, each recorded with its provenance."""
-        gcfg, seed, g = self.cfg.generation, stage.spec["seed"], stage.spec["g"]
+        gcfg = GenerationConfig.model_validate(stage.spec["generation"])  # this cell's settings
+        seed, g = stage.spec["seed"], stage.spec["g"]
         real_train = self.real(stage.deps["data"], "train")
         n = gcfg.num_samples or len(real_train)
         requests = self.task.prompts(real_train, n, gcfg,
