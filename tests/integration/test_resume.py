@@ -67,8 +67,8 @@ def test_files_rerun_and_invalidation(tmp_path):
     run_dir = tmp_path / "run"
     assert _run(run_dir).returncode == 0
     top = sorted(p.name for p in run_dir.iterdir())
-    assert top == [".lock", "config.yaml", "manifest.json", "metrics.csv", "report",
-                   "sample_perplexity.csv", "stages"]
+    assert top == [".lock", "composition.csv", "config.yaml", "manifest.json", "metrics.csv",
+                   "report", "sample_perplexity.csv", "stages"]
     assert sorted(p.name for p in (run_dir / "stages").iterdir()) == [
         "data", "evaluate", "generate", "tokenizer", "train", "trainset"]
     train = next((run_dir / "stages" / "train").glob("s0-g0-*"))
