@@ -284,6 +284,19 @@ class CurationStepConfig(Section):
         return _valid(self, problems)
 
 
+class GeneratorConfig(Section):
+    """One of several models whose samples are mixed into a cell's synthetic data (Zhang et
+    al.'s strategy 2). It is the study's model family with its own size and seed, trained
+    every generation on the same training set as the others."""
+
+    label: str = Field(description="Source tag of its samples, e.g. small or wide.")
+    share: Fraction = Field(gt=0, description="Its share of each generation's synthetic data.")
+    n_layer: int | None = Field(None, gt=0, description="Its blocks (null: model.n_layer).")
+    n_embd: int | None = Field(None, gt=0, description="Its width (null: model.n_embd).")
+    n_head: int | None = Field(None, gt=0, description="Its heads (null: model.n_head).")
+    seed: int = Field(0, description="Added to the cell's seed for its initialisation.")
+
+
 class PolicyConfig(Section):
     """One data policy of the grid: how generation g's training set is assembled."""
 
@@ -299,17 +312,28 @@ class PolicyConfig(Section):
     candidates: int | None = Field(
         None, ge=1, description="Samples per request for this policy's cells (best-of-N; "
                                 "null: generation.candidates).")
+    generators: list[GeneratorConfig] | None = Field(
+        None, description="Several models making the synthetic data, mixed by share; the "
+                          "first is the one evaluated (null: the study's model alone).")
 
     _check_name = field_validator("name")(_plugin(registry.POLICIES))
 
     @model_validator(mode="after")
     def _fraction_only_where_used(self) -> PolicyConfig:
         uses_fraction = self.name in {"mix", "fresh"}
+        problems = []
         if uses_fraction and self.real_fraction is None:
-            raise ValueError(f"policy {self.name} needs real_fraction (between 0 and 1)")
+            problems.append(f"policy {self.name} needs real_fraction (between 0 and 1)")
         if not uses_fraction and self.real_fraction is not None:
-            raise ValueError(f"policy {self.name} takes no real_fraction")
-        return self
+            problems.append(f"policy {self.name} takes no real_fraction")
+        if self.generators:
+            total = sum(g.share for g in self.generators)
+            if abs(total - 1) > 1e-9:
+                problems.append(f"generators' shares sum to {total:g}, not 1")
+            labels = [g.label for g in self.generators]
+            if len(set(labels)) != len(labels):
+                problems.append("generators need distinct labels")
+        return _valid(self, problems)
 
     @property
     def display(self) -> str:
@@ -435,6 +459,13 @@ class StudyConfig(Section):
             if name == "traits" and not self.metrics.traits:
                 problems.append("metrics.names: traits needs metrics.traits (what to score how)")
         steps = self.curation + [s for p in self.policies for s in (p.curation or [])]
+        sized = [g for p in self.policies for g in (p.generators or [])
+                 if (g.n_layer, g.n_embd, g.n_head) != (None, None, None)]
+        if sized and self.model.name != "tiny-gpt2":
+            problems.append("generators with their own size need model tiny-gpt2")
+        for g in sized:
+            if (g.n_embd or self.model.n_embd) % (g.n_head or self.model.n_head):
+                problems.append(f"generator {g.label}: n_head must divide n_embd")
         if any(s.name == "verifier" for s in steps) and self.data.source != "grammar":
             problems.append("curation: the verifier step needs data.source grammar")
         if lm and self.model.name == "hf-seq2seq":

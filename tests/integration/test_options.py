@@ -93,3 +93,22 @@ def test_best_of_n_and_quality_through_the_loop(tiny_config, tmp_path):
     for s in read_jsonl(tmp_path / curate.relpath / "lineage.jsonl"):
         by_request.setdefault(s["request"], []).append(s["scores"]["quality"])
     assert all(r["scores"]["quality"] == max(by_request[r["request"]]) for r in curated)
+
+
+def test_several_generators_mixed_by_share(tiny_config, tmp_path):
+    cfg = tiny_config(
+        "policies=[{name: replace, label: pair, generators: [{label: main, share: 0.75}, "
+        "{label: narrow, share: 0.25, n_embd: 8, n_head: 2, seed: 3}]}]")
+    plan = run_study(cfg, tmp_path, log=lambda _: None)
+    mixture = next(s for s in plan.stages if s.kind == "mixture" and s.label == "pair-s0-g0")
+    rows = read_jsonl(tmp_path / mixture.relpath / "samples.jsonl")
+    assert sum(r["generator"] == "main" for r in rows) == 90
+    assert sum(r["generator"] == "narrow" for r in rows) == 30
+    assert all(r["id"].startswith(r["generator"] + ":") for r in rows)
+    narrow = next(s for s in plan.stages if s.kind == "train" and s.label == "s0-g0-narrow")
+    config = json.loads((tmp_path / narrow.relpath / "model" / "config.json").read_text())
+    assert config["n_embd"] == 8
+    evaluation = plan.cells[0].evaluations[1]
+    assert evaluation.deps["model"].label == "pair-s0-g1-main"  # the first generator
+    composition = (tmp_path / "composition.csv").read_text().splitlines()
+    assert "pair-s0,pair,0,1,synthetic-g0-narrow,30" in composition

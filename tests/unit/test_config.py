@@ -72,3 +72,15 @@ def test_dump_round_trips(tmp_path):
     path.write_text(dump_config(cfg))
     assert load_config(path) == cfg
     assert yaml.safe_load(path.read_text())["policies"][0]["name"] == "fresh"
+
+
+def test_generator_shares_and_sizes():
+    with pytest.raises(ConfigError, match="shares sum to 0.9"):
+        load_config(overrides=["policies=[{name: replace, generators: [{label: a, share: 0.5},"
+                               " {label: b, share: 0.4}]}]"])
+    with pytest.raises(ConfigError, match="distinct labels"):
+        load_config(overrides=["policies=[{name: replace, generators: [{label: a, share: 0.5},"
+                               " {label: a, share: 0.5}]}]"])
+    with pytest.raises(ConfigError, match="n_head must divide n_embd"):
+        load_config(overrides=["policies=[{name: replace, generators: [{label: a, share: 1, "
+                               "n_embd: 10}]}]"])

@@ -28,6 +28,7 @@ from transformers.utils import logging as hf_logging
 from ouroboros import registry
 from ouroboros.config import (
     GenerationConfig,
+    ModelConfig,
     PolicyConfig,
     StudyConfig,
     TrainingConfig,
@@ -102,6 +103,15 @@ def plan_study(cfg: StudyConfig) -> Plan:
     return Plan(list(unique.values()), cells)
 
 
+def _generator_model(cfg: StudyConfig, source) -> dict:
+    """The model settings of one generator: the study's, with its own size if it has one."""
+    model = cfg.model.model_dump()
+    if source is not None:
+        model.update({k: v for k in ("n_layer", "n_embd", "n_head")
+                      if (v := getattr(source, k)) is not None})
+    return model
+
+
 def cell_curation(cfg: StudyConfig, policy: PolicyConfig) -> list:
     """The curation steps of a policy's cells: its own, else the study's."""
     return cfg.curation if policy.curation is None else policy.curation
@@ -133,6 +143,8 @@ def _plan_cell(cfg: StudyConfig, cell: Cell, data: Stage, tok: Stage,
     later_spec = {**train_spec, "training": {**training, "order": cell_order(cfg, cell.policy)}}
     generation = {**cfg.generation.model_dump(),
                   "candidates": cell.policy.candidates or cfg.generation.candidates}
+    sources: list = cell.policy.generators or [None]  # None: the study's model alone
+    previous: list = [None] * len(sources)
     for g in range(cfg.generations):
         label = f"s{cell.seed}-g{g}" if g == 0 else f"{cell.policy.display}-s{cell.seed}-g{g}"
         if g == 0:
@@ -143,14 +155,27 @@ def _plan_cell(cfg: StudyConfig, cell: Cell, data: Stage, tok: Stage,
                 inputs["pool"] = add(Stage("pool", f"s{cell.seed}", {}, {"data": data}))
             trainset = add(Stage("trainset", label,
                                  {"generation": g, "policy": cell.policy.model_dump()}, inputs))
-        deps: dict = {"trainset": trainset, "tokenizer": tok, "data": data}
-        if cfg.training.init == "previous" and model is not None:
-            deps["init"] = model
         spec = train_spec if g == 0 else later_spec
-        model = add(Stage("train", label, {**spec, "generation": g, "seed": cell.seed}, deps))
-        gen = add(Stage("generate", label,
-                        {"generation": generation, "task": cfg.task.model_dump(),
-                         "g": g, "seed": cell.seed}, {"model": model, "data": data}))
+        models, parts = [], []
+        for j, source in enumerate(sources):
+            deps: dict = {"trainset": trainset, "tokenizer": tok, "data": data}
+            if cfg.training.init == "previous" and previous[j] is not None:
+                deps["init"] = previous[j]
+            name = label if source is None else f"{label}-{source.label}"
+            model_spec = {**spec, "model": _generator_model(cfg, source)}
+            seed = cell.seed + (source.seed if source else 0)
+            models.append(add(Stage("train", name, {**model_spec, "generation": g,
+                                                     "seed": seed}, deps)))
+            share = {} if source is None else {"share": source.share, "generator": source.label}
+            parts.append(add(Stage("generate", name,
+                                   {"generation": generation, "task": cfg.task.model_dump(),
+                                    "g": g, "seed": seed, **share},
+                                   {"model": models[-1], "data": data})))
+        previous = models
+        model = models[0]  # the evaluated model: the first generator
+        gen = parts[0] if len(parts) == 1 else add(Stage(
+            "mixture", f"{cell.policy.display}-s{cell.seed}-g{g}",
+            {"generators": [s.label for s in sources]}, {"parts": parts}))
         if curation:  # the policy sees the curated samples; metrics see what was generated
             curate_inputs = {"samples": gen, "data": data}
             if any(s.name == "quality" for s in curation):
@@ -171,7 +196,8 @@ def _plan_cell(cfg: StudyConfig, cell: Cell, data: Stage, tok: Stage,
 
 # -- running ----------------------------------------------------------------------------------
 
-SAMPLE_FILES = {"generate": "samples.jsonl", "curate": "curated.jsonl"}
+SAMPLE_FILES = {"generate": "samples.jsonl", "curate": "curated.jsonl",
+                "mixture": "samples.jsonl"}
 
 def real_splits(cfg: StudyConfig, source, task, seed: int) -> RealSplits:
     """The real examples of one seed: records -> task examples -> seeded subsets."""
@@ -287,6 +313,8 @@ class Runner:
         origins: dict[str, int] = {}
         for r in rows:
             key = r["origin"] if r["origin"] != "synthetic" else f"synthetic-g{r['generation']}"
+            if "generator" in r:
+                key += f"-{r['generator']}"
             origins[key] = origins.get(key, 0) + 1
         return {"size": len(rows), "composition": origins}
 
@@ -315,7 +343,8 @@ class Runner:
             model, _ = load_checkpoint(self.dir(stage.deps["init"]) / "model",
                                        self.cfg.runtime.device)
         else:
-            model = self.family.build(self.cfg.model, tokenizer, seed)
+            model = self.family.build(ModelConfig.model_validate(stage.spec["model"]),
+                                      tokenizer, seed)
         model = self.family.prepare(model, self.cfg.model)
         enc = self.encoder(tokenizer)
         result = train_model(
@@ -337,7 +366,7 @@ class Runner:
         gcfg = GenerationConfig.model_validate(stage.spec["generation"])  # this cell's settings
         seed, g = stage.spec["seed"], stage.spec["g"]
         real_train = self.real(stage.deps["data"], "train")
-        n = gcfg.num_samples or len(real_train)
+        n = max(1, round(stage.spec.get("share", 1.0) * (gcfg.num_samples or len(real_train))))
         requests = self.task.prompts(real_train, n, gcfg,
                                      np.random.default_rng(derive_seed(seed, "prompts", g)))
         # N candidates per request (best-of-N curation keeps one); sample j of the stage always
@@ -358,7 +387,8 @@ class Runner:
         write_jsonl(out / "samples.jsonl", [
             {"id": f"g{g}-{i}", "source": p["source"], "target": c.text, "origin": "synthetic",
              "generation": g, "model": model_id, "prompted_by": p["prompted_by"],
-             "request": p["request"], "finished": c.finished, "decoding": decoding}
+             "request": p["request"], "finished": c.finished, "decoding": decoding,
+             **({"generator": stage.spec["generator"]} if "generator" in stage.spec else {})}
             for i, (p, c) in enumerate(zip(prompts, completions, strict=True))])
         tokens = sum(c.new_tokens for c in completions)
         return {"samples": len(prompts), "requests": n, "new_tokens": tokens, "seconds": seconds,
@@ -376,6 +406,18 @@ class Runner:
                                       self.cfg.runtime.eval_batch_size, self.cfg.runtime.device)
             return -nll / np.maximum(count, 1)
         return score
+
+    def build_mixture(self, stage: Stage, out: Path) -> dict:
+        """Several generators' samples in one set, each row tagged with its source."""
+        rows, counts = [], {}
+        for part in stage.deps["parts"]:
+            tag = part.spec["generator"]
+            part_rows = read_jsonl(self.dir(part) / "samples.jsonl")
+            rows += [{**r, "id": f"{tag}:{r['id']}", "request": f"{tag}:{r['request']}"}
+                     for r in part_rows]
+            counts[tag] = len(part_rows)
+        write_jsonl(out / "samples.jsonl", rows)
+        return {"generators": counts}
 
     def build_curate(self, stage: Stage, out: Path) -> dict:
         """The curation steps over generation g's samples; every sample's scores and
@@ -441,7 +483,7 @@ class Runner:
     def run(self, plan: Plan) -> int:
         """Build every unfinished stage in order; returns how many were built now."""
         builders = {"data": self.build_data, "pool": self.build_pool,
-                    "curate": self.build_curate,
+                    "curate": self.build_curate, "mixture": self.build_mixture,
                     "tokenizer": self.build_tokenizer,
                     "trainset": self.build_trainset, "train": self.build_train,
                     "generate": self.build_generate, "evaluate": self.build_evaluate}
