@@ -103,3 +103,9 @@ def test_new_metric_version_reruns_only_evaluations(tiny_config, monkeypatch):
     monkeypatch.setattr(diversity, "VERSION", diversity.VERSION + 1)
     bumped = _fps(plan_study(tiny_config()))
     assert {k for k in base if bumped[k] != base[k]} == {k for k in base if k[0] == "evaluate"}
+
+
+def test_a_new_optional_setting_left_unset_keeps_fingerprints():
+    assert fingerprint({"a": 1, "new_feature": None}) == fingerprint({"a": 1})
+    assert fingerprint({"a": 1, "new_feature": 0}) != fingerprint({"a": 1})
+    assert fingerprint({"p": [{"x": 1, "y": None}]}) == fingerprint({"p": [{"x": 1}]})

@@ -22,9 +22,22 @@ from typing import Any
 RECORD = "_complete.json"
 
 
+def _without_nulls(value: Any) -> Any:
+    """``value`` with every None-valued mapping entry removed, recursively.
+
+    A setting left at None means "off / not used", exactly as if the field did not exist; so a
+    new optional config field does not change the fingerprints of studies that do not use it.
+    """
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
+
+
 def fingerprint(spec: Any) -> str:
-    """SHA-256 of the canonical JSON of ``spec``."""
-    blob = json.dumps(spec, sort_keys=True, separators=(",", ":"), default=str)
+    """SHA-256 of the canonical JSON of ``spec`` (None-valued entries left out)."""
+    blob = json.dumps(_without_nulls(spec), sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
