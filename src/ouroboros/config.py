@@ -246,18 +246,19 @@ class GenerationConfig(Section):
 CURATION_PARAMS = {"dedup": {"threshold"}, "length": {"min_words", "max_words"},
                    "repetition": {"max_rate"}, "verifier": {"false_accept", "false_reject"},
                    "detector": {"mode", "keep_fraction"}, "quality": {"mode", "keep_fraction"},
-                   "best-of-n": {"scorer"}}
+                   "best-of-n": {"scorer"}, "reference": {"threshold"}}
 
 
 class CurationStepConfig(Section):
     """One curation step applied to synthetic candidates before the policy (in list order)."""
 
-    name: Literal["dedup", "length", "repetition", "verifier", "detector", "quality",
-                  "best-of-n"] = Field(
-        description="dedup, length, repetition, verifier, detector, quality, best-of-n "
-                    "(docs/curation.md).")
+    name: Literal["dedup", "length", "repetition", "verifier", "reference", "detector",
+                  "quality", "best-of-n"] = Field(
+        description="dedup, length, repetition, verifier, reference, detector, quality, "
+                    "best-of-n (docs/curation.md).")
     threshold: Fraction | None = Field(None, description="dedup: Jaccard of word 3-grams at "
-                                                         "which two samples are duplicates.")
+                                                         "which two samples are duplicates; "
+                                                         "reference: lowest chrF (0-1) kept.")
     min_words: int | None = Field(None, ge=0, description="length: fewest words kept.")
     max_words: int | None = Field(None, ge=1, description="length: most words kept.")
     max_rate: Fraction | None = Field(None, description="repetition: highest 4-gram "
@@ -269,7 +270,8 @@ class CurationStepConfig(Section):
                           "importance-resample.")
     keep_fraction: Fraction | None = Field(None, gt=0, description="detector/quality filter: "
                                                                    "share kept.")
-    scorer: Literal["true_logprob", "verifier", "human_likeness", "quality"] | None = Field(
+    scorer: Literal["true_logprob", "verifier", "reference", "human_likeness",
+                    "quality"] | None = Field(
         None, description="best-of-n: the score that picks the best candidate of a request.")
 
     @model_validator(mode="after")

@@ -197,3 +197,17 @@ def test_bad_input_fails_before_anything_is_written(tmp_path):
              "model.pretrained=no-such-org/no-such-model", env={"HF_HUB_OFFLINE": "1"})
     assert r.returncode == 2 and "no-such-org/no-such-model' cannot be loaded" in r.stderr
     assert not out.exists()
+
+
+@needs_shared
+def test_reference_verified_best_of_n_on_translation(tmp_path):
+    _, plan = _study("multi30k", tmp_path, "policies=[{name: replace, candidates: 2, curation: "
+                     "[{name: reference, threshold: 0.0}, {name: best-of-n, scorer: reference}]}]")
+    curate = next(s for s in plan.stages if s.kind == "curate" and s.label == "replace-s0-g0")
+    lineage = read_jsonl(tmp_path / curate.relpath / "lineage.jsonl")
+    curated = read_jsonl(tmp_path / curate.relpath / "curated.jsonl")
+    assert len(lineage) == 80 and len(curated) == 40  # 2 candidates for each of 40 sources
+    best = {}
+    for r in lineage:
+        best[r["request"]] = max(best.get(r["request"], -1.0), r["scores"]["reference"])
+    assert all(r["scores"]["reference"] == best[r["request"]] for r in curated)

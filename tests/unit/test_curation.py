@@ -103,3 +103,24 @@ def test_quality_filters_and_orders_by_reference_likelihood():
     assert [r["target"] for r in ordered] == ["b", "c", "a", "d"]
     with pytest.raises(ValueError, match="generation-0 model"):
         quality(_rows(["a"]), _ctx())
+
+
+def test_reference_verifier_for_real_tasks():
+    from ouroboros.curation.steps import reference
+    from ouroboros.tasks.conditional import Translation
+    real = [{"id": "train-L1", "source": "a dog runs", "target": "ein Hund rennt"},
+            {"id": "train-L2", "source": "a cat sleeps", "target": "eine Katze schläft"}]
+    rows = [{"id": "g0-0", "source": "a dog runs", "target": "ein Hund rennt",
+             "prompted_by": "train-L1"},
+            {"id": "g0-1", "source": "a cat sleeps", "target": "völlig daneben",
+             "prompted_by": "train-L2"}]
+    ctx = CurationContext(real=real, rng=np.random.default_rng(0),
+                          task=Translation(TaskConfig()))
+    kept = reference(rows, ctx, threshold=0.3)
+    assert [r["id"] for r in kept] == ["g0-0"] and rows[0]["scores"]["reference"] == 1.0
+    lm_rows = [{"id": "x", "source": "the dog", "target": "runs .", "prompted_by": "r"}]
+    lm_ctx = _ctx()
+    lm_ctx.real = [{"id": "r", "source": "", "target": "the dog runs ."}]
+    assert reference(lm_rows, lm_ctx)[0]["scores"]["reference"] == 1.0  # vs the continuation
+    with pytest.raises(ValueError, match="prompted by real examples"):
+        reference(_rows(["a ."]), _ctx())

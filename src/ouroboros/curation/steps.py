@@ -134,6 +134,29 @@ def verifier(rows: list[dict], ctx: CurationContext, false_accept: float = 0.0,
     return _decide(rows, list(accept), "verifier", "rejected by the verifier")
 
 
+def reference(rows: list[dict], ctx: CurationContext, threshold: float = 0.3) -> list[dict]:
+    """A reference-based verifier for real tasks: chrF (sacrebleu, 0-1) of each synthetic
+    target against the real target of the example that prompted it (for lm continuations: the
+    real text after the prefix); keep those at or above ``threshold``."""
+    from sacrebleu.metrics import CHRF
+    real = {e["id"]: e for e in ctx.real}
+    chrf = CHRF()
+    scores = []
+    for r in rows:
+        ref = real.get(r.get("prompted_by"))
+        if ref is None:
+            raise ValueError("curation step 'reference' needs samples prompted by real examples "
+                             "(summarization, translation, or lm with prompt: real-prefix)")
+        text = ref["target"]
+        if not ctx.task.conditional:  # a continuation: compare with the real continuation
+            text = " ".join(text.split()[len(r["source"].split()):])
+        scores.append(chrf.sentence_score(r["target"], [text]).score / 100)
+    for r, x in zip(rows, scores, strict=True):
+        r.setdefault("scores", {})["reference"] = x
+    return _decide(rows, [x >= threshold for x in scores], "reference",
+                   f"chrF to the real target below {threshold}")
+
+
 # -- detector ---------------------------------------------------------------------------------
 
 def detector(rows: list[dict], ctx: CurationContext, mode: str = "filter",
@@ -199,7 +222,7 @@ def quality(rows: list[dict], ctx: CurationContext, mode: str = "filter",
 def best_of_n(rows: list[dict], ctx: CurationContext, scorer: str = "true_logprob") -> list[dict]:
     """Of the candidates answering the same request (``generation.candidates``), keep the best
     by ``scorer``: true_logprob (exact, the ground-truth language), or a score an earlier step
-    gave (verifier, human_likeness, quality)."""
+    gave (verifier, reference, human_likeness, quality)."""
     if scorer == "true_logprob":
         if ctx.truth is None:
             raise ValueError("best-of-n scorer true_logprob needs the grammar data source")
@@ -221,7 +244,8 @@ def best_of_n(rows: list[dict], ctx: CurationContext, scorer: str = "true_logpro
 
 
 STEPS = {"dedup": dedup, "length": length, "repetition": repetition, "verifier": verifier,
-         "detector": detector, "quality": quality, "best-of-n": best_of_n}
+         "reference": reference, "detector": detector, "quality": quality,
+         "best-of-n": best_of_n}
 
 
 def curate(rows: list[dict], steps: list, ctx: CurationContext) -> tuple[list[dict], list[dict]]:
