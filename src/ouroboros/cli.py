@@ -41,6 +41,9 @@ def _parser() -> argparse.ArgumentParser:
                                            "and print its summary table")
     report.add_argument("run_dir", type=Path)
     report.add_argument("--metrics", help="comma-separated columns of the summary table")
+    report.add_argument("--slices", nargs="?", const=-1, type=int, metavar="GENERATION",
+                        help="also print metrics by origin, generator and curation outcome "
+                             "(slices.csv) at GENERATION (default: the last)")
     validate = sub.add_parser("validate", help="check a config without running (exit 2: bad)")
     validate.add_argument("args", nargs="*", metavar="[CONFIG] [dotted.key=value]")
     explain = sub.add_parser("config", help="print the resolved config, every field documented")
@@ -208,6 +211,11 @@ def main(argv: list[str] | None = None) -> int:
             print(summary_table(rows, columns))
             print()
             print(paired_table(rows, columns))
+            if args.slices is not None:
+                from ouroboros.report.tables import read_slices, slices_text
+                print()
+                print(slices_text(read_slices(args.run_dir),
+                                  None if args.slices < 0 else args.slices))
             print(f"report: {render_report(args.run_dir)}")
             return 0
         return cmd_ls()

@@ -245,20 +245,29 @@ class GenerationConfig(Section):
 
 CURATION_PARAMS = {"dedup": {"threshold"}, "length": {"min_words", "max_words"},
                    "repetition": {"max_rate"}, "verifier": {"false_accept", "false_reject"},
-                   "detector": {"mode", "keep_fraction"}, "quality": {"mode", "keep_fraction"},
-                   "best-of-n": {"scorer"}, "reference": {"threshold"}}
+                   "detector": {"mode", "keep_fraction", "classifier"},
+                   "quality": {"mode", "keep_fraction"}, "best-of-n": {"scorer"},
+                   "reference": {"threshold"},
+                   "model-verifier": {"classifier", "threshold", "model"}}
 
 
 class CurationStepConfig(Section):
     """One curation step applied to synthetic candidates before the policy (in list order)."""
 
-    name: Literal["dedup", "length", "repetition", "verifier", "reference", "detector",
-                  "quality", "best-of-n"] = Field(
-        description="dedup, length, repetition, verifier, reference, detector, quality, "
-                    "best-of-n (docs/curation.md).")
+    name: Literal["dedup", "length", "repetition", "verifier", "reference", "model-verifier",
+                  "detector", "quality", "best-of-n"] = Field(
+        description="dedup, length, repetition, verifier, reference, model-verifier, detector, "
+                    "quality, best-of-n (docs/curation.md).")
     threshold: Fraction | None = Field(None, description="dedup: Jaccard of word 3-grams at "
                                                          "which two samples are duplicates; "
-                                                         "reference: lowest chrF (0-1) kept.")
+                                                         "reference: lowest chrF (0-1) kept; "
+                                                         "model-verifier: lowest P(acceptable).")
+    classifier: Literal["ngram", "transformer"] | None = Field(
+        None, description="detector / model-verifier: n-gram logistic regression (ngram) or a "
+                          "small transformer trained from scratch (transformer).")
+    model: str | None = Field(None, description="model-verifier: a Hugging Face sequence "
+                                                "classifier (name or folder) used as it is; its "
+                                                "last label means acceptable.")
     min_words: int | None = Field(None, ge=0, description="length: fewest words kept.")
     max_words: int | None = Field(None, ge=1, description="length: most words kept.")
     max_rate: Fraction | None = Field(None, description="repetition: highest 4-gram "
@@ -270,8 +279,8 @@ class CurationStepConfig(Section):
                           "importance-resample.")
     keep_fraction: Fraction | None = Field(None, gt=0, description="detector/quality filter: "
                                                                    "share kept.")
-    scorer: Literal["true_logprob", "verifier", "reference", "human_likeness",
-                    "quality"] | None = Field(
+    scorer: Literal["true_logprob", "verifier", "reference", "model_verifier",
+                    "human_likeness", "quality"] | None = Field(
         None, description="best-of-n: the score that picks the best candidate of a request.")
 
     @model_validator(mode="after")
@@ -283,6 +292,9 @@ class CurationStepConfig(Section):
                     f"{', '.join(sorted(allowed))})"] if wrong else []
         if self.name == "quality" and self.mode == "resample":
             problems.append("step quality: mode is filter or order")
+        if self.model is not None and self.classifier is not None:
+            problems.append("step model-verifier: give a classifier to train or a model, "
+                            "not both")
         return _valid(self, problems)
 
 
@@ -317,6 +329,10 @@ class PolicyConfig(Section):
     generators: list[GeneratorConfig] | None = Field(
         None, description="Several models making the synthetic data, mixed by share; the "
                           "first is the one evaluated (null: the study's model alone).")
+    refill: int | None = Field(
+        None, ge=1, description="Generate until accepted: up to this many extra rounds re-ask "
+                                "every request curation left without a kept sample (null: "
+                                "none; pruning then shrinks the data).")
 
     _check_name = field_validator("name")(_plugin(registry.POLICIES))
 
@@ -397,6 +413,10 @@ class MetricsConfig(Section):
                                                    "intervals of ROUGE/BLEU/chrF; 0: none.")
     traits: list[TraitConfig] = Field(default_factory=list,
                                       description="Traits scored by the metric 'traits'.")
+    slices: list[Literal["trainset", "samples", "candidates"]] = Field(
+        ["trainset", "samples", "candidates"],
+        description="Sets whose examples are also measured by origin (trainset), generator "
+                    "(samples) and curation outcome (candidates), into slices.csv; []: none.")
 
     @field_validator("names")
     @classmethod
@@ -468,6 +488,17 @@ class StudyConfig(Section):
         for g in sized:
             if (g.n_embd or self.model.n_embd) % (g.n_head or self.model.n_head):
                 problems.append(f"generator {g.label}: n_head must divide n_embd")
+        for i, p in enumerate(self.policies):
+            own = self.curation if p.curation is None else p.curation
+            if p.refill and not own:
+                problems.append(f"policies.{i}.refill: needs curation steps that reject samples")
+            relative = [s.name for s in own if s.name == "detector"
+                        or s.name == "quality" and s.mode != "order"]
+            if p.refill and relative:
+                problems.append(f"policies.{i}.refill: {relative[0]} keeps a share of each "
+                                "round, so re-asking never fills the data; use per-sample steps "
+                                "(verifier, reference, length, repetition, dedup, best-of-n) "
+                                "or quality in order mode")
         if any(s.name == "verifier" for s in steps) and self.data.source != "grammar":
             problems.append("curation: the verifier step needs data.source grammar")
         if lm and self.model.name == "hf-seq2seq":

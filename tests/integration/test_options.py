@@ -74,6 +74,12 @@ def test_curation_lineage_ordered_training_and_composition(tiny_config, tmp_path
     composition = (tmp_path / "composition.csv").read_text().splitlines()
     assert "mix-0.5-s0,mix-0.5,0,1,real,60" in composition
     assert "mix-0.5-s0,mix-0.5,0,1,synthetic-g0,60" in composition
+    from ouroboros.report.tables import read_slices
+    sliced = [r for r in read_slices(tmp_path) if r["policy"] == "human-first"
+              and r["set"] == "candidates" and r["generation"] == 0 and r["metric"] == "count"]
+    counts = {r["group"]: r["value"] for r in sliced}
+    assert counts["all"] == 120 and counts["kept"] == len(curated)
+    assert counts["kept"] + counts.get("dropped:dedup", 0) == 120
 
 
 def test_best_of_n_and_quality_through_the_loop(tiny_config, tmp_path):
@@ -112,3 +118,32 @@ def test_several_generators_mixed_by_share(tiny_config, tmp_path):
     assert evaluation.deps["model"].label == "pair-s0-g1-main"  # the first generator
     composition = (tmp_path / "composition.csv").read_text().splitlines()
     assert "pair-s0,pair,0,1,synthetic-g0-narrow,30" in composition
+    sliced = (tmp_path / "slices.csv").read_text().splitlines()
+    assert "pair-s0,pair,0,1,trainset,synthetic-g0-narrow,count,30.0,30" in sliced
+    assert "pair-s0,pair,0,1,samples,narrow,count,30.0,30" in sliced
+    assert any(r.startswith("pair-s0,pair,0,1,samples,main,error_rate,") for r in sliced)
+
+
+def test_refill_generates_until_accepted(tiny_config, tmp_path):
+    steps = "[{name: dedup}, {name: verifier, false_accept: 0.3}]"
+    cfg = tiny_config(f"policies=[{{name: replace, label: pruned, curation: {steps}}}, "
+                      f"{{name: replace, label: refilled, refill: 4, curation: {steps}}}]")
+    plan = run_study(cfg, tmp_path, log=lambda _: None)
+    pruned, refilled = (next(s for s in plan.stages if s.kind == "curate"
+                             and s.label == f"{p}-s0-g0") for p in ("pruned", "refilled"))
+    info = json.loads((tmp_path / refilled.relpath / "_complete.json").read_text())["info"]
+    rounds = info["rounds"]
+    assert len(rounds) == 5 and rounds[0]["candidates"] == 120
+    # every round re-asks exactly the requests that still have no kept sample
+    for a, b in zip(rounds, rounds[1:], strict=False):
+        assert b["candidates"] == a["candidates"] - a["kept"]
+    kept = read_jsonl(tmp_path / refilled.relpath / "curated.jsonl")
+    first = read_jsonl(tmp_path / pruned.relpath / "curated.jsonl")
+    assert len(kept) == sum(r["kept"] for r in rounds) > len(first)
+    assert len({r["request"] for r in kept}) == len(kept)  # one accepted sample per request
+    assert info["unfilled_requests"] == 120 - len(kept)
+    lineage = read_jsonl(tmp_path / refilled.relpath / "lineage.jsonl")
+    assert {r.get("round", 0) for r in lineage} == {0, 1, 2, 3, 4}
+    again = [r for r in lineage if r.get("round") == 1]
+    assert all(r["id"].startswith("g0-r1-") and r["model"] == again[0]["model"] for r in again)
+    assert len({r["target"] for r in kept}) == len(kept)  # dedup holds across rounds

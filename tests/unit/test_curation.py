@@ -74,6 +74,10 @@ def test_curation_config_problems():
     assert any(p.startswith("curation.0.false_reject") for p in e.value.problems)
     with pytest.raises(ConfigError, match="takes no threshold"):
         load_config(overrides=["curation=[{name: length, threshold: 0.5}]"])
+    with pytest.raises(ConfigError, match="a classifier to train or a model, not both"):
+        load_config(overrides=["curation=[{name: model-verifier, classifier: ngram, model: x}]"])
+    with pytest.raises(ConfigError, match="step length takes no classifier"):
+        load_config(overrides=["curation=[{name: length, classifier: transformer}]"])
     cfg = load_config(overrides=["policies.0.curation=[{name: dedup}]", "policies.0.order=given"])
     assert cfg.policies[0].curation[0].name == "dedup" and cfg.policies[0].order == "given"
 
@@ -124,3 +128,77 @@ def test_reference_verifier_for_real_tasks():
     assert reference(lm_rows, lm_ctx)[0]["scores"]["reference"] == 1.0  # vs the continuation
     with pytest.raises(ValueError, match="prompted by real examples"):
         reference(_rows(["a ."]), _ctx())
+
+
+def test_dedup_compares_with_earlier_refill_rounds():
+    base = "the old dog sleeps near the big red barn every single day"
+    ctx = _ctx()
+    ctx.previous = _rows([base])
+    kept = dedup(_rows([base, base.replace("day", "night"), "cats play"]), ctx, threshold=0.8)
+    assert [r["target"] for r in kept] == ["cats play"]
+
+
+def test_refill_config_problems():
+    with pytest.raises(ConfigError, match="policies.0.refill: needs curation steps"):
+        load_config(overrides=["policies=[{name: replace, refill: 3}]"])
+    with pytest.raises(ConfigError, match="policies.0.refill: detector keeps a share"):
+        load_config(overrides=["policies=[{name: replace, refill: 3, curation: "
+                               "[{name: detector}]}]"])
+    with pytest.raises(ConfigError) as e:
+        load_config(overrides=["policies=[{name: replace, refill: 0, curation: "
+                               "[{name: verifier}]}]"])
+    assert any(p.startswith("policies.0.refill") for p in e.value.problems)
+    load_config(overrides=["policies=[{name: replace, refill: 3, curation: [{name: verifier}, "
+                           "{name: quality, mode: order}]}]"])
+
+
+def _multi30k(n, split="train", offset=0):
+    from pathlib import Path
+    d = Path(__file__).resolve().parents[3] / "shared" / "data" / "multi30k"
+    en = (d / f"{split}.en").read_text().splitlines()[offset:offset + n]
+    de = (d / f"{split}.de").read_text().splitlines()[offset:offset + n]
+    return [{"id": f"{split}-L{i}", "source": a, "target": b}
+            for i, (a, b) in enumerate(zip(en, de, strict=True))]
+
+
+def test_model_verifier_learns_which_target_answers_which_source():
+    from ouroboros.curation.steps import model_verifier
+    from ouroboros.tasks.conditional import Translation
+    real = _multi30k(1500)
+    good = _multi30k(100, "val")
+    bad = [{**e, "id": f"bad{i}", "target": good[(i + 7) % 100]["target"]}
+           for i, e in enumerate(good)]
+    ctx = CurationContext(real=real, rng=np.random.default_rng(0),
+                          task=Translation(TaskConfig(name="translation")))
+    kept = model_verifier([dict(r) for r in good + bad], ctx, threshold=0.5)
+    kept_bad = sum(r["id"].startswith("bad") for r in kept)
+    assert len(kept) - kept_bad > 2 * kept_bad  # right answers pass far more often
+    assert ctx.info["model-verifier"]["auc"] > 0.65  # held out by example, not by row
+    assert all(0 <= r["scores"]["model_verifier"] <= 1 for r in kept)
+
+
+def test_model_verifier_for_lm_scores_fluency_and_needs_data():
+    from ouroboros.curation.steps import model_verifier
+    lang = GroundTruthLanguage()
+    real = lang.sample(400, np.random.default_rng(0))
+    fluent = lang.sample(60, np.random.default_rng(1))
+    shuffled = [" ".join(sorted(t.split())) for t in fluent]
+    rows = _rows(fluent + shuffled)
+    model_verifier(rows, _ctx(real), threshold=0.0)
+    scores = np.array([r["scores"]["model_verifier"] for r in rows])
+    assert scores[:60].mean() > scores[60:].mean()
+    with pytest.raises(ValueError, match="at least 8 real examples"):
+        model_verifier(_rows(["a ."]), _ctx(["b ."]))
+
+
+def test_transformer_detector_option():
+    lang = GroundTruthLanguage()
+    real = lang.sample(300, np.random.default_rng(1))
+    synthetic = [t + " zzz zzz" if i % 2 else t
+                 for i, t in enumerate(lang.sample(200, np.random.default_rng(2)))]
+    ctx = _ctx(real)
+    kept = detector(_rows(synthetic), ctx, mode="filter", keep_fraction=0.5,
+                    classifier="transformer")
+    assert ctx.info["detector"]["classifier"] == "transformer"
+    assert ctx.info["detector"]["auc"] > 0.7
+    assert sum("zzz" in r["target"] for r in kept) < 25

@@ -38,6 +38,8 @@ class CurationContext:
     score_quality: Any = None              # rows -> per-row log-likelihood per token under
                                            # the frozen generation-0 model (quality step)
     info: dict[str, Any] = field(default_factory=dict)  # per-step reports (AUC, counts, ...)
+    previous: list[dict] = field(default_factory=list)  # kept in earlier refill rounds (dedup
+                                                        # compares new candidates with them)
 
 
 def _decide(rows: list[dict], keep: list[bool], step: str, reason: str) -> list[dict]:
@@ -70,10 +72,17 @@ def _minhash(shingles: set, hashes: int = 64) -> np.ndarray:
 def dedup(rows: list[dict], ctx: CurationContext, threshold: float = 0.8) -> list[dict]:
     """Drop exact duplicates, then near duplicates (Jaccard of word 3-grams >= threshold)."""
     keep, seen_exact = [], set()
-    shingles = [_shingles(_text(ctx, r)) for r in rows]
+    everything = ctx.previous + rows  # earlier rounds' survivors are already kept
+    shingles = [_shingles(_text(ctx, r)) for r in everything]
     signatures = [_minhash(s) for s in shingles]
     buckets: dict[tuple, list[int]] = {}
-    for i, row in enumerate(rows):
+    for i in range(len(ctx.previous)):
+        seen_exact.add(_text(ctx, ctx.previous[i]))
+        for b in range(16):
+            buckets.setdefault((b, signatures[i][4 * b:4 * b + 4].tobytes()), []).append(i)
+    for i, row in enumerate(everything):
+        if i < len(ctx.previous):
+            continue
         text = _text(ctx, row)
         if text in seen_exact:
             keep.append(False)
@@ -157,32 +166,80 @@ def reference(rows: list[dict], ctx: CurationContext, threshold: float = 0.3) ->
                    f"chrF to the real target below {threshold}")
 
 
+def model_verifier(rows: list[dict], ctx: CurationContext, classifier: str = "ngram",
+                   threshold: float = 0.5, model: str | None = None) -> list[dict]:
+    """A model-based verifier for real tasks: P(acceptable) of each candidate, kept at or above
+    ``threshold``. Summarization/translation: is the target a right answer to its source? The
+    classifier learns it from the real training pairs against wrong ones (another example's
+    target, or the right one made disfluent). lm: is the text fluent (real vs disfluent real
+    text)? ``model``: a Hugging Face sequence classifier (name or folder) used as it is
+    instead, its last label meaning acceptable."""
+    from ouroboros.curation.classifiers import CLASSIFIERS, negative_pairs
+    pairs = ctx.task.conditional
+    candidates = [(r["source"], r["target"]) if pairs else _text(ctx, r) for r in rows]
+    if model is not None:
+        scores = _hf_scores(model, candidates, pairs)
+        ctx.info["model-verifier"] = {"model": model}
+    else:
+        real = [e for e in ctx.real if e["target"].strip()]
+        if len(real) < 8:
+            raise ValueError("curation step 'model-verifier' needs at least 8 real examples "
+                             "to learn from")
+        lm_pairs = [{"source": "", "target": _text(ctx, e)} for e in real]
+        negatives = negative_pairs(real if pairs else lm_pairs, ctx.rng)
+        positives = [(e["source"], e["target"]) for e in real]
+        if not pairs:
+            negatives = [t for _, t in negatives]
+            positives = [e["target"] for e in lm_pairs]
+        labels = np.array([1] * len(positives) + [0] * len(negatives))
+        groups = np.r_[np.arange(len(real)), np.arange(len(real))]  # wrong answer i: from i
+        trained = CLASSIFIERS[classifier](positives + negatives, labels, ctx.rng, pairs=pairs,
+                                          groups=groups)
+        scores = trained.predict(candidates)
+        ctx.info["model-verifier"] = {"auc": trained.auc, "classifier": classifier,
+                                      "train_examples": trained.train_examples}
+    for r, x in zip(rows, scores, strict=True):
+        r.setdefault("scores", {})["model_verifier"] = float(x)
+    ctx.info["model-verifier"]["accepted"] = int((np.asarray(scores) >= threshold).sum())
+    return _decide(rows, [x >= threshold for x in scores], "model-verifier",
+                   f"P(acceptable) below {threshold}")
+
+
+def _hf_scores(name: str, inputs: list, pairs: bool, batch_size: int = 32) -> np.ndarray:
+    """P(last label) of each input (text, or (source, target) pair) under an HF classifier."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(name)
+    model = AutoModelForSequenceClassification.from_pretrained(name).eval()
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(inputs), batch_size):
+            chunk = inputs[start:start + batch_size]
+            enc = (tok([a for a, _ in chunk], [b for _, b in chunk], truncation=True,
+                       padding=True, return_tensors="pt") if pairs else
+                   tok(chunk, truncation=True, padding=True, return_tensors="pt"))
+            out.append(torch.softmax(model(**enc).logits.float(), -1)[:, -1].numpy())
+    return np.concatenate(out) if out else np.zeros(0)
+
+
 # -- detector ---------------------------------------------------------------------------------
 
 def detector(rows: list[dict], ctx: CurationContext, mode: str = "filter",
-             keep_fraction: float = 0.5) -> list[dict]:
+             keep_fraction: float = 0.5, classifier: str = "ngram") -> list[dict]:
     """Human-likeness P(real) from a real-vs-synthetic classifier; filter, order or resample."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import roc_auc_score
+    from ouroboros.curation.classifiers import CLASSIFIERS
     real = [_text(ctx, r) for r in ctx.real]
     synth = [_text(ctx, r) for r in rows]
     texts, labels = real + synth, np.array([1] * len(real) + [0] * len(synth))
     if len(set(labels.tolist())) < 2 or min(len(real), len(synth)) < 4:
         raise ValueError("curation step 'detector' needs real and synthetic examples (at "
                          "least 4 of each) to train on")
-    order = ctx.rng.permutation(len(texts))
-    cut = int(0.8 * len(texts))
-    fit, held = order[:cut], order[cut:]
-    vec = TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True)
-    x = vec.fit_transform(texts)
-    clf = LogisticRegression(max_iter=2000).fit(x[fit], labels[fit])
-    auc = (float(roc_auc_score(labels[held], clf.predict_proba(x[held])[:, 1]))
-           if len(set(labels[held].tolist())) == 2 else float("nan"))
-    human = clf.predict_proba(vec.transform(synth))[:, 1]
+    trained = CLASSIFIERS[classifier](texts, labels, ctx.rng)
+    human = trained.predict(synth)
     for r, h in zip(rows, human, strict=True):
         r.setdefault("scores", {})["human_likeness"] = float(h)
-    ctx.info["detector"] = {"auc": auc, "mode": mode, "train_examples": int(cut)}
+    ctx.info["detector"] = {"auc": trained.auc, "mode": mode, "classifier": classifier,
+                            "train_examples": trained.train_examples}
     if mode == "order":
         ranked = [rows[i] for i in np.argsort(-human, kind="stable")]
         return _decide(ranked, [True] * len(ranked), "detector", "")
@@ -222,7 +279,7 @@ def quality(rows: list[dict], ctx: CurationContext, mode: str = "filter",
 def best_of_n(rows: list[dict], ctx: CurationContext, scorer: str = "true_logprob") -> list[dict]:
     """Of the candidates answering the same request (``generation.candidates``), keep the best
     by ``scorer``: true_logprob (exact, the ground-truth language), or a score an earlier step
-    gave (verifier, reference, human_likeness, quality)."""
+    gave (verifier, reference, model_verifier, human_likeness, quality)."""
     if scorer == "true_logprob":
         if ctx.truth is None:
             raise ValueError("best-of-n scorer true_logprob needs the grammar data source")
@@ -244,20 +301,24 @@ def best_of_n(rows: list[dict], ctx: CurationContext, scorer: str = "true_logpro
 
 
 STEPS = {"dedup": dedup, "length": length, "repetition": repetition, "verifier": verifier,
-         "reference": reference, "detector": detector, "quality": quality,
-         "best-of-n": best_of_n}
+         "reference": reference, "model-verifier": model_verifier, "detector": detector,
+         "quality": quality, "best-of-n": best_of_n}
 
 
-def curate(rows: list[dict], steps: list, ctx: CurationContext) -> tuple[list[dict], list[dict]]:
+def curate(rows: list[dict], steps: list, ctx: CurationContext,
+           allow_empty: bool = False) -> tuple[list[dict], list[dict]]:
     """(kept rows in order, every row with its scores and decisions) after all steps.
 
-    A step that would leave nothing is an error naming the step, never an empty training set.
+    A step that would leave nothing is an error naming the step, never an empty training set
+    (``allow_empty``: a refill round may come back empty; the caller checks the total).
     """
     alive = rows
     for step in steps:
         params = step.model_dump(exclude={"name"}, exclude_none=True)
         before = len(alive)
-        alive = STEPS[step.name](alive, ctx, **params)
+        alive = STEPS[step.name](alive, ctx, **params) if alive else []
+        if not alive and allow_empty:
+            continue
         if not alive:
             raise ValueError(f"curation step '{step.name}' left no data: it dropped all "
                              f"{before} candidates (see its settings {params})")

@@ -38,7 +38,9 @@ from ouroboros.data.sources import RealSplits, select_splits
 from ouroboros.experiment import rundir
 from ouroboros.experiment.stages import Stage, StageStore, derive_seed, read_jsonl, write_jsonl
 from ouroboros.generation.hf import generate_with_model
+from ouroboros.metrics import slices as slicing
 from ouroboros.metrics.signature import EvalContext
+from ouroboros.metrics.slices import origin_of
 from ouroboros.models.checkpoint import load_checkpoint, load_tokenizer, save_checkpoint
 from ouroboros.models.encoding import Encoder, context_of, encode_examples
 from ouroboros.models.scoring import sequence_nll
@@ -57,6 +59,7 @@ class Cell:
     policy: PolicyConfig
     seed: int
     evaluations: list[Stage] = field(default_factory=list)
+    slices: list[Stage] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -180,9 +183,11 @@ def _plan_cell(cfg: StudyConfig, cell: Cell, data: Stage, tok: Stage,
             curate_inputs = {"samples": gen, "data": data}
             if any(s.name == "quality" for s in curation):
                 curate_inputs["reference"] = first or model  # generation 0's model
+            refill = ({"refill": cell.policy.refill, "generation": generation}
+                      if cell.policy.refill else {})
             samples.append(add(Stage("curate", f"{cell.policy.display}-s{cell.seed}-g{g}",
                                      {"curation": [s.model_dump() for s in curation],
-                                      "g": g, "seed": cell.seed}, curate_inputs)))
+                                      "g": g, "seed": cell.seed, **refill}, curate_inputs)))
         else:
             samples.append(gen)
         first = first or model
@@ -190,8 +195,17 @@ def _plan_cell(cfg: StudyConfig, cell: Cell, data: Stage, tok: Stage,
         if "reference-perplexity" in cfg.metrics.names:
             inputs["reference"] = first
         cell.evaluations.append(add(Stage(
-            "evaluate", label, {"metrics": cfg.metrics.model_dump(), "g": g, "seed": cell.seed,
-                                "metric_versions": metric_versions(cfg)}, inputs)))
+            "evaluate", label, {"metrics": cfg.metrics.model_dump(exclude={"slices"}), "g": g,
+                                "seed": cell.seed, "metric_versions": metric_versions(cfg)},
+            inputs)))
+        if cfg.metrics.slices:  # metrics by origin, generator and curation outcome
+            slice_inputs = {"trainset": trainset, "samples": gen, "data": data,
+                            "reference": first}
+            if curation and "candidates" in cfg.metrics.slices:
+                slice_inputs["curate"] = samples[-1]
+            cell.slices.append(add(Stage(
+                "slice", label, {"sets": cfg.metrics.slices, "g": g, "seed": cell.seed,
+                                 "version": slicing.VERSION}, slice_inputs)))
 
 
 # -- running ----------------------------------------------------------------------------------
@@ -312,9 +326,7 @@ class Runner:
         write_jsonl(out / "trainset.jsonl", rows)
         origins: dict[str, int] = {}
         for r in rows:
-            key = r["origin"] if r["origin"] != "synthetic" else f"synthetic-g{r['generation']}"
-            if "generator" in r:
-                key += f"-{r['generator']}"
+            key = origin_of(r)
             origins[key] = origins.get(key, 0) + 1
         return {"size": len(rows), "composition": origins}
 
@@ -371,29 +383,36 @@ class Runner:
                                      np.random.default_rng(derive_seed(seed, "prompts", g)))
         # N candidates per request (best-of-N curation keeps one); sample j of the stage always
         # draws the same noise, so candidates of one request differ only by their noise.
-        k = gcfg.candidates
-        prompts = [{**p, "request": i} for i, p in enumerate(requests) for _ in range(k)]
-        checkpoint = self.dir(stage.deps["model"]) / "model"
+        requests = [{**p, "request": i} for i, p in enumerate(requests)]
+        extra = {"generator": stage.spec["generator"]} if "generator" in stage.spec else {}
+        rows, info = self._sample(stage.deps["model"].relpath, requests, gcfg,
+                                  derive_seed(seed, "generate", g), g, f"g{g}-", extra)
+        write_jsonl(out / "samples.jsonl", rows)
+        return {**info, "requests": n}
+
+    def _sample(self, model_id: str, requests: list[dict], gcfg: GenerationConfig, seed: int,
+                g: int, prefix: str, extra: dict) -> tuple[list[dict], dict]:
+        """``gcfg.candidates`` samples per request from the model of stage ``model_id``, each
+        row with its provenance; and a summary of the sampling."""
+        prompts = [p for p in requests for _ in range(gcfg.candidates)]
+        checkpoint = self.run_dir / model_id / "model"
         encoder = self.encoder(load_tokenizer(checkpoint))
         t0 = time.perf_counter()
         completions = self.backend.generate(
             checkpoint, self.prompt_ids(encoder, [p["source"] for p in prompts]), gcfg,
-            seed=derive_seed(seed, "generate", g),
-            batch_size=self.cfg.runtime.generation_batch_size,
+            seed=seed, batch_size=self.cfg.runtime.generation_batch_size,
             device=self.cfg.runtime.device, progress=self.progress)
         seconds = time.perf_counter() - t0
         decoding = gcfg.model_dump(exclude={"backend", "num_samples"})
-        model_id = stage.deps["model"].relpath
-        write_jsonl(out / "samples.jsonl", [
-            {"id": f"g{g}-{i}", "source": p["source"], "target": c.text, "origin": "synthetic",
-             "generation": g, "model": model_id, "prompted_by": p["prompted_by"],
-             "request": p["request"], "finished": c.finished, "decoding": decoding,
-             **({"generator": stage.spec["generator"]} if "generator" in stage.spec else {})}
-            for i, (p, c) in enumerate(zip(prompts, completions, strict=True))])
+        rows = [{"id": f"{prefix}{i}", "source": p["source"], "target": c.text,
+                 "origin": "synthetic", "generation": g, "model": model_id,
+                 "prompted_by": p["prompted_by"], "request": p["request"],
+                 "finished": c.finished, "decoding": decoding, **extra}
+                for i, (p, c) in enumerate(zip(prompts, completions, strict=True))]
         tokens = sum(c.new_tokens for c in completions)
-        return {"samples": len(prompts), "requests": n, "new_tokens": tokens, "seconds": seconds,
-                "tokens_per_second": tokens / max(seconds, 1e-9),
-                "unfinished": sum(not c.finished for c in completions)}
+        return rows, {"samples": len(prompts), "new_tokens": tokens, "seconds": seconds,
+                      "tokens_per_second": tokens / max(seconds, 1e-9),
+                      "unfinished": sum(not c.finished for c in completions)}
 
     def _quality_scorer(self, reference: Stage):
         """rows -> mean log-likelihood per token of their targets under a frozen model."""
@@ -432,10 +451,81 @@ class Runner:
         steps = [CurationStepConfig.model_validate(s) for s in stage.spec["curation"]]
         if "reference" in stage.deps:
             ctx.score_quality = self._quality_scorer(stage.deps["reference"])
-        kept, annotated = curate(rows, steps, ctx)
+        refill = stage.spec.get("refill")
+        kept, annotated = curate(rows, steps, ctx, allow_empty=bool(refill))
+        info = {"candidates": len(rows), "kept": len(kept), "steps": ctx.info}
+        if refill:
+            kept, annotated, info = self._refill(stage, rows, kept, annotated, steps, ctx)
         write_jsonl(out / "curated.jsonl", kept)
         write_jsonl(out / "lineage.jsonl", annotated)
-        return {"candidates": len(rows), "kept": len(kept), "steps": ctx.info}
+        return info
+
+    def _refill(self, stage: Stage, rows: list[dict], kept: list[dict], annotated: list[dict],
+                steps: list, ctx) -> tuple[list[dict], list[dict], dict]:
+        """Generate until accepted: re-ask every request without a kept sample, from the model
+        that answered it first, for up to ``refill`` rounds; each round is curated by the same
+        steps (dedup also against what earlier rounds kept)."""
+        from ouroboros.curation.steps import curate
+        gcfg = GenerationConfig.model_validate(stage.spec["generation"])
+        seed, g = stage.spec["seed"], stage.spec["g"]
+        first: dict = {}  # request -> its first candidate (prompt, model, generator)
+        for r in rows:
+            first.setdefault(r["request"], r)
+        rounds = [{"round": 0, "candidates": len(rows), "kept": len(kept), "steps": ctx.info}]
+        for k in range(1, stage.spec["refill"] + 1):
+            done = {r["request"] for r in kept}
+            missing = [r for key, r in first.items() if key not in done]
+            if not missing:
+                break
+            by_model: dict[str, list[dict]] = {}
+            for r in missing:
+                by_model.setdefault(r["model"], []).append(r)
+            batch = []
+            for model_id, asked in by_model.items():
+                tag = asked[0].get("generator")
+                extra = {"round": k, **({"generator": tag} if tag else {})}
+                new, _ = self._sample(
+                    model_id, [{"source": r["source"], "prompted_by": r["prompted_by"],
+                                "request": r["request"]} for r in asked], gcfg,
+                    derive_seed(seed, "refill", g, k, model_id), g,
+                    f"{tag + ':' if tag else ''}g{g}-r{k}-", extra)
+                batch += new
+            ctx.info, ctx.previous = {}, kept
+            new_kept, new_all = curate(batch, steps, ctx, allow_empty=True)
+            kept, annotated = kept + new_kept, annotated + new_all
+            rounds.append({"round": k, "candidates": len(batch), "kept": len(new_kept),
+                           "steps": ctx.info})
+        if not kept:
+            raise ValueError(f"curation kept no sample in {len(rounds)} rounds of generation "
+                             f"{g}: the steps reject everything the model generates")
+        ordering = [s for s in steps if s.mode == "order"]
+        if ordering:  # ordered training: the order holds across rounds
+            key = {"detector": "human_likeness", "quality": "quality"}[ordering[-1].name]
+            kept = sorted(kept, key=lambda r: -r["scores"][key])
+        short = len(first) - len({r["request"] for r in kept})
+        if short:
+            self.log(f"  refill: {short} of {len(first)} requests still have no accepted sample "
+                     f"after {len(rounds) - 1} extra rounds")
+        return kept, annotated, {"candidates": len(annotated), "kept": len(kept),
+                                 "requests": len(first), "unfilled_requests": short,
+                                 "rounds": rounds}
+
+    def build_slice(self, stage: Stage, out: Path) -> dict:
+        """Per-example measures of generation g's training set, samples and curation
+        candidates, sliced by origin, generator and outcome (metrics/slices.py)."""
+        sets = {"trainset": self.dir(stage.deps["trainset"]) / "trainset.jsonl",
+                "samples": self.dir(stage.deps["samples"]) / "samples.jsonl"}
+        if "curate" in stage.deps:
+            sets["candidates"] = self.dir(stage.deps["curate"]) / "lineage.jsonl"
+        score = self._quality_scorer(stage.deps["reference"])
+        truth = getattr(self.source, "truth", None)
+        rows = []
+        for name in stage.spec["sets"]:
+            if name in sets:
+                rows += slicing.slice_rows(name, read_jsonl(sets[name]), self.task.text, truth,
+                                           lambda r: np.exp(-score(r)))
+        rundir.write_json(out / "slices.json", {"generation": stage.spec["g"], "rows": rows})
+        return {"rows": len(rows)}
 
     def _predict(self, model, encoder: Encoder, test: list[dict], seed: int) -> list[str]:
         """The model's outputs for real test sources, decoded as metrics.eval_decoding says."""
@@ -486,6 +576,7 @@ class Runner:
                     "curate": self.build_curate, "mixture": self.build_mixture,
                     "tokenizer": self.build_tokenizer,
                     "trainset": self.build_trainset, "train": self.build_train,
+                    "slice": self.build_slice,
                     "generate": self.build_generate, "evaluate": self.build_evaluate}
         built, t0 = 0, time.perf_counter()
         for i, stage in enumerate(plan.stages, 1):
@@ -528,6 +619,17 @@ def composition_rows(store: StageStore, plan: Plan) -> list[dict]:
     return rows
 
 
+def slice_table(store: StageStore, plan: Plan) -> list[dict]:
+    """Tidy rows of the metrics by origin, generator and curation outcome (slice stages)."""
+    rows = []
+    for cell in plan.cells:
+        for g, stage in enumerate(cell.slices):
+            for r in json.loads((store.path(stage) / "slices.json").read_text())["rows"]:
+                rows.append({"cell": cell.name, "policy": cell.policy.display,
+                             "seed": cell.seed, "generation": g, **r})
+    return rows
+
+
 def metric_rows(store: StageStore, plan: Plan) -> list[dict]:
     """Tidy metric rows of every cell and generation, from the finished evaluate stages."""
     rows = []
@@ -567,6 +669,9 @@ def run_study(cfg: StudyConfig, run_dir: Path, log: Callable[[str], None] = _log
         rundir.write_table(run_dir / "composition.csv",
                            ["cell", "policy", "seed", "generation", "origin", "count"],
                            composition_rows(store, plan))
+        sliced = slice_table(store, plan)
+        if sliced:
+            rundir.write_table(run_dir / "slices.csv", list(sliced[0]), sliced)
         per_sample = artifact_rows(store, plan, "sample_perplexity")
         if per_sample:
             rundir.write_table(run_dir / "sample_perplexity.csv", list(per_sample[0]), per_sample)

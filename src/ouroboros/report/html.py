@@ -15,6 +15,8 @@ from ouroboros.report.tables import (
     paired_table,
     policies_in_order,
     read_metrics,
+    read_slices,
+    slice_summary,
     summarise,
     summary_table,
 )
@@ -65,6 +67,18 @@ def _composition_html(run_dir: Path) -> str:
     return "\n".join(out + ["</table>"])
 
 
+def _slices_html(run_dir: Path) -> str:
+    """Metrics by origin, generator and curation outcome (slices.csv), mean over seeds."""
+    rows = read_slices(run_dir)
+    if not rows:
+        return "<p>(no slices.csv: metrics.slices is empty)</p>"
+    header, lines = slice_summary(rows)
+    out = ["<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>"]
+    out += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in line) + "</tr>"
+            for line in lines]
+    return "\n".join(out + ["</table>"])
+
+
 def render_report(run_dir: Path) -> Path:
     """Write ``report/`` (PNG per metric and report.html) from the run directory alone."""
     run_dir = Path(run_dir)
@@ -102,6 +116,12 @@ held-out data.</p>
 <h2>Plots</h2>{images}
 <h2>Training-set composition (examples by origin, mean over seeds)</h2>
 {_composition_html(run_dir)}
+<h2>Metrics by origin (mean over seeds)</h2>
+<p>trainset: what generation g's model trained on, by origin; samples: what it generated, by
+generator; candidates: what curation saw, by outcome (kept, or the first step that dropped
+it). reference_perplexity is the median per-example perplexity under generation 0's model;
+score_* are the mean curation scores.</p>
+{_slices_html(run_dir)}
 <h2>All values (mean over seeds; hover for the range)</h2>{_table_html(rows, metrics)}
 <h2>Metric signatures</h2><pre>{html.escape(chr(10).join(s for _, s in signatures))}</pre>
 <h2>Config</h2><pre>{html.escape(config)}</pre>

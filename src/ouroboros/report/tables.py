@@ -133,3 +133,64 @@ def _num(x: float) -> str:
 
 def _fmt(s: Summary | None) -> str:
     return "n/a" if s is None else _num(s.mean)
+
+
+# -- metrics by origin (slices.csv) ------------------------------------------------------------
+
+SLICE_METRICS = ["count", "error_rate", "true_logprob", "reference_perplexity", "words"]
+
+
+def read_slices(run_dir: Path) -> list[dict]:
+    """Rows of ``slices.csv`` (metrics by origin, generator, curation outcome); [] if none."""
+    path = Path(run_dir) / "slices.csv"
+    if not path.is_file():
+        return []
+    with open(path, encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        r["seed"], r["generation"] = int(r["seed"]), int(r["generation"])
+        r["value"], r["n"] = float(r["value"]), int(r["n"])
+    return rows
+
+
+def slice_summary(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """(header, lines): per generation, policy, set and group, the mean over seeds of the
+    sliced metrics (score_* columns included), each with its seed count in the header."""
+    metrics = ordered(sorted({r["metric"] for r in rows}), SLICE_METRICS)
+    values: dict[tuple, list[float]] = defaultdict(list)
+    for r in rows:
+        if not math.isnan(r["value"]):
+            values[(r["generation"], r["policy"], r["set"], r["group"], r["metric"])].append(
+                r["value"])
+    keys = list(dict.fromkeys((r["generation"], r["policy"], r["set"], r["group"])
+                              for r in rows))
+    keys.sort(key=lambda k: (k[0], policies_in_order(rows).index(k[1]),
+                             ["trainset", "samples", "candidates"].index(k[2]), k[3] != "all"))
+    lines = []
+    for key in keys:
+        cells = [str(key[0]), key[1], key[2], key[3]]
+        for m in metrics:
+            v = values.get((*key, m))
+            cells.append(_num(sum(v) / len(v)) if v else "")
+        lines.append(cells)
+    return ["generation", "policy", "set", "group", *metrics], lines
+
+
+def slices_text(rows: list[dict], generation: int | None = None,
+                metrics: list[str] | None = None) -> str:
+    """The console table of metrics by origin at one generation (default: the last)."""
+    if not rows:
+        return "no slices.csv in this run (metrics.slices: [])"
+    g = max(r["generation"] for r in rows) if generation is None else generation
+    chosen = [r for r in rows if r["generation"] == g
+              and (metrics is None or r["metric"] in metrics or r["metric"] == "count")]
+    header, lines = slice_summary(chosen)
+    header, lines = header[1:], [line[1:] for line in lines]
+    table = [header] + lines
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    n_seeds = len({r["seed"] for r in chosen})
+    text = "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True))
+                     for row in table)
+    return (f"metrics by origin at generation {g}, mean over {n_seeds} seed(s): trainset = what "
+            f"model {g} trained on, samples = what it generated, candidates = what curation "
+            f"saw\n{text}")
