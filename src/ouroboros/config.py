@@ -8,6 +8,7 @@ enters a fingerprint, so no exclusion list is needed.
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -300,8 +301,9 @@ class CurationStepConfig(Section):
 
 class GeneratorConfig(Section):
     """One of several models whose samples are mixed into a cell's synthetic data (Zhang et
-    al.'s strategy 2). It is the study's model family with its own size and seed, trained
-    every generation on the same training set as the others."""
+    al.'s strategy 2): the study's model with its own size and seed, or another model family
+    (a pretrained Hugging Face model by name or folder); every generation trains each one on
+    the same training set as the others."""
 
     label: str = Field(description="Source tag of its samples, e.g. small or wide.")
     share: Fraction = Field(gt=0, description="Its share of each generation's synthetic data.")
@@ -309,6 +311,27 @@ class GeneratorConfig(Section):
     n_embd: int | None = Field(None, gt=0, description="Its width (null: model.n_embd).")
     n_head: int | None = Field(None, gt=0, description="Its heads (null: model.n_head).")
     seed: int = Field(0, description="Added to the cell's seed for its initialisation.")
+    model: str | None = Field(None, description="Its model plug-in (null: model.name), e.g. "
+                                                "hf-causal for a pretrained model.")
+    pretrained: str | None = Field(None, description="hf-causal / hf-seq2seq: its Hugging Face "
+                                                     "model name or local folder.")
+    lora: LoraConfig | None = Field(None, description="Its LoRA adapters (pretrained models; "
+                                                      "null: full fine-tuning).")
+
+    @property
+    def own_family(self) -> bool:
+        """Whether it is another model than the study's (own plug-in or pretrained weights)."""
+        return self.model is not None or self.pretrained is not None
+
+    def model_settings(self, study: ModelConfig) -> dict:
+        """Its complete model settings: the study's, with its own size or family."""
+        model = study.model_dump()
+        model.update({k: v for k in ("n_layer", "n_embd", "n_head")
+                      if (v := getattr(self, k)) is not None})
+        if self.own_family:
+            model.update(name=self.model or study.name, pretrained=self.pretrained,
+                         lora=None if self.lora is None else self.lora.model_dump())
+        return model
 
 
 class PolicyConfig(Section):
@@ -481,13 +504,20 @@ class StudyConfig(Section):
             if name == "traits" and not self.metrics.traits:
                 problems.append("metrics.names: traits needs metrics.traits (what to score how)")
         steps = self.curation + [s for p in self.policies for s in (p.curation or [])]
-        sized = [g for p in self.policies for g in (p.generators or [])
-                 if (g.n_layer, g.n_embd, g.n_head) != (None, None, None)]
-        if sized and self.model.name != "tiny-gpt2":
-            problems.append("generators with their own size need model tiny-gpt2")
-        for g in sized:
-            if (g.n_embd or self.model.n_embd) % (g.n_head or self.model.n_head):
-                problems.append(f"generator {g.label}: n_head must divide n_embd")
+        for i, p in enumerate(self.policies):
+            for j, g in enumerate(p.generators or []):
+                where = f"policies.{i}.generators.{j}"
+                settings = g.model_settings(self.model)
+                sized = (g.n_layer, g.n_embd, g.n_head) != (None, None, None)
+                if sized and settings["name"] != "tiny-gpt2":
+                    problems.append(f"{where}: its own size needs model tiny-gpt2")
+                try:
+                    ModelConfig.model_validate(settings)
+                except ValidationError as e:
+                    problems += [f"{where}: {err['msg'].removeprefix('Value error, ')}"
+                                 for err in e.errors()]
+                if lm and settings["name"] == "hf-seq2seq":
+                    problems.append(f"{where}: task lm needs a decoder-only model")
         for i, p in enumerate(self.policies):
             own = self.curation if p.curation is None else p.curation
             if p.refill and not own:
@@ -514,12 +544,17 @@ class StudyConfig(Section):
 
 # -- loading ---------------------------------------------------------------------------------
 
-def _format_error(err: dict) -> str:
-    path = ".".join(str(p) for p in err["loc"]) or "(top level)"
+def _format_error(err: dict) -> list[str]:
+    """One line per problem, each with its dotted path (a validator may report several,
+    joined by "; "; study-level ones already start with their own path)."""
+    path = ".".join(str(p) for p in err["loc"])
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         msg = "unknown key"
-    return f"{path}: {msg}"
+    if path:
+        return [f"{path}: {msg}"]
+    return [part if re.match(r"^[a-z_]+(\.[\w-]+)*: ", part) else f"(top level): {part}"
+            for part in msg.split("; ")]
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
@@ -603,7 +638,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     try:
         cfg = StudyConfig.model_validate(data)
     except ValidationError as e:
-        problems += [_format_error(err) for err in e.errors()]
+        problems += [line for err in e.errors() for line in _format_error(err)]
     if problems:
         raise ConfigError(problems, str(path) if path else "config")
     return cfg

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from sacrebleu.metrics import BLEU
 
-from ouroboros.config import load_config
+from ouroboros.config import ConfigError, load_config
 from ouroboros.experiment.loop import plan_study, run_study
 from ouroboros.experiment.stages import read_jsonl
 from ouroboros.metrics.references import rouge_per_example
@@ -211,3 +211,45 @@ def test_reference_verified_best_of_n_on_translation(tmp_path):
     for r in lineage:
         best[r["request"]] = max(best.get(r["request"], -1.0), r["scores"]["reference"])
     assert all(r["scores"]["reference"] == best[r["request"]] for r in curated)
+
+
+@pytest.mark.parametrize("seq2seq", [True, False])
+def test_pretrained_models_as_extra_generators(tmp_path, seq2seq):
+    """A tiny-gpt2 study whose synthetic data is also made by a pretrained HF model (its own
+    tokenizer, family and LoRA), mixed by share and tagged by source."""
+    folder = _tiny_pretrained(tmp_path, seq2seq)
+    family = "hf-seq2seq" if seq2seq else "hf-causal"
+    cfg = load_config(overrides=_parallel(tmp_path) + [
+        "model.tokenizer=bpe", "model.vocab_size=300", "model.n_embd=16", "model.n_head=2",
+        "model.n_layer=1",
+        "policies=[{name: replace, label: mixed, generators: [{label: tiny, share: 0.5}, "
+        f"{{label: hf, share: 0.5, model: {family}, pretrained: {folder}}}]}}]"])
+    plan = run_study(cfg, tmp_path / "run", log=lambda _: None)
+    hf_train = _stage(plan, "train", "mixed-s0-g1-hf")
+    assert hf_train.deps["tokenizer"].label == "s0-hf"
+    assert _stage(plan, "train", "mixed-s0-g1-tiny").deps["tokenizer"].label == "s0"
+    config = json.loads((tmp_path / "run" / hf_train.relpath / "model" / "config.json")
+                        .read_text())
+    assert config.get("is_encoder_decoder", False) is seq2seq
+    rows = read_jsonl(tmp_path / "run" / _stage(plan, "mixture", "mixed-s0-g1").relpath
+                      / "samples.jsonl")
+    assert {r["generator"] for r in rows} == {"tiny", "hf"}
+    assert sum(r["generator"] == "hf" for r in rows) == 13  # half of 26 training examples
+    assert all(r["model"].startswith("stages/train/mixed-s0-g1-hf") for r in rows
+               if r["generator"] == "hf")
+    sliced = (tmp_path / "run" / "slices.csv").read_text()
+    assert "mixed-s0,mixed,0,1,samples,hf,count,13.0,13" in sliced
+
+
+def test_generator_model_problems():
+    with pytest.raises(ConfigError) as e:
+        load_config(overrides=["policies=[{name: replace, generators: [{label: a, share: 0.5}, "
+                               "{label: b, share: 0.5, model: hf-causal}]}]"])
+    assert any(p.startswith("policies.0.generators.1: model hf-causal needs pretrained")
+               for p in e.value.problems), e.value.problems
+    with pytest.raises(ConfigError, match="its own size needs model tiny-gpt2"):
+        load_config(overrides=["policies=[{name: replace, generators: [{label: b, share: 1, "
+                               "model: hf-causal, pretrained: x, n_embd: 8}]}]"])
+    with pytest.raises(ConfigError, match="task lm needs a decoder-only model"):
+        load_config(overrides=["policies=[{name: replace, generators: [{label: b, share: 1, "
+                               "model: hf-seq2seq, pretrained: x}]}]"])

@@ -91,14 +91,12 @@ def plan_study(cfg: StudyConfig) -> Plan:
     def add(stage: Stage) -> Stage:
         return unique.setdefault(stage.fp, stage)
 
-    m = cfg.model
-    tokenizer_spec = {"model": m.name, "tokenizer": m.tokenizer, "vocab_size": m.vocab_size,
-                      "pretrained": m.pretrained}
     cells = []
     for seed in cfg.seeds:
         data = add(Stage("data", f"s{seed}", {"source": source.fingerprint(), "seed": seed,
                                               "task": cfg.task.model_dump()}))
-        tok = add(Stage("tokenizer", f"s{seed}", tokenizer_spec, {"data": data}))
+        tok = add(Stage("tokenizer", f"s{seed}", tokenizer_spec(cfg.model.model_dump()),
+                        {"data": data}))
         for policy in cfg.policies:
             cell = Cell(policy, seed)
             cells.append(cell)
@@ -107,12 +105,14 @@ def plan_study(cfg: StudyConfig) -> Plan:
 
 
 def _generator_model(cfg: StudyConfig, source) -> dict:
-    """The model settings of one generator: the study's, with its own size if it has one."""
-    model = cfg.model.model_dump()
-    if source is not None:
-        model.update({k: v for k in ("n_layer", "n_embd", "n_head")
-                      if (v := getattr(source, k)) is not None})
-    return model
+    """The model settings of one generator (None: the study's model)."""
+    return cfg.model.model_dump() if source is None else source.model_settings(cfg.model)
+
+
+def tokenizer_spec(model: dict) -> dict:
+    """What a tokenizer stage depends on: the model family, its tokenizer settings, weights."""
+    return {"model": model["name"], "tokenizer": model["tokenizer"],
+            "vocab_size": model["vocab_size"], "pretrained": model["pretrained"]}
 
 
 def cell_curation(cfg: StudyConfig, policy: PolicyConfig) -> list:
@@ -161,7 +161,12 @@ def _plan_cell(cfg: StudyConfig, cell: Cell, data: Stage, tok: Stage,
         spec = train_spec if g == 0 else later_spec
         models, parts = [], []
         for j, source in enumerate(sources):
-            deps: dict = {"trainset": trainset, "tokenizer": tok, "data": data}
+            own_tok = tok
+            if source is not None and source.own_family:  # e.g. a pretrained model's own
+                own_tok = add(Stage("tokenizer", f"s{cell.seed}-{source.label}",
+                                    tokenizer_spec(_generator_model(cfg, source)),
+                                    {"data": data}))
+            deps: dict = {"trainset": trainset, "tokenizer": own_tok, "data": data}
             if cfg.training.init == "previous" and previous[j] is not None:
                 deps["init"] = previous[j]
             name = label if source is None else f"{label}-{source.label}"
@@ -230,6 +235,10 @@ def preflight(cfg: StudyConfig) -> None:
     task = registry.TASKS.get(cfg.task.name)(cfg.task)
     real_splits(cfg, make_source(cfg), task, cfg.seeds[0])
     registry.MODELS.get(cfg.model.name)().check(cfg.model)
+    for generator in {g.label: g for p in cfg.policies for g in (p.generators or [])
+                      if g.own_family}.values():
+        model = ModelConfig.model_validate(generator.model_settings(cfg.model))
+        registry.MODELS.get(model.name)().check(model)
 
 
 class Runner:
@@ -244,9 +253,11 @@ class Runner:
         self.backend = registry.BACKENDS.get(cfg.generation.backend)()
         self.progress = cfg.runtime.progress
 
-    def encoder(self, tokenizer) -> Encoder:
-        """How this study's model family turns examples into ids."""
-        return Encoder(tokenizer, self.family.seq2seq, self.cfg.model.context_length,
+    def encoder(self, tokenizer, seq2seq: bool | None = None,
+                context_length: int | None = None) -> Encoder:
+        """How a model family (default: the study's) turns examples into ids."""
+        return Encoder(tokenizer, self.family.seq2seq if seq2seq is None else seq2seq,
+                       context_length or self.cfg.model.context_length,
                        self.cfg.task.max_source_tokens)
 
     def prompt_ids(self, encoder: Encoder, sources: list[str]) -> list[list[int]]:
@@ -282,8 +293,11 @@ class Runner:
         """The tokenizer, from the real training split only; frozen for every generation."""
         train = self.real(stage.deps["data"], "train")
         texts = [self.task.context(e["source"]) for e in train if e["source"]]
-        tokenizer = self.family.build_tokenizer(self.cfg.model,
-                                                texts + [e["target"] for e in train])
+        spec = stage.spec
+        model = self.cfg.model.model_copy(update={
+            "name": spec["model"], "pretrained": spec.get("pretrained"), "lora": None})
+        tokenizer = registry.MODELS.get(spec["model"])().build_tokenizer(
+            model, texts + [e["target"] for e in train])
         tokenizer.save_pretrained(out)
         return {"vocab_size": len(tokenizer)}
 
@@ -351,14 +365,15 @@ class Runner:
         tcfg = TrainingConfig.model_validate(stage.spec["training"])  # this cell's settings
         texts, valid = self._selection_split(stage, rows, tcfg)
         seed = derive_seed(stage.spec["seed"], "train", stage.spec["generation"])
+        mcfg = ModelConfig.model_validate(stage.spec["model"])  # the study's or a generator's
+        family = registry.MODELS.get(mcfg.name)()
         if "init" in stage.deps:
             model, _ = load_checkpoint(self.dir(stage.deps["init"]) / "model",
                                        self.cfg.runtime.device)
         else:
-            model = self.family.build(ModelConfig.model_validate(stage.spec["model"]),
-                                      tokenizer, seed)
-        model = self.family.prepare(model, self.cfg.model)
-        enc = self.encoder(tokenizer)
+            model = family.build(mcfg, tokenizer, seed)
+        model = family.prepare(model, mcfg)
+        enc = self.encoder(tokenizer, family.seq2seq, mcfg.context_length)
         result = train_model(
             model, encode_examples(enc, self.task, texts), tcfg, seed=seed,
             pad_id=tokenizer.pad_token_id,
@@ -396,7 +411,9 @@ class Runner:
         row with its provenance; and a summary of the sampling."""
         prompts = [p for p in requests for _ in range(gcfg.candidates)]
         checkpoint = self.run_dir / model_id / "model"
-        encoder = self.encoder(load_tokenizer(checkpoint))
+        config = json.loads((checkpoint / "config.json").read_text())
+        encoder = self.encoder(load_tokenizer(checkpoint),
+                               bool(config.get("is_encoder_decoder", False)))
         t0 = time.perf_counter()
         completions = self.backend.generate(
             checkpoint, self.prompt_ids(encoder, [p["source"] for p in prompts]), gcfg,
