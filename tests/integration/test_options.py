@@ -122,6 +122,11 @@ def test_several_generators_mixed_by_share(tiny_config, tmp_path):
     assert "pair-s0,pair,0,1,trainset,synthetic-g0-narrow,count,30.0,30" in sliced
     assert "pair-s0,pair,0,1,samples,narrow,count,30.0,30" in sliced
     assert any(r.startswith("pair-s0,pair,0,1,samples,main,error_rate,") for r in sliced)
+    # the whole generated set, sliced or not, has the error rate the evaluation measured
+    whole = next(r for r in sliced if r.startswith("pair-s0,pair,0,1,samples,all,error_rate,"))
+    metrics = (tmp_path / "metrics.csv").read_text().splitlines()
+    measured = next(r for r in metrics if r.startswith("pair-s0,pair,0,1,error_rate,"))
+    assert float(whole.split(",")[7]) == float(measured.split(",")[5])
 
 
 def test_refill_generates_until_accepted(tiny_config, tmp_path):
