@@ -202,3 +202,23 @@ def test_transformer_detector_option():
     assert ctx.info["detector"]["classifier"] == "transformer"
     assert ctx.info["detector"]["auc"] > 0.7
     assert sum("zzz" in r["target"] for r in kept) < 25
+
+
+def test_model_verifier_with_a_hugging_face_classifier(tmp_path):
+    from transformers import GPT2Config, GPT2ForSequenceClassification
+
+    from ouroboros.curation.steps import model_verifier
+    from ouroboros.models.tokenizer import train_bpe_tokenizer
+    from ouroboros.tasks.conditional import Translation
+    tok = train_bpe_tokenizer(["a dog runs", "ein Hund rennt"] * 20, 300)
+    GPT2ForSequenceClassification(GPT2Config(
+        vocab_size=len(tok), n_positions=64, n_embd=16, n_layer=1, n_head=2, num_labels=2,
+        pad_token_id=tok.pad_token_id)).save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    rows = [{"id": f"g{i}", "source": "a dog runs", "target": t}
+            for i, t in enumerate(["ein Hund rennt", "Hund", "ein ein ein"])]
+    ctx = CurationContext(real=[], rng=np.random.default_rng(0),
+                          task=Translation(TaskConfig(name="translation")))
+    kept = model_verifier(rows, ctx, threshold=0.0, model=str(tmp_path))
+    assert len(kept) == 3 and ctx.info["model-verifier"]["model"] == str(tmp_path)
+    assert all(0 <= r["scores"]["model_verifier"] <= 1 for r in rows)
