@@ -49,3 +49,10 @@ def test_report_never_imports_the_experiment_package():
     code = ("import sys, ouroboros.report.html, ouroboros.report.plots; "
             "assert not [m for m in sys.modules if m.startswith('ouroboros.experiment')]")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_every_policy_gets_its_own_line_style():
+    from ouroboros.report.plots import policy_styles
+    for n in (3, 10, 13, 25):
+        styles = policy_styles([f"p{i}" for i in range(n)])
+        assert len({(s["color"], s["linestyle"]) for s in styles.values()}) == n

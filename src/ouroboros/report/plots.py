@@ -14,17 +14,29 @@ import numpy as np  # noqa: E402
 from ouroboros.report.tables import directions, policies_in_order, summarise  # noqa: E402
 
 
+def policy_styles(policies: list[str]) -> dict[str, dict]:
+    """A distinct colour and line style per policy: up to 10 from tab10, then tab20 colours
+    with dashed, dotted and dash-dot lines, so no two policies look alike in a legend."""
+    colors = plt.get_cmap("tab10" if len(policies) <= 10 else "tab20").colors
+    styles = ["-", "--", ":", "-."]
+    return {p: {"color": colors[i % len(colors)],
+                "linestyle": styles[(i // len(colors)) % len(styles)] if len(policies) <= 10
+                else styles[i % len(styles)]}
+            for i, p in enumerate(policies)}
+
+
 def plot_metric(rows: list[dict], metric: str, path: Path) -> Path:
     """One metric's curves (mean over seeds) with a min-max band across seeds."""
     stats = summarise(rows)
     better = directions(rows).get(metric)
     fig, ax = plt.subplots(figsize=(5.2, 3.4), dpi=110)
+    styles = policy_styles(policies_in_order(rows))
     for policy in policies_in_order(rows):
         gens = sorted(g for (p, m, g) in stats if p == policy and m == metric)
         if not gens:
             continue
         mean = [stats[(policy, metric, g)].mean for g in gens]
-        line, = ax.plot(gens, mean, marker="o", ms=3, label=policy)
+        line, = ax.plot(gens, mean, marker="o", ms=3, label=policy, **styles[policy])
         ax.fill_between(gens, [stats[(policy, metric, g)].band[0] for g in gens],
                         [stats[(policy, metric, g)].band[1] for g in gens],
                         color=line.get_color(), alpha=0.18, lw=0)
