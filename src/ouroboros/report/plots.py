@@ -20,8 +20,8 @@ def policy_styles(policies: list[str]) -> dict[str, dict]:
     colors = plt.get_cmap("tab10" if len(policies) <= 10 else "tab20").colors
     styles = ["-", "--", ":", "-."]
     return {p: {"color": colors[i % len(colors)],
-                "linestyle": styles[(i // len(colors)) % len(styles)] if len(policies) <= 10
-                else styles[i % len(styles)]}
+                "linestyle": "-" if len(policies) <= 10
+                else styles[(i + i // len(colors)) % len(styles)]}
             for i, p in enumerate(policies)}
 
 
