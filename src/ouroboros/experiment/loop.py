@@ -196,21 +196,23 @@ def _plan_cell(cfg: StudyConfig, cell: Cell, data: Stage, tok: Stage,
         else:
             samples.append(gen)
         first = first or model
+        own = f"{cell.policy.display}-s{cell.seed}-g{g}"  # a stage this cell does not share
         inputs = {"model": model, "samples": gen, "data": data}
         if "reference-perplexity" in cfg.metrics.names:
             inputs["reference"] = first
         cell.evaluations.append(add(Stage(
-            "evaluate", label, {"metrics": cfg.metrics.model_dump(exclude={"slices"}), "g": g,
-                                "seed": cell.seed, "metric_versions": metric_versions(cfg)},
-            inputs)))
+            "evaluate", label if len(sources) == 1 else own,
+            {"metrics": cfg.metrics.model_dump(exclude={"slices"}), "g": g, "seed": cell.seed,
+             "metric_versions": metric_versions(cfg)}, inputs)))
         if cfg.metrics.slices:  # metrics by origin, generator and curation outcome
             slice_inputs = {"trainset": trainset, "samples": gen, "data": data,
                             "reference": first}
             if curation and "candidates" in cfg.metrics.slices:
                 slice_inputs["curate"] = samples[-1]
             cell.slices.append(add(Stage(
-                "slice", label, {"sets": cfg.metrics.slices, "g": g, "seed": cell.seed,
-                                 "version": slicing.VERSION}, slice_inputs)))
+                "slice", label if len(sources) == 1 and not curation else own,
+                {"sets": cfg.metrics.slices, "g": g, "seed": cell.seed,
+                 "version": slicing.VERSION}, slice_inputs)))
 
 
 # -- running ----------------------------------------------------------------------------------
