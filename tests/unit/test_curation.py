@@ -189,6 +189,10 @@ def test_model_verifier_for_lm_scores_fluency_and_needs_data():
     assert scores[:60].mean() > scores[60:].mean()
     with pytest.raises(ValueError, match="at least 8 real examples"):
         model_verifier(_rows(["a ."]), _ctx(["b ."]))
+    from ouroboros.curation.classifiers import negative_pairs
+    texts = [{"source": "", "target": t} for t in real[:50] + ["x y", "z"]]
+    wrong = [t for _, t in negative_pairs(texts, np.random.default_rng(0), mismatch=False)]
+    assert not set(wrong) & {e["target"] for e in texts}  # without sources: all disfluent
 
 
 def test_transformer_detector_option():

@@ -141,13 +141,16 @@ def train_transformer(inputs: list, labels: np.ndarray, rng: np.random.Generator
 CLASSIFIERS = {"ngram": train_ngram, "transformer": train_transformer}
 
 
-def negative_pairs(real: list[dict], rng: np.random.Generator) -> list[Pair]:
+def negative_pairs(real: list[dict], rng: np.random.Generator,
+                   mismatch: bool = True) -> list[Pair]:
     """One wrong answer per real pair: half answer another example's source (mismatch), half
-    are the right target with a span of words shuffled and a word dropped (disfluent)."""
+    are the right target with a span of words shuffled and a word dropped (disfluent). Without
+    sources (``mismatch=False``: language modelling) every one is disfluent, since another
+    real text is no wrong answer."""
     out = []
     shift = rng.integers(1, max(2, len(real)))
     for i, e in enumerate(real):
-        if i % 2 == 0 and len(real) > 1:
+        if mismatch and i % 2 == 0 and len(real) > 1:
             out.append((e["source"], real[(i + shift) % len(real)]["target"]))
             continue
         words = e["target"].split()
@@ -158,7 +161,9 @@ def negative_pairs(real: list[dict], rng: np.random.Generator) -> list[Pair]:
             rng.shuffle(span)
             words = words[:a] + span + words[b:]
             del words[int(rng.integers(0, len(words)))]
-        else:
+        elif mismatch:
             words = real[(i + shift) % len(real)]["target"].split()
+        else:  # too short to shuffle a span: reversed, or the word repeated
+            words = words[::-1] if len(words) == 2 else words * 2
         out.append((e["source"], " ".join(words)))
     return out

@@ -186,7 +186,7 @@ def model_verifier(rows: list[dict], ctx: CurationContext, classifier: str = "ng
             raise ValueError("curation step 'model-verifier' needs at least 8 real examples "
                              "to learn from")
         lm_pairs = [{"source": "", "target": _text(ctx, e)} for e in real]
-        negatives = negative_pairs(real if pairs else lm_pairs, ctx.rng)
+        negatives = negative_pairs(real if pairs else lm_pairs, ctx.rng, mismatch=pairs)
         positives = [(e["source"], e["target"]) for e in real]
         if not pairs:
             negatives = [t for _, t in negatives]
