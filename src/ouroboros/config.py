@@ -55,6 +55,10 @@ class GrammarConfig(Section):
     seed: int = Field(0, description="Which language: the seed that assigns Zipf ranks to words.")
     zipf_exponent: float = Field(1.1, gt=0, description="Zipf exponent of every open word class.")
     version: int = Field(1, description="Structure version of the language.")
+    open_class_size: int | None = Field(
+        None, ge=2, description="Most words per open class (nouns, verbs, adjectives, names, "
+                                "adverbs, prepositions), a seeded choice with the same Zipf law; "
+                                "null: the whole lexicon (about 1,200 words).")
 
 
 PathOrPair = str | list[str]
@@ -200,9 +204,11 @@ class TrainingConfig(Section):
                           "the loop; 'synthetic' holds out part of each generation's training set.")
     synthetic_valid_fraction: Fraction = Field(
         0.1, description="Share of a generation's training set held out when selecting on it.")
-    order: Literal["shuffle", "given"] = Field(
-        "shuffle", description="shuffle every epoch, or train in the training set's order "
-                               "(ordered training: e.g. most human-like first).")
+    order: Literal["shuffle", "given", "fixed"] = Field(
+        "shuffle", description="shuffle every epoch; given: train in the training set's order "
+                               "every epoch (ordered training: e.g. most human-like first); "
+                               "fixed: one seeded random order kept every epoch (the control "
+                               "arm of ordered training: no reshuffling, no ranking).")
 
     @model_validator(mode="before")
     @classmethod
@@ -252,6 +258,14 @@ CURATION_PARAMS = {"dedup": {"threshold"}, "length": {"min_words", "max_words"},
                    "model-verifier": {"classifier", "threshold", "model"}}
 
 
+STEP_DEFAULTS: dict[str, dict[str, Any]] = {
+    "dedup": {"threshold": 0.8}, "length": {"min_words": 1}, "repetition": {"max_rate": 0.2},
+    "verifier": {"false_accept": 0.0, "false_reject": 0.0}, "reference": {"threshold": 0.3},
+    "model-verifier": {"classifier": "ngram", "threshold": 0.5},
+    "detector": {"mode": "filter", "keep_fraction": 0.5, "classifier": "ngram"},
+    "quality": {"mode": "filter", "keep_fraction": 0.5}, "best-of-n": {"scorer": "true_logprob"}}
+
+
 class CurationStepConfig(Section):
     """One curation step applied to synthetic candidates before the policy (in list order)."""
 
@@ -283,6 +297,17 @@ class CurationStepConfig(Section):
     scorer: Literal["true_logprob", "verifier", "reference", "model_verifier",
                     "human_likeness", "quality"] | None = Field(
         None, description="best-of-n: the score that picks the best candidate of a request.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults(cls, data: Any) -> Any:
+        # Each step's defaults live here, not in code, so that they enter fingerprints.
+        if isinstance(data, dict) and data.get("name") in STEP_DEFAULTS:
+            defaults = dict(STEP_DEFAULTS[data["name"]])
+            if data["name"] == "model-verifier" and data.get("model") is not None:
+                defaults.pop("classifier")  # a given model is used as it is
+            data = {**defaults, **{k: v for k, v in data.items() if v is not None}}
+        return data
 
     @model_validator(mode="after")
     def _own_parameters(self) -> CurationStepConfig:
@@ -344,7 +369,7 @@ class PolicyConfig(Section):
     label: str | None = Field(None, description="Name in tables and plots (default: derived).")
     curation: list[CurationStepConfig] | None = Field(
         None, description="Curation steps for this policy's cells (null: the study's).")
-    order: Literal["shuffle", "given"] | None = Field(
+    order: Literal["shuffle", "given", "fixed"] | None = Field(
         None, description="Training order for this policy's cells (null: training.order).")
     candidates: int | None = Field(
         None, ge=1, description="Samples per request for this policy's cells (best-of-N; "

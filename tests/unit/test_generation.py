@@ -9,7 +9,7 @@ from ..conftest import lm_encoder
 
 def _gen(model, tok, prompts, batch_size, *overrides, seed=0):
     cfg = load_config(overrides=list(overrides)).generation
-    ids = [lm_encoder(tok).prompt_ids(p) for p in prompts]
+    ids = [lm_encoder(tok).prompt_ids(lm_encoder(tok).ids(p)) for p in prompts]
     return generate_with_model(model, tok, ids, cfg, seed=seed, batch_size=batch_size)
 
 
@@ -41,7 +41,7 @@ def test_backend_loads_hf_checkpoint(tiny_model, tmp_path):
     save_checkpoint(model, tok, tmp_path)
     assert (tmp_path / "model.safetensors").is_file()
     cfg = load_config().generation
-    ids = [lm_encoder(tok).prompt_ids(p) for p in ["", "the"]]
+    ids = [lm_encoder(tok).prompt_ids(lm_encoder(tok).ids(p)) for p in ["", "the"]]
     out = HFBackend().generate(tmp_path, ids, cfg, seed=0, batch_size=2)
     assert [c.text for c in out] == [c.text for c in _gen(model, tok, ["", "the"], 2)]
 

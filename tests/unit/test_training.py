@@ -1,8 +1,11 @@
 """The training loop: it learns, it is deterministic, budgets and selection work."""
 
+from types import SimpleNamespace
+
+import pytest
 import torch
 
-from ouroboros.config import load_config
+from ouroboros.config import TrainingConfig, load_config
 from ouroboros.models.tiny import TinyGPT2
 from ouroboros.training.trainer import plan_steps, train_model
 
@@ -63,3 +66,33 @@ def test_best_selection_keeps_best_validation_epoch(tiny_model):
                     valid=seqs[150:])
     losses = [h["valid_loss"] for h in r.history]
     assert r.selected_epoch == 1 + losses.index(min(losses))
+
+
+class _Recorder(torch.nn.Module):
+    """A stand-in model that records the first token of every example it is trained on."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+        self.seen: list[int] = []
+
+    def forward(self, input_ids, attention_mask=None, labels=None):
+        self.seen += input_ids[:, 0].tolist()
+        return SimpleNamespace(loss=(self.w ** 2).sum() + 1.0)
+
+
+@pytest.mark.parametrize("order", ["given", "fixed", "shuffle"])
+def test_training_orders(order):
+    n = 40
+    items = [([i + 1, 0], [i + 1, 0]) for i in range(n)]  # example i starts with token i+1
+    model = _Recorder()
+    train_model(model, items, TrainingConfig(epochs=3, batch_size=8, order=order), seed=3,
+                pad_id=0)
+    epochs = [model.seen[k * n:(k + 1) * n] for k in range(3)]
+    assert all(sorted(e) == list(range(1, n + 1)) for e in epochs)  # each example once an epoch
+    if order == "given":
+        assert epochs == [list(range(1, n + 1))] * 3
+    elif order == "fixed":  # one random order, kept: the control arm of ordered training
+        assert epochs[0] != list(range(1, n + 1)) and epochs[0] == epochs[1] == epochs[2]
+    else:
+        assert epochs[0] != epochs[1]

@@ -8,6 +8,7 @@ message before any training starts.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from pathlib import Path
 
@@ -82,10 +83,27 @@ FORMATS = {".txt": "text", ".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", "
            ".parquet": "parquet"}
 
 
+def split_paths(spec: str | list[str], root: Path | None) -> list[Path]:
+    """The file(s) of one split: a path or a [source, target] pair, relative to ``root``."""
+    paths = [Path(p) for p in (spec if isinstance(spec, list) else [spec])]
+    return [root / p if root is not None and not p.is_absolute() else p for p in paths]
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file's bytes: data is identified by content, not by where it lies."""
+    if not path.is_file():
+        what = "is a directory, not a file" if path.is_dir() else "no such file"
+        raise DataError(f"{path}: {what}")
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def read_split(spec: str | list[str], fmt: str, root: Path | None) -> tuple[list[dict], str]:
     """(records, description) of one split given as a path or a [source, target] pair."""
-    paths = [Path(p) for p in (spec if isinstance(spec, list) else [spec])]
-    paths = [root / p if root is not None and not p.is_absolute() else p for p in paths]
+    paths = split_paths(spec, root)
     if fmt == "parallel" or len(paths) == 2:
         if len(paths) != 2:
             raise DataError(f"parallel data needs [source, target] files, got {spec}")

@@ -27,27 +27,33 @@ START = "start"
 END_TOKEN = "."
 
 
-def _zipf(words: list[str], exponent: float, rng: np.random.Generator) -> dict[str, float]:
-    """Word -> probability with p(rank r) proportional to r^-exponent, ranks drawn by ``rng``."""
+def _zipf(words: list[str], exponent: float, rng: np.random.Generator,
+          size: int | None = None) -> dict[str, float]:
+    """Word -> probability with p(rank r) proportional to r^-exponent, ranks drawn by ``rng``;
+    with ``size``, a seeded choice of that many of the words (a smaller lexicon, same law)."""
+    if size is not None and size < len(words):
+        words = [words[i] for i in sorted(rng.choice(len(words), size, replace=False))]
     order = rng.permutation(len(words))
     weights = np.arange(1, len(words) + 1, dtype=np.float64) ** -exponent
     weights /= weights.sum()
     return {words[i]: float(w) for i, w in zip(order, weights, strict=True)}
 
 
-def _word_classes(seed: int, exponent: float) -> dict[str, dict[str, float]]:
-    """Every word class of the language with its word distribution."""
+def _word_classes(seed: int, exponent: float,
+                  size: int | None = None) -> dict[str, dict[str, float]]:
+    """Every word class of the language with its word distribution (open classes of at most
+    ``size`` words each; None: every word of the lexicon)."""
     rng = np.random.default_rng([VERSION, seed])
-    nouns = _zipf(lx.unique(lx.NOUNS), exponent, rng)
-    intransitive = _zipf(lx.unique(lx.INTRANSITIVE_VERBS), exponent, rng)
-    transitive = _zipf(lx.unique(lx.TRANSITIVE_VERBS), exponent, rng)
+    nouns = _zipf(lx.unique(lx.NOUNS), exponent, rng, size)
+    intransitive = _zipf(lx.unique(lx.INTRANSITIVE_VERBS), exponent, rng, size)
+    transitive = _zipf(lx.unique(lx.TRANSITIVE_VERBS), exponent, rng, size)
     return {
         "det_sg": dict(lx.DET_SINGULAR),
         "det_pl": dict(lx.DET_PLURAL),
         "noun_sg": nouns,
         "noun_pl": {lx.plural(w): p for w, p in nouns.items()},
-        "adj": _zipf(lx.unique(lx.ADJECTIVES), exponent, rng),
-        "name": _zipf(lx.unique(lx.NAMES), exponent, rng),
+        "adj": _zipf(lx.unique(lx.ADJECTIVES), exponent, rng, size),
+        "name": _zipf(lx.unique(lx.NAMES), exponent, rng, size),
         "pron_sg": dict(lx.PRONOUN_SUBJ_SINGULAR),
         "pron_pl": dict(lx.PRONOUN_SUBJ_PLURAL),
         "pron_obj": dict(lx.PRONOUN_OBJ),
@@ -55,8 +61,8 @@ def _word_classes(seed: int, exponent: float) -> dict[str, dict[str, float]]:
         "vi_pl": intransitive,
         "vt_sg": {lx.third_person(w): p for w, p in transitive.items()},
         "vt_pl": transitive,
-        "adv": _zipf(lx.unique(lx.ADVERBS), exponent, rng),
-        "prep": _zipf(lx.unique(lx.PREPOSITIONS), exponent, rng),
+        "adv": _zipf(lx.unique(lx.ADVERBS), exponent, rng, size),
+        "prep": _zipf(lx.unique(lx.PREPOSITIONS), exponent, rng, size),
         "conj": dict(lx.CONJUNCTIONS),
         "end": {END_TOKEN: 1.0},
     }
@@ -129,6 +135,7 @@ class LanguageSpec:
     seed: int = 0
     zipf_exponent: float = 1.1
     version: int = VERSION
+    open_class_size: int | None = None  # most words per open class; None: the whole lexicon
 
 
 class GroundTruthLanguage:
@@ -139,7 +146,8 @@ class GroundTruthLanguage:
         if self.spec.version != VERSION:
             raise ValueError(f"language version {self.spec.version} is not available; "
                              f"this ouroboros has version {VERSION}")
-        self.classes = _word_classes(self.spec.seed, self.spec.zipf_exponent)
+        self.classes = _word_classes(self.spec.seed, self.spec.zipf_exponent,
+                                     self.spec.open_class_size)
         self.arcs = _compile(_structure())
         # Scoring tables: word -> [(class, log p(word | class))], (state, class) -> arcs.
         self._word_classes: dict[str, list[tuple[str, float]]] = defaultdict(list)
@@ -198,6 +206,31 @@ class GroundTruthLanguage:
         final = alpha.get(STOP, 0.0)
         return log_scale + math.log(final) if final > 0 else -math.inf
 
+    def step(self, alpha: dict[str, float], word: str) -> tuple[dict[str, float], float]:
+        """One forward step: (the normalised state distribution after ``word``, p(word | the
+        prefix that led to ``alpha``)); p = 0 and an empty state if the word cannot follow."""
+        new: dict[str, float] = defaultdict(float)
+        for state, a in alpha.items():
+            for label, pw in self._word_classes.get(word, ()):
+                for dst, p in self._by_class.get((state, label), ()):
+                    new[dst] += a * p * pw
+        total = sum(new.values())
+        return ({s: v / total for s, v in new.items()} if total > 0 else {}), total
+
+    def next_words(self, alpha: dict[str, float]) -> dict[str | None, float]:
+        """The exact distribution of the next word given a normalised state distribution
+        (``None``: the sentence ends here). Chaining ``step`` and this gives every sentence
+        its exact probability, so the language can stand in for a model."""
+        out: dict[str | None, float] = defaultdict(float)
+        for state, a in alpha.items():
+            if state == STOP:
+                out[None] += a
+                continue
+            for label, _, p in self.arcs[state]:
+                for word, pw in self.classes[label].items():
+                    out[word] += a * p * pw
+        return dict(out)
+
     def logprobs(self, sentences: list[str]) -> np.ndarray:
         """Exact log-probabilities of many sentences (float64, ``-inf`` for invalid ones)."""
         cache: dict[str, float] = {}
@@ -246,5 +279,8 @@ class GroundTruthLanguage:
 
     def fingerprint(self) -> dict:
         """What identifies this language in stage fingerprints and metric signatures."""
-        return {"language": "ouroboros-grammar", "version": self.spec.version,
-                "seed": self.spec.seed, "zipf_exponent": self.spec.zipf_exponent}
+        out = {"language": "ouroboros-grammar", "version": self.spec.version,
+               "seed": self.spec.seed, "zipf_exponent": self.spec.zipf_exponent}
+        if self.spec.open_class_size is not None:
+            out["open_class_size"] = self.spec.open_class_size
+        return out

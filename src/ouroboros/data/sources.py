@@ -15,7 +15,7 @@ from typing import Protocol
 import numpy as np
 
 from ouroboros.config import DataConfig
-from ouroboros.data.files import DataError, map_fields, read_split
+from ouroboros.data.files import DataError, file_digest, map_fields, read_split, split_paths
 from ouroboros.data.grammar import GroundTruthLanguage, LanguageSpec
 
 SPLITS = ("train", "valid", "test")
@@ -53,7 +53,8 @@ class GrammarSource:
     def __init__(self, cfg: DataConfig, needed: tuple[str, ...] = ("text",)) -> None:
         g = cfg.grammar
         self.cfg = cfg
-        self.truth = GroundTruthLanguage(LanguageSpec(g.seed, g.zipf_exponent, g.version))
+        self.truth = GroundTruthLanguage(LanguageSpec(g.seed, g.zipf_exponent, g.version,
+                                                      g.open_class_size))
 
     def records(self, seed: int) -> dict[str, list[dict] | None]:
         """Exactly the configured number of sentences per split."""
@@ -98,8 +99,12 @@ class FileSource:
         return out
 
     def fingerprint(self) -> dict:
-        """The file settings and sizes (files are identified by path; see docs)."""
-        files = self.cfg.files.model_dump()
+        """The file settings and sizes, each split's file(s) identified by content (SHA-256),
+        so an edited file re-runs the study and a moved one does not."""
+        files = self.cfg.files.model_dump(exclude={"root"})
+        for split in SPLITS:
+            if files[split] is not None:
+                files[split] = [file_digest(p) for p in split_paths(files[split], self.root)]
         return {"source": "files", **files, "sizes": _sizes(self.cfg)}
 
 
@@ -133,8 +138,13 @@ class HFDatasetSource:
         return out
 
     def fingerprint(self) -> dict:
-        """The dataset identity and sizes."""
-        return {"source": "hf", **self.cfg.hf.model_dump(), "sizes": _sizes(self.cfg)}
+        """The dataset identity and sizes; local data files are identified by content."""
+        hf = self.cfg.hf.model_dump()
+        if hf["data_files"]:
+            hf["data_files"] = {split: [file_digest(Path(p)) for p in
+                                        (files if isinstance(files, list) else [files])]
+                                for split, files in hf["data_files"].items()}
+        return {"source": "hf", **hf, "sizes": _sizes(self.cfg)}
 
 
 def _sizes(cfg: DataConfig) -> dict:

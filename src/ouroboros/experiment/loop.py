@@ -36,13 +36,20 @@ from ouroboros.config import (
 )
 from ouroboros.data.sources import RealSplits, select_splits
 from ouroboros.experiment import rundir
-from ouroboros.experiment.stages import Stage, StageStore, derive_seed, read_jsonl, write_jsonl
+from ouroboros.experiment.stages import (
+    RECORD,
+    Stage,
+    StageStore,
+    derive_seed,
+    read_jsonl,
+    write_jsonl,
+)
 from ouroboros.generation.hf import generate_with_model
 from ouroboros.metrics import slices as slicing
 from ouroboros.metrics.signature import EvalContext
 from ouroboros.metrics.slices import origin_of
 from ouroboros.models.checkpoint import load_checkpoint, load_tokenizer, save_checkpoint
-from ouroboros.models.encoding import Encoder, context_of, encode_examples
+from ouroboros.models.encoding import Encoder, context_ids, encode_examples, target_cut
 from ouroboros.models.scoring import sequence_nll
 from ouroboros.policies.core import PolicyContext
 from ouroboros.training.trainer import train_model
@@ -95,7 +102,7 @@ def plan_study(cfg: StudyConfig) -> Plan:
     for seed in cfg.seeds:
         data = add(Stage("data", f"s{seed}", {"source": source.fingerprint(), "seed": seed,
                                               "task": cfg.task.model_dump()}))
-        tok = add(Stage("tokenizer", f"s{seed}", tokenizer_spec(cfg.model.model_dump()),
+        tok = add(Stage("tokenizer", f"s{seed}", tokenizer_spec(cfg.model.model_dump(), cfg),
                         {"data": data}))
         for policy in cfg.policies:
             cell = Cell(policy, seed)
@@ -109,10 +116,15 @@ def _generator_model(cfg: StudyConfig, source) -> dict:
     return cfg.model.model_dump() if source is None else source.model_settings(cfg.model)
 
 
-def tokenizer_spec(model: dict) -> dict:
-    """What a tokenizer stage depends on: the model family, its tokenizer settings, weights."""
-    return {"model": model["name"], "tokenizer": model["tokenizer"],
+def tokenizer_spec(model: dict, cfg: StudyConfig) -> dict:
+    """What a tokenizer stage depends on: the model family, its tokenizer settings, weights,
+    and for a word-level tokenizer of the ground-truth language its closed vocabulary (the
+    language's lexicon: every sentence of the language is encodable)."""
+    spec = {"model": model["name"], "tokenizer": model["tokenizer"],
             "vocab_size": model["vocab_size"], "pretrained": model["pretrained"]}
+    if cfg.data.source == "grammar" and model["tokenizer"] == "word" and not model["pretrained"]:
+        spec["vocabulary"] = "lexicon"
+    return spec
 
 
 def cell_curation(cfg: StudyConfig, policy: PolicyConfig) -> list:
@@ -164,20 +176,22 @@ def _plan_cell(cfg: StudyConfig, cell: Cell, data: Stage, tok: Stage,
             own_tok = tok
             if source is not None and source.own_family:  # e.g. a pretrained model's own
                 own_tok = add(Stage("tokenizer", f"s{cell.seed}-{source.label}",
-                                    tokenizer_spec(_generator_model(cfg, source)),
+                                    tokenizer_spec(_generator_model(cfg, source), cfg),
                                     {"data": data}))
             deps: dict = {"trainset": trainset, "tokenizer": own_tok, "data": data}
             if cfg.training.init == "previous" and previous[j] is not None:
                 deps["init"] = previous[j]
             name = label if source is None else f"{label}-{source.label}"
             model_spec = {**spec, "model": _generator_model(cfg, source)}
-            seed = cell.seed + (source.seed if source else 0)
+            # A generator's own seed selects its own random streams (derived, never another
+            # cell's seed); seed 0 with the study's settings is the study's model itself.
+            stream = {"generator_seed": source.seed or None} if source else {}
             models.append(add(Stage("train", name, {**model_spec, "generation": g,
-                                                     "seed": seed}, deps)))
+                                                     "seed": cell.seed, **stream}, deps)))
             share = {} if source is None else {"share": source.share, "generator": source.label}
             parts.append(add(Stage("generate", name,
                                    {"generation": generation, "task": cfg.task.model_dump(),
-                                    "g": g, "seed": seed, **share},
+                                    "g": g, "seed": cell.seed, **stream, **share},
                                    {"model": models[-1], "data": data})))
         previous = models
         model = models[0]  # the evaluated model: the first generator
@@ -217,6 +231,12 @@ def _plan_cell(cfg: StudyConfig, cell: Cell, data: Stage, tok: Stage,
 
 # -- running ----------------------------------------------------------------------------------
 
+def _stream(spec: dict) -> tuple:
+    """What, besides the cell's seed, tells a stage's random streams apart: the generator
+    (its label and own seed) of one of several generators; nothing for the study's model."""
+    parts = (spec.get("generator"), spec.get("generator_seed"))
+    return () if parts == (None, None) else parts
+
 SAMPLE_FILES = {"generate": "samples.jsonl", "curate": "curated.jsonl",
                 "mixture": "samples.jsonl"}
 
@@ -246,9 +266,10 @@ def preflight(cfg: StudyConfig) -> None:
 class Runner:
     """Builds the stages of one study in one run directory."""
 
-    def __init__(self, cfg: StudyConfig, run_dir: Path, log: Callable[[str], None] = _log):
+    def __init__(self, cfg: StudyConfig, run_dir: Path, log: Callable[[str], None] = _log,
+                 provenance: dict | None = None):
         self.cfg, self.run_dir, self.log = cfg, Path(run_dir), log
-        self.store = StageStore(self.run_dir)
+        self.store = StageStore(self.run_dir, provenance)
         self.source = make_source(cfg)
         self.task = registry.TASKS.get(cfg.task.name)(cfg.task)
         self.family = registry.MODELS.get(cfg.model.name)()
@@ -262,9 +283,16 @@ class Runner:
                        context_length or self.cfg.model.context_length,
                        self.cfg.task.max_source_tokens)
 
+    def model_encoder(self, model_dir: Path, tokenizer) -> Encoder:
+        """The encoder of the model a finished train stage made (its own family and context,
+        which may differ from the study's: a generator of another family)."""
+        spec = json.loads((model_dir / RECORD).read_text())["spec"]["model"]
+        family = registry.MODELS.get(spec["name"])()
+        return self.encoder(tokenizer, family.seq2seq, spec["context_length"])
+
     def prompt_ids(self, encoder: Encoder, sources: list[str]) -> list[list[int]]:
         """Encoded generation prompts for real sources (templated for decoder-only models)."""
-        return [encoder.prompt_ids(context_of(encoder, self.task, s)) for s in sources]
+        return [encoder.prompt_ids(context_ids(encoder, self.task, s)) for s in sources]
 
     def dir(self, stage: Stage) -> Path:
         """The finished folder of a stage."""
@@ -298,8 +326,9 @@ class Runner:
         spec = stage.spec
         model = self.cfg.model.model_copy(update={
             "name": spec["model"], "pretrained": spec.get("pretrained"), "lora": None})
+        lexicon = self.source.truth.lexicon if spec.get("vocabulary") == "lexicon" else None
         tokenizer = registry.MODELS.get(spec["model"])().build_tokenizer(
-            model, texts + [e["target"] for e in train])
+            model, texts + [e["target"] for e in train], lexicon)
         tokenizer.save_pretrained(out)
         return {"vocab_size": len(tokenizer)}
 
@@ -366,7 +395,8 @@ class Runner:
         rows = read_jsonl(self.dir(stage.deps["trainset"]) / "trainset.jsonl")
         tcfg = TrainingConfig.model_validate(stage.spec["training"])  # this cell's settings
         texts, valid = self._selection_split(stage, rows, tcfg)
-        seed = derive_seed(stage.spec["seed"], "train", stage.spec["generation"])
+        seed = derive_seed(stage.spec["seed"], "train", stage.spec["generation"],
+                           *_stream(stage.spec))
         mcfg = ModelConfig.model_validate(stage.spec["model"])  # the study's or a generator's
         family = registry.MODELS.get(mcfg.name)()
         if "init" in stage.deps:
@@ -376,15 +406,20 @@ class Runner:
             model = family.build(mcfg, tokenizer, seed)
         model = family.prepare(model, mcfg)
         enc = self.encoder(tokenizer, family.seq2seq, mcfg.context_length)
+        items = encode_examples(enc, self.task, texts)
+        valid_items = encode_examples(enc, self.task, valid) if valid else None
+        cut = {name: sum(target_cut(enc, it) for it, r in zip(part, rows_, strict=True)
+                         if r.get("finished", True) is not False)
+               for name, part, rows_ in (("train", items, texts),
+                                         ("valid", valid_items or [], valid))}
         result = train_model(
-            model, encode_examples(enc, self.task, texts), tcfg, seed=seed,
-            pad_id=tokenizer.pad_token_id,
-            valid=encode_examples(enc, self.task, valid) if valid else None,
+            model, items, tcfg, seed=seed, pad_id=tokenizer.pad_token_id, valid=valid_items,
             device=self.cfg.runtime.device, eval_batch_size=self.cfg.runtime.eval_batch_size,
             progress=self.progress, desc=f"train {stage.label}")
         save_checkpoint(model.cpu(), tokenizer, out / "model")
         info = {**result.__dict__, "train_examples": len(texts), "valid_examples": len(valid),
-                "order": tcfg.order,
+                "targets_cut": cut, "order": tcfg.order,
+                "unfinished_examples": sum(r.get("finished", True) is False for r in texts),
                 "first_examples": [r["id"] for r in texts[:5]],
                 "tokens_per_second": result.tokens_seen / max(result.seconds, 1e-9)}
         rundir.write_json(out / "train.json", info)
@@ -403,7 +438,8 @@ class Runner:
         requests = [{**p, "request": i} for i, p in enumerate(requests)]
         extra = {"generator": stage.spec["generator"]} if "generator" in stage.spec else {}
         rows, info = self._sample(stage.deps["model"].relpath, requests, gcfg,
-                                  derive_seed(seed, "generate", g), g, f"g{g}-", extra)
+                                  derive_seed(seed, "generate", g, *_stream(stage.spec)), g,
+                                  f"g{g}-", extra)
         write_jsonl(out / "samples.jsonl", rows)
         return {**info, "requests": n}
 
@@ -413,9 +449,7 @@ class Runner:
         row with its provenance; and a summary of the sampling."""
         prompts = [p for p in requests for _ in range(gcfg.candidates)]
         checkpoint = self.run_dir / model_id / "model"
-        config = json.loads((checkpoint / "config.json").read_text())
-        encoder = self.encoder(load_tokenizer(checkpoint),
-                               bool(config.get("is_encoder_decoder", False)))
+        encoder = self.model_encoder(self.run_dir / model_id, load_tokenizer(checkpoint))
         t0 = time.perf_counter()
         completions = self.backend.generate(
             checkpoint, self.prompt_ids(encoder, [p["source"] for p in prompts]), gcfg,
@@ -436,7 +470,7 @@ class Runner:
     def _quality_scorer(self, reference: Stage):
         """rows -> mean log-likelihood per token of their targets under a frozen model."""
         model, tokenizer = load_checkpoint(self.dir(reference) / "model", self.cfg.runtime.device)
-        encoder = self.encoder(tokenizer)
+        encoder = self.model_encoder(self.dir(reference), tokenizer)
 
         def score(rows: list[dict]) -> np.ndarray:
             items = encode_examples(encoder, self.task, rows)
@@ -561,7 +595,7 @@ class Runner:
                                            self.cfg.runtime.device)
         samples = read_jsonl(self.dir(stage.deps["samples"]) / "samples.jsonl")
         test = self.real(stage.deps["data"], "test")
-        encoder = self.encoder(tokenizer)
+        encoder = self.model_encoder(self.dir(stage.deps["model"]), tokenizer)
         predictions = None
         if self.task.conditional:
             scored = test[:self.cfg.metrics.eval_size or len(test)]
@@ -580,7 +614,9 @@ class Runner:
             seed=stage.spec["seed"], truth=getattr(self.source, "truth", None), model=model,
             tokenizer=tokenizer, encoder=encoder, task=self.task, predictions=predictions,
             batch_size=self.cfg.runtime.eval_batch_size, device=self.cfg.runtime.device,
-            options={**self.cfg.metrics.model_dump(), "trait_configs": self.cfg.metrics.traits})
+            options={**self.cfg.metrics.model_dump(), "trait_configs": self.cfg.metrics.traits,
+                     "prefix_words": (self.cfg.generation.prefix_words
+                                      if self.cfg.generation.prompt == "real-prefix" else None)})
         values = [v for name in self.cfg.metrics.names for v in registry.METRICS.get(name)(ctx)]
         rows = [{"metric": v.metric, "value": v.value, "higher_is_better": v.higher_is_better,
                  "signature": v.signature} for v in values]
@@ -675,7 +711,8 @@ def run_study(cfg: StudyConfig, run_dir: Path, log: Callable[[str], None] = _log
     preflight(cfg)
     with rundir.locked(run_dir):
         rundir.write_config(run_dir, dump_config(cfg))
-        info = rundir.manifest()
+        prov = rundir.provenance(cfg.runtime.device, cfg.runtime.threads)
+        info = rundir.manifest(run_dir, prov)
         rundir.write_json(run_dir / "manifest.json", info)
         configure_torch(cfg)
         plan = plan_study(cfg)
@@ -683,7 +720,7 @@ def run_study(cfg: StudyConfig, run_dir: Path, log: Callable[[str], None] = _log
         done = sum(store.is_done(s) for s in plan.stages)
         log(f"study {cfg.name}: {len(plan.cells)} cells, {len(plan.stages)} stages "
             f"({done} already finished) in {run_dir}")
-        built = Runner(cfg, run_dir, log).run(plan)
+        built = Runner(cfg, run_dir, log, prov).run(plan)
         rundir.write_metrics(run_dir, metric_rows(store, plan))
         rundir.write_table(run_dir / "composition.csv",
                            ["cell", "policy", "seed", "generation", "origin", "count"],

@@ -23,7 +23,8 @@ from ouroboros.experiment.stages import write_atomic
 METRIC_COLUMNS = ["cell", "policy", "seed", "generation", "metric", "value", "higher_is_better",
                   "signature"]
 PACKAGES = ["torch", "transformers", "tokenizers", "safetensors", "numpy", "pydantic",
-            "matplotlib", "PyYAML", "tqdm"]
+            "matplotlib", "PyYAML", "tqdm", "sacrebleu", "rouge-score", "scikit-learn",
+            "datasets", "peft", "vaderSentiment"]
 
 
 class RunLockedError(RuntimeError):
@@ -69,16 +70,34 @@ def _git_commit() -> str | None:
     return out.stdout.strip() + ("+dirty" if dirty else "")
 
 
-def manifest() -> dict:
-    """Package versions, git commit, machine and command line of this process."""
+def provenance(device: str = "cpu", threads: int | None = None) -> dict:
+    """What builds results in this process: ouroboros version and commit, package versions,
+    Python, platform, device and threads (recorded in every stage's completion record)."""
     versions = {}
     for name in PACKAGES:
         with contextlib.suppress(metadata.PackageNotFoundError):
             versions[name] = metadata.version(name)
-    return {"ouroboros": __version__, "git_commit": _git_commit(), "python": sys.version,
-            "platform": platform.platform(), "machine": platform.machine(),
-            "cpu_count": os.cpu_count(), "packages": versions, "command": sys.argv,
-            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    out = {"ouroboros": __version__, "git_commit": _git_commit(), "python": sys.version,
+           "platform": platform.platform(), "machine": platform.machine(),
+           "cpu_count": os.cpu_count(), "packages": versions, "device": device,
+           "threads": threads}
+    if device.startswith("cuda"):
+        import torch
+        out["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return out
+
+
+def manifest(run_dir: Path, prov: dict) -> dict:
+    """This invocation (provenance, command line, start time), with every earlier invocation
+    of the run directory kept under ``history``."""
+    path = Path(run_dir) / "manifest.json"
+    earlier: dict = {}
+    if path.is_file():
+        with contextlib.suppress(json.JSONDecodeError):
+            earlier = json.loads(path.read_text())
+    history = earlier.pop("history", []) + ([earlier] if earlier else [])
+    return {**prov, "command": sys.argv,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "history": history}
 
 
 def write_config(run_dir: Path, text: str) -> None:

@@ -19,6 +19,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from ouroboros.experiment.versions import version
+
 RECORD = "_complete.json"
 
 
@@ -57,10 +59,10 @@ class Stage:
 
     @property
     def full_spec(self) -> dict:
-        """The spec plus the fingerprints of every input stage."""
+        """The spec, the code version of its kind and the fingerprints of every input stage."""
         deps = {k: [s.fp for s in v] if isinstance(v, list) else v.fp
                 for k, v in self.deps.items()}
-        return {"kind": self.kind, **self.spec, "deps": deps}
+        return {"kind": self.kind, "code": version(self.kind), **self.spec, "deps": deps}
 
     @cached_property
     def fp(self) -> str:
@@ -77,8 +79,9 @@ class Stage:
 class StageStore:
     """The stages of one run directory."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, provenance: dict | None = None) -> None:
         self.root = Path(root)
+        self.provenance = provenance or {}  # what built the stages (versions, device, commit)
 
     def path(self, stage: Stage) -> Path:
         """Where the finished stage lives."""
@@ -118,7 +121,7 @@ class StageStore:
             raise
         record = {"kind": stage.kind, "label": stage.label, "fingerprint": stage.fp,
                   "spec": stage.full_spec, "started": started, "seconds": time.time() - started,
-                  "info": info}
+                  "provenance": self.provenance, "info": info}
         write_atomic(tmp / RECORD, json.dumps(record, indent=2, default=str))
         os.rename(tmp, final)
         return True

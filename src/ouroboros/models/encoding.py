@@ -3,8 +3,10 @@
 Decoder-only: ``[BOS] context target [EOS]`` with the context's labels masked (-100), so the
 loss covers only what a generation regenerates (for plain language modelling the context is
 empty and the loss covers everything). Encoder-decoder: the source is the encoder input and the
-target the labels. Sources are cut to ``max_source_tokens`` the same way in training and in
-generation.
+target the labels. A long source is cut to ``max_source_tokens`` before the task's template is
+put around it, so the template (e.g. "Summary:") is never cut away; training and generation cut
+the same way. A target keeps its EOS only if it ended: a sample cut at ``max_new_tokens`` is
+learned and scored as unfinished text, never as a finished one.
 """
 
 from __future__ import annotations
@@ -23,23 +25,24 @@ class Encoder:
     context_length: int
     max_source_tokens: int
 
-    def _ids(self, text: str) -> list[int]:
+    def ids(self, text: str) -> list[int]:
+        """Token ids of a text, no special tokens."""
         return self.tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
 
-    def prompt_ids(self, context: str) -> list[int]:
+    def prompt_ids(self, context: list[int]) -> list[int]:
         """What generation starts from: ``[BOS] context`` (decoder-only) or the encoder input."""
-        ids = self._ids(context)[:self.max_source_tokens]
         if self.seq2seq:
             eos = self.tokenizer.eos_token_id
-            return ids + ([eos] if eos is not None else [])
+            return context + ([eos] if eos is not None else [])
         bos = self.tokenizer.bos_token_id
-        return ([bos] if bos is not None else []) + ids
+        return ([bos] if bos is not None else []) + context
 
-    def pair(self, context: str, target: str) -> tuple[list[int], list[int]]:
+    def pair(self, context: list[int], target: str,
+             finished: bool = True) -> tuple[list[int], list[int]]:
         """(input ids, labels) of one training or scoring example."""
         prompt = self.prompt_ids(context)
-        eos = self.tokenizer.eos_token_id
-        tgt = self._ids(f" {target}" if context and not self.seq2seq else target) + [eos]
+        eos = [self.tokenizer.eos_token_id] if finished else []
+        tgt = self.ids(f" {target}" if context and not self.seq2seq else target) + eos
         if self.seq2seq:
             return prompt, tgt[:self.context_length]
         ids = (prompt + tgt)[:self.context_length]
@@ -47,16 +50,30 @@ class Encoder:
         return ids, labels
 
 
-def context_of(encoder: Encoder, task, source: str) -> str:
-    """The conditioning text of a source: templated for decoder-only models (and for
-    encoder-decoder ones only when the config gives a template), empty for no source."""
+def context_ids(encoder: Encoder, task, source: str) -> list[int]:
+    """The conditioning ids of a source: the source cut to ``max_source_tokens``, inside the
+    task's template for decoder-only models (and for encoder-decoder ones only when the config
+    gives a template); empty for no source."""
     if not source:
-        return ""
-    return task.context(source, not encoder.seq2seq or task.cfg.template is not None)
+        return []
+    body = encoder.ids(source)[:encoder.max_source_tokens]
+    template = getattr(task, "template", None)  # lm has none: the prefix is the context
+    templated = not encoder.seq2seq or task.cfg.template is not None
+    if template is None or not templated:
+        return body
+    before, _, after = template.partition("{source}")
+    return encoder.ids(before) + body + encoder.ids(after)
+
+
+def target_cut(encoder: Encoder, item: tuple[list[int], list[int]]) -> bool:
+    """Whether an encoded finished example lost the end of its target (and its EOS) to the
+    context length."""
+    return item[1][-1] != encoder.tokenizer.eos_token_id if item[1] else True
 
 
 def encode_examples(encoder: Encoder, task, examples: list[dict]) -> list[tuple[list[int],
                                                                                list[int]]]:
-    """(ids, labels) per example, the context built by the task."""
-    return [encoder.pair(context_of(encoder, task, e["source"]), e["target"])
+    """(ids, labels) per example; an example with ``finished: false`` gets no EOS."""
+    return [encoder.pair(context_ids(encoder, task, e["source"]), e["target"],
+                         e.get("finished", True) is not False)
             for e in examples]

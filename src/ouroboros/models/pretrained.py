@@ -35,7 +35,8 @@ class _Pretrained:
             raise ModelLoadError(f"model '{cfg.pretrained}' is not {kind} model; use "
                                  f"{'hf-causal' if self.seq2seq else 'hf-seq2seq'}")
 
-    def build_tokenizer(self, cfg: ModelConfig, texts: list[str]):
+    def build_tokenizer(self, cfg: ModelConfig, texts: list[str],
+                        vocabulary: list[str] | None = None):
         """The model's own tokenizer (a pad token is added as EOS where it has none)."""
         tok = AutoTokenizer.from_pretrained(cfg.pretrained, trust_remote_code=cfg.trust_remote_code)
         if tok.pad_token is None:

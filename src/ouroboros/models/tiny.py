@@ -17,11 +17,13 @@ class TinyGPT2:
     def check(self, cfg: ModelConfig) -> None:
         """Nothing to load: always available."""
 
-    def build_tokenizer(self, cfg: ModelConfig, texts: list[str]) -> PreTrainedTokenizerFast:
-        """The frozen tokenizer, learned from the real training texts."""
+    def build_tokenizer(self, cfg: ModelConfig, texts: list[str],
+                        vocabulary: list[str] | None = None) -> PreTrainedTokenizerFast:
+        """The frozen tokenizer: BPE learned from the real training texts, or word-level over
+        ``vocabulary`` (a closed language's lexicon) or else the training texts' words."""
         if cfg.tokenizer == "bpe":
             return train_bpe_tokenizer(texts, cfg.vocab_size)
-        return train_word_tokenizer(texts)
+        return train_word_tokenizer(texts, vocabulary)
 
     def build(self, cfg: ModelConfig, tokenizer: PreTrainedTokenizerFast,
               seed: int) -> GPT2LMHeadModel:

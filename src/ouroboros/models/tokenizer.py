@@ -16,8 +16,21 @@ def _wrap(tok: Tokenizer) -> PreTrainedTokenizerFast:
                                    bos_token=BOS, eos_token=EOS)
 
 
-def train_word_tokenizer(texts: list[str]) -> PreTrainedTokenizerFast:
-    """A whitespace word-level tokenizer whose vocabulary is every word in ``texts``."""
+def train_word_tokenizer(texts: list[str],
+                         vocabulary: list[str] | None = None) -> PreTrainedTokenizerFast:
+    """A whitespace word-level tokenizer.
+
+    With ``vocabulary`` (a closed language's lexicon, part of the language's definition) its
+    words are exactly that list, so every sentence of the language is encodable and no test
+    word falls back to [UNK]; otherwise every word in ``texts``.
+    """
+    if vocabulary is not None:
+        words = list(dict.fromkeys(vocabulary))
+        vocab = {w: i for i, w in enumerate(SPECIAL_TOKENS + [w for w in words
+                                                              if w not in SPECIAL_TOKENS])}
+        tok = Tokenizer(models.WordLevel(vocab, unk_token=UNK))
+        tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+        return _wrap(tok)
     tok = Tokenizer(models.WordLevel(unk_token=UNK))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tok.train_from_iterator(texts, trainers.WordLevelTrainer(special_tokens=SPECIAL_TOKENS,

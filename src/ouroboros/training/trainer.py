@@ -56,11 +56,11 @@ def _batches(lengths: list[int], batch_size: int, gen: torch.Generator) -> Itera
             yield batches[b]
 
 
-def _in_order(n: int, batch_size: int) -> Iterator[list[int]]:
-    """Index batches forever in the given order, the same every epoch (ordered training)."""
+def _in_order(order: list[int], batch_size: int) -> Iterator[list[int]]:
+    """Index batches forever in one order, the same every epoch (ordered training)."""
     while True:
-        for start in range(0, n, batch_size):
-            yield list(range(start, min(n, start + batch_size)))
+        for start in range(0, len(order), batch_size):
+            yield order[start:start + batch_size]
 
 
 def plan_steps(items: list[Item], cfg: TrainingConfig) -> tuple[int, int]:
@@ -112,8 +112,12 @@ def train_model(model, seqs: list[Item], cfg: TrainingConfig, *, seed: int, pad_
     t0, losses = time.perf_counter(), []
     bar = tqdm(total=total, desc=desc, unit="step", disable=not show_progress(progress),
                leave=False)
-    batches = (_in_order(len(seqs), cfg.batch_size) if cfg.order == "given"
-               else _batches([len(ids) for ids, _ in seqs], cfg.batch_size, gen))
+    if cfg.order == "given":
+        batches = _in_order(list(range(len(seqs))), cfg.batch_size)
+    elif cfg.order == "fixed":  # the control of ordered training: random, but never reshuffled
+        batches = _in_order(torch.randperm(len(seqs), generator=gen).tolist(), cfg.batch_size)
+    else:
+        batches = _batches([len(ids) for ids, _ in seqs], cfg.batch_size, gen)
     for step, idx in zip(range(total), batches, strict=False):
         batch = collate([seqs[i] for i in idx], pad_id)
         loss = model(**{k: v.to(device) for k, v in batch.items()}).loss
