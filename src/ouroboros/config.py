@@ -558,6 +558,10 @@ class StudyConfig(Section):
             problems.append("curation: the verifier step needs data.source grammar")
         if lm and self.model.name == "hf-seq2seq":
             problems.append("task lm needs a decoder-only model (tiny-gpt2 or hf-causal)")
+        if lm and self.task.block_words and self.data.source == "grammar":
+            problems.append("task.block_words: blocks cut the ground-truth language's sentences "
+                            "apart, so they have no exact probability; use whole sentences "
+                            "(null) with data.source grammar")
         if not lm and self.data.source == "grammar":
             problems.append(f"task {self.task.name} needs source/target data (files or hf)")
         return problems

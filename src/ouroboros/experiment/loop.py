@@ -27,6 +27,7 @@ from transformers.utils import logging as hf_logging
 
 from ouroboros import registry
 from ouroboros.config import (
+    ConfigError,
     GenerationConfig,
     ModelConfig,
     PolicyConfig,
@@ -46,6 +47,7 @@ from ouroboros.experiment.stages import (
 )
 from ouroboros.generation.hf import generate_with_model
 from ouroboros.metrics import slices as slicing
+from ouroboros.metrics.references import unfinished
 from ouroboros.metrics.signature import EvalContext
 from ouroboros.metrics.slices import origin_of
 from ouroboros.models.checkpoint import load_checkpoint, load_tokenizer, save_checkpoint
@@ -251,11 +253,52 @@ def real_splits(cfg: StudyConfig, source, task, seed: int) -> RealSplits:
     return select_splits(examples, cfg.data, seed, exact=getattr(source, "exact_sizes", False))
 
 
+def plan_problems(cfg: StudyConfig, splits: RealSplits, source) -> list[str]:
+    """What would fail after generation 0 is trained, from the sizes of the real data: a
+    policy that takes more synthetic examples than a generation yields, ``fresh`` running
+    out of never-used real data, ground-truth sentences longer than the model's context."""
+    problems = []
+    size = len(splits.train)
+    requests = cfg.generation.num_samples or size
+    for i, p in enumerate(cfg.policies):
+        if p.name not in ("mix", "fresh") or cfg.generations < 2:
+            continue
+        n_real = round(p.real_fraction * size)
+        most = requests * (p.candidates or cfg.generation.candidates)
+        if most < size - n_real:
+            problems.append(
+                f"policies.{i}: {p.display} takes {size - n_real} synthetic examples a "
+                f"generation, but a generation yields at most {most} (generation.num_samples"
+                f"={requests} for {size} real training examples)")
+        needed = (cfg.generations - 1) * n_real
+        if p.name == "fresh" and splits.pool is not None and needed > len(splits.pool):
+            problems.append(
+                f"policies.{i}: {p.display} needs {needed} never-used real examples over "
+                f"{cfg.generations - 1} generations, but the data leave {len(splits.pool)} "
+                f"after the training split; lower real_fraction or generations, or "
+                f"data.train_size")
+    truth = getattr(source, "truth", None)
+    if truth is not None and cfg.model.tokenizer == "word" and cfg.model.name == "tiny-gpt2":
+        longest = max(len(e["target"].split()) for e in splits.test)
+        if longest + 2 > cfg.model.context_length:  # [BOS] words [EOS]
+            problems.append(f"model.context_length: {cfg.model.context_length} tokens cut "
+                            f"real test sentences of {longest} words (+ BOS, EOS); sentence "
+                            f"probabilities (kl_true_model) need at least {longest + 2}")
+    return problems
+
+
 def preflight(cfg: StudyConfig) -> None:
     """Everything that can fail before training, checked before anything is written: the
     data of the first seed reads and splits, and the model can be loaded."""
     task = registry.TASKS.get(cfg.task.name)(cfg.task)
-    real_splits(cfg, make_source(cfg), task, cfg.seeds[0])
+    source = make_source(cfg)
+    problems = []
+    for seed in cfg.seeds:  # each seed has its own training subset and fresh pool
+        problems += plan_problems(cfg, real_splits(cfg, source, task, seed), source)
+        if getattr(source, "exact_sizes", False):
+            break  # the grammar: every seed has the configured sizes and an endless pool
+    if problems:
+        raise ConfigError(sorted(set(problems)), "study plan")
     registry.MODELS.get(cfg.model.name)().check(cfg.model)
     for generator in {g.label: g for p in cfg.policies for g in (p.generators or [])
                       if g.own_family}.values():
@@ -618,6 +661,7 @@ class Runner:
                      "prefix_words": (self.cfg.generation.prefix_words
                                       if self.cfg.generation.prompt == "real-prefix" else None)})
         values = [v for name in self.cfg.metrics.names for v in registry.METRICS.get(name)(ctx)]
+        values += unfinished(ctx)  # always: the share of samples cut before their end
         rows = [{"metric": v.metric, "value": v.value, "higher_is_better": v.higher_is_better,
                  "signature": v.signature} for v in values]
         rundir.write_json(out / "metrics.json", {"generation": stage.spec["g"], "values": rows})

@@ -122,3 +122,13 @@ def lengths(ctx: EvalContext) -> list[MetricValue]:
                         {"set": "test-predictions", "against": "real references"}, None),
             MetricValue("unique_predictions", unique, VERSION, n, ctx.seed,
                         {"set": "test-predictions"}, True)]
+
+
+def unfinished(ctx: EvalContext) -> list[MetricValue]:
+    """Share of the generated samples cut at ``max_new_tokens`` before they ended (measured for
+    every generation: unfinished samples are learned without EOS, and a growing share shows
+    the models drifting towards longer or endless text)."""
+    flags = [r.get("finished", True) is False for r in ctx.sample_rows]
+    return [MetricValue("unfinished_rate", float(np.mean(flags)) if flags else 0.0, VERSION,
+                        len(flags), ctx.seed, {"set": "generated", "cut_at": "max_new_tokens"},
+                        False)]
