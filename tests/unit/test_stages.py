@@ -109,3 +109,24 @@ def test_a_new_optional_setting_left_unset_keeps_fingerprints():
     assert fingerprint({"a": 1, "new_feature": None}) == fingerprint({"a": 1})
     assert fingerprint({"a": 1, "new_feature": 0}) != fingerprint({"a": 1})
     assert fingerprint({"p": [{"x": 1, "y": None}]}) == fingerprint({"p": [{"x": 1}]})
+
+
+def test_no_two_distinct_stages_share_a_random_stream():
+    """A generator's own seed used to be added to the cell's seed, so the wide generator of
+    cell 0 (seed offset 1) trained and sampled with cell 1's streams."""
+    from ouroboros.config import load_config
+    from ouroboros.experiment.loop import _stream, plan_study
+    from ouroboros.experiment.stages import derive_seed
+    cfg = load_config(overrides=[
+        "seeds=[0, 1]", "generations=2",
+        "policies=[{name: replace, generators: [{label: main, share: 0.5}, "
+        "{label: wide, share: 0.5, n_embd: 96, seed: 1}]}, {name: accumulate}]"])
+    seeds: dict = {}  # (cell seed, generator) -> the derived seeds of its train/generate stages
+    for s in plan_study(cfg).stages:
+        if s.kind in ("train", "generate"):
+            g = s.spec["generation"] if s.kind == "train" else s.spec["g"]
+            who = "wide" if s.label.endswith("-wide") else "study"
+            seeds.setdefault((s.spec["seed"], who), set()).add(
+                derive_seed(s.spec["seed"], s.kind, g, *_stream(s.spec)))
+    assert not seeds[(0, "wide")] & seeds[(1, "study")]  # no other cell's streams
+    assert not seeds[(0, "wide")] & seeds[(0, "study")]  # nor its own cell's main model's
