@@ -37,6 +37,7 @@ def test_summary_and_html(tmp_path):
     path = render_report(tmp_path)
     html = path.read_text()
     assert "data:image/png;base64," in html and "perplexity|v1|n=5" in html
+    assert "95% t-interval, n=2: " in html  # tooltips name the interval and its n
     assert (tmp_path / "report" / "perplexity.png").stat().st_size > 1000
 
 
