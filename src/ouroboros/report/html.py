@@ -104,7 +104,7 @@ def render_report(run_dir: Path) -> Path:
     images = "\n".join(
         f"<figure><img alt='{p.stem}' src='data:image/png;base64,"
         f"{base64.b64encode(p.read_bytes()).decode()}'></figure>" for p in pngs)
-    signatures = sorted({(r["metric"], r["signature"].split("|seed=")[0]) for r in rows})
+    signatures = sorted({r["signature"] for r in rows})
     doc = f"""<!doctype html><html><head><meta charset="utf-8">
 <title>ouroboros report: {html.escape(run_dir.name)}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1200px}}
@@ -131,7 +131,9 @@ score_* are the mean curation scores.</p>
 {_slices_html(run_dir)}
 <h2>All values (mean over seeds; hover for the median, range and t-interval)</h2>
 {_table_html(rows, metrics)}
-<h2>Metric signatures</h2><pre>{html.escape(chr(10).join(s for _, s in signatures))}</pre>
+<h2>Metric signatures</h2>
+<details open><summary>{len(signatures)} distinct signatures in metrics.csv, each whole</summary>
+<pre>{html.escape(chr(10).join(signatures))}</pre></details>
 <h2>Config</h2><pre>{html.escape(config)}</pre>
 <h2>Manifest</h2><pre>{html.escape(json.dumps(manifest, indent=2))}</pre>
 </body></html>"""
