@@ -1,12 +1,14 @@
 """Reports are made from the run directory alone."""
 
 import csv
+import html
 import subprocess
 import sys
 
 import pytest
 
 from ouroboros.experiment.rundir import METRIC_COLUMNS
+from ouroboros.metrics.signature import MetricValue
 from ouroboros.report.html import render_report
 from ouroboros.report.tables import read_metrics, summary_table
 
@@ -37,7 +39,15 @@ def test_summary_and_html(tmp_path):
     path = render_report(tmp_path)
     html = path.read_text()
     assert "data:image/png;base64," in html and "perplexity|v1|n=5" in html
+    assert "95% t-interval, n=2: " in html  # tooltips name the interval and its n
     assert (tmp_path / "report" / "perplexity.png").stat().st_size > 1000
+
+
+def test_html_shows_each_signature_whole_and_escaped(tmp_path):
+    sig = MetricValue("perplexity", 1.0, 1, 5, 0, {"label": "<b>&", "sacrebleu": "a|b"}).signature
+    _write(tmp_path, [{**r, "signature": sig} for r in _rows()])
+    text = render_report(tmp_path).read_text()
+    assert html.escape(sig) in text and "<b>&" not in text
 
 
 def test_missing_metrics_names_the_path(tmp_path):

@@ -1,39 +1,130 @@
-"""Statistics over seeds: bootstrap intervals, paired differences, what the report says."""
+"""Statistics over seeds: interval coverage, exact paired tests, what the report says."""
 
+import math
+
+import numpy as np
 import pytest
 
-from ouroboros.report.stats import bootstrap_ci, paired_differences
+from ouroboros.report.plots import seed_counts
+from ouroboros.report.stats import (
+    paired_differences,
+    sign_flip_p,
+    sign_test_p,
+    t_bounds,
+    t_interval,
+)
 from ouroboros.report.tables import paired_table, summarise, summary_table
 
+REPLICATES = 20_000  # coverage standard error 0.15 points at 95%: 2 points is over 13 SE
 
-def _rows(values: dict[str, list[float]], metric="perplexity", hib=False):
-    return [{"cell": f"{p}-s{s}", "policy": p, "seed": s, "generation": 1, "metric": metric,
-             "value": v, "higher_is_better": str(hib), "signature": ""}
+
+def _rows(values: dict[str, list[float]], metric="perplexity", hib=False, generation=1):
+    return [{"cell": f"{p}-s{s}", "policy": p, "seed": s, "generation": generation,
+             "metric": metric, "value": v, "higher_is_better": str(hib), "signature": ""}
             for p, vs in values.items() for s, v in enumerate(vs)]
 
 
-def test_bootstrap_interval_is_seeded_and_contains_the_mean():
-    values = [1.0, 2.0, 4.0, 8.0, 3.0]
-    lo, hi = bootstrap_ci(values)
-    assert (lo, hi) == bootstrap_ci(values)
-    assert lo < sum(values) / 5 < hi and lo >= 1.0 and hi <= 8.0
-    assert bootstrap_ci([3.0]) == (3.0, 3.0)
+@pytest.mark.parametrize("n", [2, 3, 5, 10])
+def test_interval_of_the_mean_covers_what_it_claims(n):
+    mu = 3.0
+    x = np.random.default_rng([1, n]).normal(mu, 2.0, size=(REPLICATES, n))
+    lo, hi = t_bounds(x)
+    coverage = np.mean((lo <= mu) & (mu <= hi))
+    assert coverage == pytest.approx(0.95, abs=0.02), f"n={n}: coverage {coverage:.3f}"
 
 
-def test_paired_differences_use_shared_seeds_only():
-    rows = _rows({"replace": [10, 20, 30, 40], "accumulate": [8, 17, 29]})
+@pytest.mark.parametrize("n", [2, 3, 5, 10])
+def test_paired_difference_interval_covers_what_it_claims(n):
+    """A large shared seed effect (same real data and generation 0 per seed) cancels in the
+    paired differences; the interval of their mean must cover the true effect 95% of the time."""
+    rng = np.random.default_rng([2, n])
+    seed_effect = rng.normal(0.0, 5.0, size=(REPLICATES, n))
+    baseline = seed_effect + rng.normal(0.0, 1.0, size=(REPLICATES, n))
+    policy = seed_effect - 0.7 + rng.normal(0.0, 1.5, size=(REPLICATES, n))
+    lo, hi = t_bounds(policy - baseline)
+    coverage = np.mean((lo <= -0.7) & (-0.7 <= hi))
+    assert coverage == pytest.approx(0.95, abs=0.02), f"n={n}: coverage {coverage:.3f}"
+
+
+def test_t_interval_by_hand_and_none_for_one_seed():
+    iv = t_interval([10.0, 20.0, 30.0])  # 20 -+ t(0.975, 2) = 4.30265 * 10 / sqrt(3)
+    assert (iv.low, iv.high) == pytest.approx((20 - 24.8414, 20 + 24.8414), abs=1e-3)
+    assert iv.label == "95% t-interval, n=3"
+    one = t_interval([3.0])
+    assert math.isnan(one.low) and math.isnan(one.high) and one.label == "no interval, n=1"
+
+
+@pytest.mark.parametrize(("diffs", "p"), [
+    ([1, 2, 3], 0.25),               # 3/3 positive: 2 * 1/8
+    ([1, -2, 3], 1.0),               # 2 of 3: 2 * (1 + 3)/8 > 1
+    ([0, 1, 2], 0.5),                # a tie carries no sign: 2/2 positive, 2 * 1/4
+    ([1, 2, 3, 4, 5, 6], 0.03125),   # 6/6: 2/64, the first n below 0.05
+    ([1, 2, 3, 4, 5, -6], 0.21875),  # 5/6: 2 * (1 + 6)/64
+])
+def test_sign_test_p_values_by_hand(diffs, p):
+    assert sign_test_p(diffs) == pytest.approx(p)
+
+
+@pytest.mark.parametrize(("diffs", "p"), [
+    ([1, 2, 3], 0.25),               # |sum| 6 reached by 2 of the 8 flips
+    ([1, 2, -3], 1.0),               # sum 0: every flip is as extreme
+    ([3, -1, 2, 5], 0.25),           # |11 - 2x| >= 9 for flipped sums x in {0, 1, 10, 11}
+    ([1, 2, 3, 4, 5, 6], 0.03125),   # only all-plus and all-minus reach |21|
+    ([1, 2, 3, 4, 5, -6], 0.4375),   # 14 subsets of 1..6 sum to <= 6, 14 to >= 15: 28/64
+])
+def test_sign_flip_p_values_by_hand(diffs, p):
+    assert sign_flip_p(diffs) == pytest.approx(p)
+
+
+def test_sign_flip_beyond_exact_enumeration_is_seeded_and_sensible():
+    assert sign_flip_p([1.0] * 11 + [-1.0] * 11) == 1.0
+    p = sign_flip_p(list(np.linspace(1, 2, 22)))  # exact: 2 / 2^22
+    assert p == sign_flip_p(list(np.linspace(1, 2, 22))) and p < 1e-4
+
+
+def test_paired_differences_use_shared_finite_seeds_only():
+    rows = _rows({"replace": [10, 20, 30, 40, 50], "accumulate": [8, 17, 29, float("nan")]})
     (p,) = paired_differences(rows, "perplexity", 1, "replace", higher_is_better=False)
     assert p.n_seeds == 3 and p.mean == pytest.approx(-2.0) and p.wins == 3
-    assert p.low <= p.mean <= p.high
+    assert p.interval == t_interval([-2.0, -3.0, -1.0])
+    assert p.p_flip == pytest.approx(0.25) and p.p_sign == pytest.approx(0.25)
 
 
-def test_report_text_states_seeds_and_interval_kind():
-    rows = _rows({"replace": [10, 20, 30], "mix": [9, 19, 31]})
-    for r in rows:
-        r["generation"] = 0
+def test_summary_shows_t_intervals_labelled_with_n():
+    rows = _rows({"replace": [10, 20, 30], "mix": [9, 19, 31]}, generation=0)
     rows += [{**r, "generation": 1} for r in rows]
     s = summarise(rows)[("replace", "perplexity", 1)]
-    assert s.n_seeds == 3 and s.median == 20 and s.band == (s.ci_low, s.ci_high)
+    assert s.n_seeds == 3 and s.median == 20
     text = summary_table(rows)
-    assert "mean over 3 seed(s) [95% bootstrap CI over seeds" in text
-    assert "(2/3)" in paired_table(rows)  # mix is better than replace on 2 of 3 seeds
+    assert "3 seed(s) [95% t-interval, n=3 at generation 1]" in text
+    assert "20 -> 20 [-4.841, 44.84]" in text
+
+
+def test_one_seed_gets_no_interval_anywhere():
+    rows = _rows({"replace": [10], "mix": [9]}, generation=0)
+    rows += [{**r, "generation": 1} for r in rows]
+    assert math.isnan(summarise(rows)[("replace", "perplexity", 1)].interval.low)
+    lines = [line.rstrip() for line in summary_table(rows).splitlines()]
+    assert "replace  10 -> 10" in lines  # no zero-width [10, 10]
+    assert "no interval, n=1" in paired_table(rows)
+
+
+def test_paired_table_states_tests_and_gives_no_verdict_three_seeds_cannot_carry():
+    text = paired_table(_rows({"replace": [10, 20, 30], "mix": [9, 19, 29]}))
+    assert "p_flip=0.25  p_sign=0.25" in text and "wins 3/3" in text
+    assert "not significant (n=3 cannot reach p<0.05)" in text
+    assert "2^(1-n) (n=3: 0.25)" in text and "better (p" not in text
+
+
+def test_paired_table_verdict_needs_the_test_to_reject():
+    six = [10, 20, 30, 40, 50, 60]
+    better = paired_table(_rows({"replace": six, "mix": [v - 1 for v in six]}))
+    assert "p_flip=0.0312" in better and "better (p<0.05)" in better
+    mixed = paired_table(_rows({"replace": six, "mix": [9, 18, 27, 36, 45, 66]}))
+    assert "not significant (p>=0.05)" in mixed
+
+
+def test_plot_legend_names_seed_counts():
+    rows = _rows({"replace": [10, 20, 30]}) + _rows({"replace": [10]}, generation=2)
+    cells = [s for k, s in sorted(summarise(rows).items())]
+    assert seed_counts(cells) == "n=1-3" and seed_counts(cells[1:]) == "n=1, no band"

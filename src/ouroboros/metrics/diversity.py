@@ -104,7 +104,7 @@ def diversity(ctx: EvalContext) -> list[MetricValue]:
         MetricValue("zipf_exponent", zipf_exponent(texts), VERSION, n, seed,
                     {**params, "fit": "least-squares log-log", "max_rank": 1000}, None),
         MetricValue("repetition_rate", repetition_rate(texts), VERSION, n, seed,
-                    {**params, "n": 4, "within": "sample"}, False),
+                    {**params, "ngram": 4, "within": "sample"}, False),
         MetricValue("self_bleu", self_bleu(texts), VERSION, n, seed,
                     {"sacrebleu": "sentence_bleu, 13a, exp smoothing, effective order",
                      "references": "all other samples"}, False),

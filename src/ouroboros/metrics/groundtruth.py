@@ -31,7 +31,9 @@ def ground_truth(ctx: EvalContext) -> list[MetricValue]:
         raise ValueError("metric 'ground-truth' needs the built-in grammar data source")
     truth, seed, n_gen, n_test = ctx.truth, ctx.seed, len(ctx.samples), len(ctx.real_test)
     test_texts = ctx.test_texts
-    lang = truth.fingerprint()
+    # The language's own seed and version are not the evaluation's seed and metric version.
+    lang = {f"language_{k}" if k in ("seed", "version") else k: v
+            for k, v in truth.fingerprint().items()}
     gen_lp = truth.logprobs(ctx.samples)
     valid = np.isfinite(gen_lp)
     nll, _ = test_nll(ctx, whole=True)

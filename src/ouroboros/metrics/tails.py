@@ -64,7 +64,7 @@ def tails(ctx: EvalContext) -> list[MetricValue]:
     for n in (1, 2):
         for band, value in rare_recall(real, ctx.samples, n).items():
             out.append(MetricValue(f"rare_recall_{n}g_{band}", value, VERSION, n_samples, seed,
-                                   {**params, "n": n, "real_count": band}, True))
+                                   {**params, "ngram": n, "real_count": band}, True))
     kl, missing = unigram_shift(real, ctx.samples)
     out += [MetricValue("unigram_kl", kl, VERSION, n_samples, seed,
                         {**params, "smoothing": "add-one on samples", "unit": "nats"}, False),

@@ -10,6 +10,7 @@ from pathlib import Path
 from ouroboros.report.plots import plot_all, plot_sample_perplexity
 from ouroboros.report.tables import (
     KEY_METRICS,
+    Summary,
     headline,
     ordered,
     paired_table,
@@ -32,13 +33,18 @@ def _table_html(rows: list[dict], metrics: list[str]) -> str:
             cells = []
             for g in gens:
                 s = stats.get((policy, m, g))
-                cells.append(f"<td title='{s.n_seeds} seeds; median {s.median:.4g}; range "
-                             f"{s.low:.4g} .. {s.high:.4g}; 95% CI {s.ci_low:.4g} .. "
-                             f"{s.ci_high:.4g}'>{s.mean:.4g} <small>(n={s.n_seeds})</small>"
-                             f"</td>" if s else "<td></td>")
+                cells.append(f"<td title='{_tooltip(s)}'>{s.mean:.4g} "
+                             f"<small>(n={s.n_seeds})</small></td>" if s else "<td></td>")
             out.append(f"<tr><td>{html.escape(policy)}</td><td>{html.escape(m)}</td>"
                        + "".join(cells) + "</tr>")
     return "\n".join(out + ["</table>"])
+
+
+def _tooltip(s: Summary) -> str:
+    """Median, range and the t-interval of the mean over seeds, each named for what it is."""
+    iv = s.interval
+    ci = f"{iv.label}: {iv.low:.4g} .. {iv.high:.4g}" if iv.n >= 2 else iv.label
+    return f"{s.n_seeds} seeds; median {s.median:.4g}; range {s.low:.4g} .. {s.high:.4g}; {ci}"
 
 
 def _composition_html(run_dir: Path) -> str:
@@ -98,7 +104,7 @@ def render_report(run_dir: Path) -> Path:
     images = "\n".join(
         f"<figure><img alt='{p.stem}' src='data:image/png;base64,"
         f"{base64.b64encode(p.read_bytes()).decode()}'></figure>" for p in pngs)
-    signatures = sorted({(r["metric"], r["signature"].split("|seed=")[0]) for r in rows})
+    signatures = sorted({r["signature"] for r in rows})
     doc = f"""<!doctype html><html><head><meta charset="utf-8">
 <title>ouroboros report: {html.escape(run_dir.name)}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1200px}}
@@ -108,9 +114,10 @@ text-align:right}}pre{{background:#f6f6f6;padding:1em;overflow:auto;font-size:12
 </head><body>
 <h1>ouroboros report: {html.escape(run_dir.name)}</h1>
 <p>{len(policies_in_order(rows))} policies x {len(seeds)} seeds (seeds {seeds}); every value is
-the mean over the seeds shown with it (n); plots shade the 95% bootstrap interval of the mean
-over seeds with 3 or more seeds, otherwise the range. All metrics are measured against real
-held-out data.</p>
+the mean over the seeds shown with it (n); plots shade the 95% Student-t interval of that mean
+(none with a single seed), the table's tooltips give the range. Policies are compared on shared
+seeds with exact tests, which cannot reach p &lt; 0.05 with fewer than 6 seeds. All metrics are
+measured against real held-out data.</p>
 <h2>Summary</h2><pre>{html.escape(summary_table(rows))}</pre>
 <h2>Policies compared on shared seeds</h2><pre>{html.escape(paired_table(rows))}</pre>
 <h2>Plots</h2>{images}
@@ -122,8 +129,11 @@ generator; candidates: what curation saw, by outcome (kept, or the first step th
 it). reference_perplexity is the median per-example perplexity under generation 0's model;
 score_* are the mean curation scores.</p>
 {_slices_html(run_dir)}
-<h2>All values (mean over seeds; hover for the range)</h2>{_table_html(rows, metrics)}
-<h2>Metric signatures</h2><pre>{html.escape(chr(10).join(s for _, s in signatures))}</pre>
+<h2>All values (mean over seeds; hover for the median, range and t-interval)</h2>
+{_table_html(rows, metrics)}
+<h2>Metric signatures</h2>
+<details open><summary>{len(signatures)} distinct signatures in metrics.csv, each whole</summary>
+<pre>{html.escape(chr(10).join(signatures))}</pre></details>
 <h2>Config</h2><pre>{html.escape(config)}</pre>
 <h2>Manifest</h2><pre>{html.escape(json.dumps(manifest, indent=2))}</pre>
 </body></html>"""

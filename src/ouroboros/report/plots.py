@@ -26,35 +26,42 @@ def policy_styles(policies: list[str]) -> dict[str, dict]:
 
 
 def plot_metric(rows: list[dict], metric: str, path: Path) -> Path:
-    """One metric's curves (mean over seeds) with a min-max band across seeds."""
+    """One metric's curves (mean over seeds) with the 95% t-interval of the mean as a band
+    (none at a generation with a single seed), each policy labelled with its seed count."""
     stats = summarise(rows)
     better = directions(rows).get(metric)
     fig, ax = plt.subplots(figsize=(5.2, 3.4), dpi=110)
     styles = policy_styles(policies_in_order(rows))
     for policy in policies_in_order(rows):
-        gens = sorted(g for (p, m, g) in stats if p == policy and m == metric)
+        gens = sorted(g for (p, m, g) in stats if (p, m) == (policy, metric))
         if not gens:
             continue
-        mean = [stats[(policy, metric, g)].mean for g in gens]
-        line, = ax.plot(gens, mean, marker="o", ms=3, label=policy, **styles[policy])
-        ax.fill_between(gens, [stats[(policy, metric, g)].band[0] for g in gens],
-                        [stats[(policy, metric, g)].band[1] for g in gens],
+        cells = [stats[(policy, metric, g)] for g in gens]
+        line, = ax.plot(gens, [s.mean for s in cells], marker="o", ms=3,
+                        label=f"{policy} ({seed_counts(cells)})", **styles[policy])
+        ax.fill_between(gens, [s.interval.low for s in cells], [s.interval.high for s in cells],
                         color=line.get_color(), alpha=0.18, lw=0)
-    n_seeds = len({r["seed"] for r in rows})
-    band = "95% bootstrap CI" if n_seeds >= 3 else "range"
     title = metric + (f" ({better} is better)" if better else "")
     ax.set_title(title, fontsize=10)
     ax.set_xlabel("generation")
     ax.set_xticks(sorted({r["generation"] for r in rows}))
     ax.grid(alpha=0.3)
     if ax.lines:
-        ax.legend(fontsize=7, title=f"mean of {n_seeds} seeds; band: {band}", title_fontsize=7)
+        ax.legend(fontsize=7, title="mean over n seeds; band: 95% t-interval of the mean",
+                  title_fontsize=7)
     else:
         ax.text(0.5, 0.5, "no finite values", ha="center", transform=ax.transAxes)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def seed_counts(cells: list) -> str:
+    """``n=3``, or ``n=2-3`` when generations have different seed counts (no band at n=1)."""
+    lo, hi = min(s.n_seeds for s in cells), max(s.n_seeds for s in cells)
+    text = f"n={lo}" if lo == hi else f"n={lo}-{hi}"
+    return text + (", no band" if hi < 2 else "")
 
 
 def plot_all(rows: list[dict], out_dir: Path, metrics: list[str]) -> list[Path]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ouroboros.report.stats import bootstrap_ci, paired_differences
+from ouroboros.report.stats import Interval, min_p_value, paired_differences, t_interval
 
 # Shown first in summaries, in this order, when present.
 KEY_METRICS = ["perplexity", "kl_true_model", "error_rate", "tail_coverage", "rouge1", "rougeL",
@@ -30,14 +30,8 @@ class Summary:
     low: float          # smallest seed value
     high: float         # largest seed value
     n_seeds: int
-    median: float = float("nan")
-    ci_low: float = float("nan")   # 95% bootstrap interval of the mean over seeds
-    ci_high: float = float("nan")
-
-    @property
-    def band(self) -> tuple[float, float]:
-        """What plots shade: the bootstrap interval with 3+ seeds, else the range."""
-        return (self.ci_low, self.ci_high) if self.n_seeds >= 3 else (self.low, self.high)
+    median: float
+    interval: Interval  # 95% t-interval of the mean over seeds (none at n=1)
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
@@ -59,16 +53,14 @@ def ordered(items: list[str], first: list[str]) -> list[str]:
 
 
 def summarise(rows: list[dict]) -> dict[tuple[str, str, int], Summary]:
-    """(policy, metric, generation) -> mean and range over seeds (NaN values left out)."""
+    """(policy, metric, generation) -> mean, range and t-interval over seeds (NaN values left
+    out)."""
     groups: dict[tuple[str, str, int], list[float]] = defaultdict(list)
     for r in rows:
         if not math.isnan(r["value"]):
             groups[(r["policy"], r["metric"], r["generation"])].append(r["value"])
-    out = {}
-    for k, v in groups.items():
-        lo, hi = bootstrap_ci(v)
-        out[k] = Summary(sum(v) / len(v), min(v), max(v), len(v), float(np.median(v)), lo, hi)
-    return out
+    return {k: Summary(sum(v) / len(v), min(v), max(v), len(v), float(np.median(v)),
+                       t_interval(v)) for k, v in groups.items()}
 
 
 def directions(rows: list[dict]) -> dict[str, str]:
@@ -87,44 +79,72 @@ def policies_in_order(rows: list[dict]) -> list[str]:
 
 def summary_table(rows: list[dict], metrics: list[str] | None = None) -> str:
     """A console table: per policy, each key metric at generation 0 and at the last one, with
-    the range over seeds at the last generation in brackets."""
+    the 95% t-interval of the mean over seeds at the last generation in brackets."""
     stats = summarise(rows)
     last = max(r["generation"] for r in rows)
     names = metrics or ordered(headline(sorted({r["metric"] for r in rows})), KEY_METRICS)[:6]
     better = directions(rows)
-    n_seeds = len({r["seed"] for r in rows})
+    ns = sorted({s.n_seeds for (_, m, g), s in stats.items() if g == last and m in names})
     header = ["policy"] + [f"{m} ({better.get(m) or '-'})" for m in names]
     lines = [header]
     for policy in policies_in_order(rows):
         cells = [policy]
         for m in names:
             a, b = stats.get((policy, m, 0)), stats.get((policy, m, last))
-            rng = f" [{_num(b.band[0])}, {_num(b.band[1])}]" if b and b.n_seeds > 1 else ""
-            cells.append(f"{_fmt(a)} -> {_fmt(b)}{rng}" if a and b else "n/a")
+            cells.append(f"{_fmt(a)} -> {_fmt(b)}{_bracket(b.interval, len(ns) > 1)}"
+                         if a and b else "n/a")
         lines.append(cells)
     widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
     text = "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True))
                      for row in lines)
-    band = "95% bootstrap CI over seeds" if n_seeds >= 3 else "range over seeds"
-    return (f"generation 0 -> generation {last}, mean over {n_seeds} seed(s) [{band} at "
-            f"generation {last}]; (higher)/(lower) is better\n{text}")
+    return (f"generation 0 -> generation {last}, {_bracket_legend(ns, last)}; (higher)/(lower) "
+            f"is better\n{text}")
+
+
+def _bracket(iv: Interval, with_n: bool) -> str:
+    """`` [low, high]`` (with ``n=..`` when seed counts differ between cells); nothing, or
+    ``[no interval, n=1]``, for a single seed: never a zero-width interval."""
+    if iv.n < 2 and not with_n:
+        return ""
+    return f" [{_interval_text(iv)}]" + (f" n={iv.n}" if with_n and iv.n >= 2 else "")
+
+
+def _bracket_legend(ns: list[int], generation: int) -> str:
+    """What a summary's numbers and brackets are, for the seed counts ``ns`` of its cells."""
+    if len(ns) == 1:
+        return (f"mean over {ns[0]} seed(s) [{Interval(0.0, 0.0, ns[0]).label} at generation "
+                f"{generation}]")
+    return (f"mean over seeds [95% t-interval of the mean with its n at generation "
+            f"{generation}; none at n=1]")
 
 
 def paired_table(rows: list[dict], metrics: list[str] | None = None) -> str:
-    """Per policy, the paired difference to the first policy at the last generation."""
+    """Per policy, the paired difference to the first policy at the last generation, with its
+    t-interval, wins, exact paired tests and a verdict only where the tests carry one."""
     last = max(r["generation"] for r in rows)
     policies = policies_in_order(rows)
     names = metrics or ordered(headline(sorted({r["metric"] for r in rows})), KEY_METRICS)[:6]
     better = directions(rows)
-    lines = [f"paired difference to {policies[0]} at generation {last} on shared seeds: "
-             f"mean [95% bootstrap CI] (seeds where the policy is better / seeds)"]
+    lines, ns = [], set()
     for m in names:
         hib = {"higher": True, "lower": False}.get(better.get(m, ""))
         for p in paired_differences(rows, m, last, policies[0], hib):
+            ns.add(p.n_seeds)
             wins = f"{p.wins}/{p.n_seeds}" if hib is not None else f"-/{p.n_seeds}"
             lines.append(f"  {m:<22} {p.policy:<22} {_num(p.mean):>10} "
-                         f"[{_num(p.low)}, {_num(p.high)}]  ({wins})")
-    return "\n".join(lines)
+                         f"[{_interval_text(p.interval)}]  n={p.n_seeds}  wins {wins}  "
+                         f"p_flip={p.p_flip:.3g}  p_sign={p.p_sign:.3g}  {p.verdict()}")
+    floors = ", ".join(f"n={n}: {min_p_value(n):g}" for n in sorted(ns))
+    head = (f"paired difference to {policies[0]} at generation {last} on shared seeds: mean of "
+            f"(policy - {policies[0]}) [95% t-interval of the mean difference], n shared seeds, "
+            f"wins = seeds on which the policy is better, exact two-sided sign-flip "
+            f"(permutation) and sign test p-values, and a verdict only at p_flip < 0.05.\n"
+            f"Smallest p-value either test can give: 2^(1-n) ({floors or 'no shared seeds'}).")
+    return "\n".join([head, *lines])
+
+
+def _interval_text(iv: Interval) -> str:
+    return f"{_num(iv.low)}, {_num(iv.high)}" if iv.n >= 2 else iv.label
 
 
 def _num(x: float) -> str:
