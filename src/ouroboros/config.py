@@ -558,6 +558,11 @@ class StudyConfig(Section):
             problems.append("curation: the verifier step needs data.source grammar")
         if lm and self.model.name == "hf-seq2seq":
             problems.append("task lm needs a decoder-only model (tiny-gpt2 or hf-causal)")
+        if (self.model.name == "tiny-gpt2" and self.model.tokenizer == "word"
+                and self.data.source != "grammar"):
+            problems.append("model.tokenizer: word-level on real text maps every test word the "
+                            "training split lacks to [UNK], one cheap shared token, which biases "
+                            "perplexity; use bpe (byte-level, an open vocabulary)")
         if lm and self.task.block_words and self.data.source == "grammar":
             problems.append("task.block_words: blocks cut the ground-truth language's sentences "
                             "apart, so they have no exact probability; use whole sentences "
