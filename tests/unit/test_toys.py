@@ -6,7 +6,7 @@ import pytest
 
 from ouroboros import registry
 from ouroboros.cli import main
-from ouroboros.toys.loops import ToySettings, digamma, run_toy
+from ouroboros.toys.loops import Regression, ToySettings, digamma, run_toy
 
 # (toy, policy): each closed form must hold within 4 standard errors at every generation
 # (and within 3% where the closed form is an approximation).
@@ -48,6 +48,26 @@ def test_toys_use_the_registered_policies(monkeypatch):
     run_toy("gaussian-mle", ToySettings(policy="mix", real_fraction=0.5, replicates=3,
                                         generations=4))
     assert len(calls) == 3 * 3
+
+
+def test_fresh_regression_draws_n_new_rows_at_the_replace_size(monkeypatch):
+    """fresh at real share 1/4 fits 5 new distinct real rows + 15 synthetic (T = 20 in all),
+    so the error rises above generation 0's; fitting all T real rows plus synthetic ones made
+    it fall."""
+    seen = set()
+    fit = Regression.fit
+
+    def spy(self, truth, rows):
+        real = [r["row"] for r in rows if r["origin"] == "real"]
+        seen.add((len(rows), len(real), len(set(real))))
+        return fit(self, truth, rows)
+
+    monkeypatch.setattr(Regression, "fit", spy)
+    rows = run_toy("regression", ToySettings(policy="fresh", real_fraction=0.25, replicates=400,
+                                             generations=5))
+    assert seen == {(20, 20, 20), (20, 5, 5)}
+    first, last = rows[0], rows[-1]
+    assert last.mean - first.mean > 4 * (first.stderr + last.stderr), (first, last)
 
 
 def test_digamma():
