@@ -119,14 +119,10 @@ def cmd_status(run_dir: Path) -> int:
     return 0
 
 
-def cmd_toys(args: argparse.Namespace) -> int:
-    """Run one analytic loop; print, save and plot empirical values against theory."""
-    import csv
-    import dataclasses
-
+def _toy_settings(args: argparse.Namespace):
+    """The toy's settings from the command line; ConfigError listing every problem."""
     from ouroboros.registry import POLICIES
-    from ouroboros.report.plots import plot_toy
-    from ouroboros.toys.loops import TOYS, ToySettings, run_toy
+    from ouroboros.toys.loops import TOYS, ToySettings, check_settings
     problems = []
     if args.name not in TOYS:
         problems.append(f"toy: unknown '{args.name}'; valid: {', '.join(TOYS)}")
@@ -134,14 +130,22 @@ def cmd_toys(args: argparse.Namespace) -> int:
         POLICIES.check(args.policy)
     except ValueError as e:
         problems.append(f"policy: {e}")
-    if (args.policy in {"mix", "fresh"}) != (args.real_fraction is not None):
-        problems.append("--real-fraction is needed by mix and fresh, and only by them")
-    if args.samples < 2 or args.generations < 1 or args.replicates < 2:
-        problems.append("--samples >= 2, --generations >= 1 and --replicates >= 2")
-    if problems:
-        raise ConfigError(problems, "toys")
     s = ToySettings(policy=args.policy, real_fraction=args.real_fraction, samples=args.samples,
                     generations=args.generations, replicates=args.replicates, seed=args.seed)
+    problems += [f"--{k.replace('_', '-')}: {why}" for k, why in check_settings(args.name, s)]
+    if problems:
+        raise ConfigError(problems, "toys")
+    return s
+
+
+def cmd_toys(args: argparse.Namespace) -> int:
+    """Run one analytic loop; print, save and plot empirical values against theory."""
+    import csv
+    import dataclasses
+
+    from ouroboros.report.plots import plot_toy
+    from ouroboros.toys.loops import run_toy
+    s = _toy_settings(args)
     rows = run_toy(args.name, s)
     print(f"{args.name}, policy {args.policy}, M={s.samples}, {s.replicates} replicates; "
           f"n = generation + 1 fits; mean ± standard error")

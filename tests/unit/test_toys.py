@@ -70,6 +70,17 @@ def test_fresh_regression_draws_n_new_rows_at_the_replace_size(monkeypatch):
     assert last.mean - first.mean > 4 * (first.stderr + last.stderr), (first, last)
 
 
+@pytest.mark.parametrize("samples", [3, 5, 6])
+def test_regression_needs_more_rows_than_dim_plus_one(samples, tmp_path, capsys):
+    """T <= d + 1 (d = 5): a clear error before any work, not a crash (T = d + 1 divided by
+    zero) nor a negative closed form (T <= d)."""
+    with pytest.raises(ValueError, match=r"samples: must exceed dim \+ 1 = 6"):
+        run_toy("regression", ToySettings(samples=samples, replicates=2, generations=2))
+    out = tmp_path / "out"
+    assert main(["toys", "regression", "--samples", str(samples), "--out", str(out)]) == 2
+    assert "error:" in capsys.readouterr().err and not out.exists()
+
+
 def test_digamma():
     assert digamma(1.0) == pytest.approx(-0.5772156649015329, abs=1e-12)
     assert digamma(0.5) == pytest.approx(-0.5772156649015329 - 2 * math.log(2), abs=1e-12)

@@ -79,6 +79,10 @@ class Toy:
         """Closed forms at fit index n >= 1 for the settings' policy (empty: none known)."""
         return {}
 
+    def check(self, s: ToySettings) -> list[tuple[str, str]]:
+        """(setting, problem) for settings this toy cannot run with (beyond each value's range)."""
+        return []
+
 
 class Gaussian(Toy):
     """Fit N(mu, sigma^2) by MLE (ddof=0) or unbiased variance (ddof=1); truth N(0, 1)."""
@@ -160,6 +164,13 @@ class Regression(Toy):
     def measure(self, truth, fit):
         return {"sq_weight_error": float(np.sum((fit["w"] - truth["w"]) ** 2))}
 
+    def check(self, s):
+        if s.samples > s.dim + 1:
+            return []
+        return [("samples", f"must exceed dim + 1 = {s.dim + 1} for regression, got {s.samples}: "
+                            "OLS needs T > d rows, and at T = d + 1 the expected squared error "
+                            "σ² d/(T−d−1) is infinite")]
+
     def theory(self, s, n):
         one = s.noise**2 * s.dim / (s.samples - s.dim - 1)  # E tr((X'X)^-1) sigma^2
         if s.policy == "replace":
@@ -213,6 +224,31 @@ TOYS: dict[str, Callable[[], Toy]] = {
 }
 
 
+# setting -> (is the value valid, what it must be); ranges every toy needs
+_RANGES: dict[str, tuple[Callable[[float], bool], str]] = {
+    "samples": (lambda v: v >= 2, "an integer >= 2"),
+    "generations": (lambda v: v >= 1, "an integer >= 1"),
+    "replicates": (lambda v: v >= 2, "an integer >= 2"),
+    "dim": (lambda v: v >= 1, "an integer >= 1"),
+    "noise": (lambda v: math.isfinite(v) and v > 0, "a finite number > 0"),
+    "categories": (lambda v: v >= 2, "an integer >= 2"),
+}
+
+
+def check_settings(name: str, s: ToySettings) -> list[tuple[str, str]]:
+    """(setting, problem) for every reason toy ``name`` cannot run with ``s``; empty: valid."""
+    problems = [(k, f"must be {what}, got {getattr(s, k)}") for k, (ok, what) in _RANGES.items()
+                if not ok(getattr(s, k))]
+    needs = s.policy in {"mix", "fresh"}
+    if needs != (s.real_fraction is not None):
+        problems.append(("real_fraction", "is needed by mix and fresh, and only by them"))
+    elif needs and not 0 <= s.real_fraction <= 1:
+        problems.append(("real_fraction", f"must be in [0, 1], got {s.real_fraction}"))
+    if problems or name not in TOYS:  # a toy's own checks assume valid ranges
+        return problems
+    return TOYS[name]().check(s)
+
+
 def run_chain(toy: Toy, s: ToySettings, rng: np.random.Generator) -> list[dict[str, float]]:
     """One replicate: the tracked quantities of every generation's fit."""
     policy = registry.POLICIES.get(s.policy)
@@ -243,7 +279,11 @@ class ToyRow:
 
 
 def run_toy(name: str, s: ToySettings) -> list[ToyRow]:
-    """All replicates of a toy study, summarised per generation and quantity."""
+    """All replicates of a toy study, summarised per generation and quantity; ValueError
+    (before any work) if the settings are invalid."""
+    problems = check_settings(name, s)
+    if problems:
+        raise ValueError("; ".join(f"{k}: {why}" for k, why in problems))
     toy = TOYS[name]()
     rng = np.random.default_rng(s.seed)
     chains = [run_chain(toy, s, rng) for _ in range(s.replicates)]
