@@ -18,6 +18,7 @@ EXAMPLES = """examples:
   ouroboros validate configs/demo.yaml
   ouroboros config                               # every setting with its documentation
   ouroboros toys gaussian-mle --policy accumulate  # analytic loop vs closed form
+  ouroboros toys regression --dim 3 --noise 0.5 --samples 10
 """
 
 
@@ -59,6 +60,15 @@ def _parser() -> argparse.ArgumentParser:
     toys.add_argument("--generations", type=int, default=10)
     toys.add_argument("--replicates", type=int, default=2000)
     toys.add_argument("--seed", type=int, default=0)
+    toys.add_argument("--init-var", type=float, metavar="VAR",
+                      help="σ₀², the true variance (Gaussian toys; default 1)")
+    toys.add_argument("--dim", type=int, metavar="D", help="d, regression weights (default 5)")
+    toys.add_argument("--noise", type=float, metavar="SIGMA",
+                      help="σ, the label noise's standard deviation (regression; default 1)")
+    toys.add_argument("--categories", type=int, metavar="K", help="K (categorical; default 10)")
+    toys.add_argument("--zipf", type=float, metavar="BETA", help="the truth's Zipf exponent: "
+                                                                 "p_i ∝ i^-BETA (categorical; "
+                                                                 "default 1)")
     toys.add_argument("--out", type=Path, help="folder for toys.csv and toys.png "
                                                "(default: runs/toys-<name>-<policy>)")
     sub.add_parser("ls", help="registered plug-ins by kind")
@@ -119,6 +129,11 @@ def cmd_status(run_dir: Path) -> int:
     return 0
 
 
+def _flag(setting: str) -> str:
+    """The command-line option of a toy setting: ``init_var`` -> ``--init-var``."""
+    return "--" + setting.replace("_", "-")
+
+
 def _toy_settings(args: argparse.Namespace):
     """The toy's settings from the command line; ConfigError listing every problem."""
     from ouroboros.registry import POLICIES
@@ -130,9 +145,17 @@ def _toy_settings(args: argparse.Namespace):
         POLICIES.check(args.policy)
     except ValueError as e:
         problems.append(f"policy: {e}")
+    users = {}  # toy setting -> the toys that read it
+    for name, make in TOYS.items():
+        for k in make().parameters:
+            users.setdefault(k, []).append(name)
+    toy_flags = {k: getattr(args, k) for k in users if getattr(args, k) is not None}
+    problems += [f"{_flag(k)}: only for {', '.join(users[k])}" for k in toy_flags
+                 if args.name in TOYS and args.name not in users[k]]
     s = ToySettings(policy=args.policy, real_fraction=args.real_fraction, samples=args.samples,
-                    generations=args.generations, replicates=args.replicates, seed=args.seed)
-    problems += [f"--{k.replace('_', '-')}: {why}" for k, why in check_settings(args.name, s)]
+                    generations=args.generations, replicates=args.replicates, seed=args.seed,
+                    **toy_flags)
+    problems += [f"{_flag(k)}: {why}" for k, why in check_settings(args.name, s)]
     if problems:
         raise ConfigError(problems, "toys")
     return s
@@ -144,11 +167,10 @@ def cmd_toys(args: argparse.Namespace) -> int:
     import dataclasses
 
     from ouroboros.report.plots import plot_toy
-    from ouroboros.toys.loops import run_toy
+    from ouroboros.toys.loops import describe, run_toy
     s = _toy_settings(args)
     rows = run_toy(args.name, s)
-    print(f"{args.name}, policy {args.policy}, M={s.samples}, {s.replicates} replicates; "
-          f"n = generation + 1 fits; mean ± standard error")
+    print(f"{describe(args.name, s)}; n = generation + 1 fits; mean ± standard error")
     print(f"{'gen':>4} {'quantity':<16}{'empirical':>22}{'median':>11}{'closed form':>13}")
     for r in rows:
         theory = f"{r.theory:13.4f}" if r.theory is not None else f"{'-':>13}"
@@ -160,8 +182,7 @@ def cmd_toys(args: argparse.Namespace) -> int:
         writer = csv.DictWriter(f, fieldnames=[fld.name for fld in dataclasses.fields(rows[0])])
         writer.writeheader()
         writer.writerows(dataclasses.asdict(r) for r in rows)
-    plot_toy(rows, f"{args.name} / {args.policy} (M={s.samples}, {s.replicates} replicates)",
-             out / "toys.png")
+    plot_toy(rows, describe(args.name, s), out / "toys.png")
     print(f"\nwritten: {out / 'toys.csv'}, {out / 'toys.png'}")
     return 0
 

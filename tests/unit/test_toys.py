@@ -1,5 +1,6 @@
 """Analytic loops against the closed forms of ../shared/REFERENCE.md, through the policies."""
 
+import csv
 import math
 
 import pytest
@@ -95,3 +96,39 @@ def test_cli(tmp_path, capsys):
     assert main(["toys", "nope", "--policy", "replce"]) == 2
     err = capsys.readouterr().err
     assert "unknown 'nope'" in err and "did you mean 'replace'" in err
+
+
+@pytest.mark.parametrize(("args", "quantity", "first"), [
+    (["regression", "--dim", "3", "--noise", "0.5", "--samples", "10"], "sq_weight_error",
+     0.25 * 3 / 6),
+    (["gaussian-mle", "--init-var", "4"], "var", 4 * 19 / 20),
+    (["categorical", "--categories", "4", "--zipf", "0"], "gini_simpson", 0.75 * 19 / 20),
+])
+def test_cli_flags_reach_the_loop(args, quantity, first, tmp_path):
+    """The closed form follows the flags, and so do the simulated chains (the defaults give a
+    different value: 0.357, 0.95 and 0.72)."""
+    assert main(["toys", *args, "--replicates", "600", "--generations", "2",
+                 "--out", str(tmp_path)]) == 0
+    with open(tmp_path / "toys.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r["quantity"] == quantity]
+    assert float(rows[0]["theory"]) == pytest.approx(first)
+    for r in rows:
+        assert abs(float(r["mean"]) - float(r["theory"])) < 4 * float(r["stderr"]), r
+
+
+@pytest.mark.parametrize(("args", "problem"), [
+    (["regression", "--dim", "0"], "--dim: must be an integer >= 1, got 0"),
+    (["regression", "--noise", "-1"], "--noise: must be a finite number > 0"),
+    (["regression", "--noise", "0"], "--noise: must be a finite number > 0"),
+    (["gaussian-mle", "--init-var", "0"], "--init-var: must be a finite number > 0"),
+    (["categorical", "--categories", "1"], "--categories: must be an integer >= 2"),
+    (["categorical", "--zipf", "-1"], "--zipf: must be a finite number >= 0"),
+    (["gaussian-unbiased", "--dim", "3"], "--dim: only for regression"),
+    (["gaussian-mle", "--policy", "mix", "--real-fraction", "1.5"], "--real-fraction: must be"),
+])
+def test_cli_rejects_bad_toy_settings(args, problem, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["toys", *args, "--replicates", "5", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and problem in err
+    assert not out.exists()

@@ -44,9 +44,11 @@ class ToySettings:
     generations: int = 10
     replicates: int = 2000
     seed: int = 0
+    init_var: float = 1.0      # sigma_0^2, the true variance, Gaussian only
     dim: int = 5               # d, regression only
     noise: float = 1.0         # sigma, regression only
     categories: int = 10       # K, categorical only
+    zipf: float = 1.0          # beta: true p_i proportional to i^-beta, categorical only
 
 
 class Toy:
@@ -54,6 +56,7 @@ class Toy:
 
     name = ""
     quantities: tuple[str, ...] = ()
+    parameters: tuple[str, ...] = ()  # the ToySettings fields only this kind of toy reads
 
     def truth(self, s: ToySettings, rng: np.random.Generator) -> dict:
         """The ground truth of one replicate."""
@@ -85,19 +88,21 @@ class Toy:
 
 
 class Gaussian(Toy):
-    """Fit N(mu, sigma^2) by MLE (ddof=0) or unbiased variance (ddof=1); truth N(0, 1)."""
+    """Fit N(mu, sigma^2) by MLE (ddof=0) or unbiased variance (ddof=1); truth N(0, sigma_0^2)."""
 
     quantities = ("var", "sq_mean_error", "log_var")
+    parameters = ("init_var",)
 
     def __init__(self, ddof: int) -> None:
         self.ddof = ddof
         self.name = "gaussian-mle" if ddof == 0 else "gaussian-unbiased"
 
     def truth(self, s, rng):
-        return {"mu": 0.0, "var": 1.0}
+        return {"mu": 0.0, "var": s.init_var}
 
     def real(self, truth, n, rng):
-        return [{"x": float(x), "origin": "real"} for x in rng.normal(0.0, 1.0, n)]
+        xs = rng.normal(truth["mu"], math.sqrt(truth["var"]), n)
+        return [{"x": float(x), "origin": "real"} for x in xs]
 
     def fit(self, truth, rows):
         x = np.array([r["x"] for r in rows])
@@ -112,15 +117,15 @@ class Gaussian(Toy):
                 "log_var": math.log(fit["var"]) if fit["var"] > 0 else -math.inf}
 
     def theory(self, s, n):
-        m = s.samples
+        m, v0 = s.samples, s.init_var
         if s.policy == "replace" and self.ddof == 0:
             shrink = ((m - 1) / m) ** n
-            return {"var": shrink, "sq_mean_error": 1 - shrink}
+            return {"var": v0 * shrink, "sq_mean_error": v0 * (1 - shrink)}
         if s.policy == "replace":
-            return {"var": 1.0, "sq_mean_error": n / m,
-                    "log_var": n * (digamma((m - 1) / 2) + math.log(2 / (m - 1)))}
+            return {"var": v0, "sq_mean_error": v0 * n / m,
+                    "log_var": math.log(v0) + n * (digamma((m - 1) / 2) + math.log(2 / (m - 1)))}
         if s.policy == "accumulate":  # an approximation (REFERENCE.md: "≈")
-            return {"sq_mean_error": sum(1 / i**2 for i in range(1, n + 1)) / m}
+            return {"sq_mean_error": v0 * sum(1 / i**2 for i in range(1, n + 1)) / m}
         return {}
 
 
@@ -134,6 +139,7 @@ class Regression(Toy):
 
     name = "regression"
     quantities = ("sq_weight_error",)
+    parameters = ("dim", "noise")
 
     def truth(self, s, rng):
         return {"X": rng.normal(size=(s.samples, s.dim)), "w": rng.normal(size=s.dim),
@@ -182,13 +188,14 @@ class Regression(Toy):
 
 class Categorical(Toy):
     """Resample M draws from the empirical frequencies (Wright-Fisher drift) over K categories
-    with a Zipf-like truth."""
+    with a Zipf truth p_i proportional to i^-beta."""
 
     name = "categorical"
     quantities = ("gini_simpson", "categories_left")
+    parameters = ("categories", "zipf")
 
     def truth(self, s, rng):
-        p = 1.0 / np.arange(1, s.categories + 1)
+        p = np.arange(1, s.categories + 1) ** -float(s.zipf)
         return {"p": p / p.sum()}
 
     def _draw(self, p, n, rng, origin):
@@ -230,8 +237,10 @@ _RANGES: dict[str, tuple[Callable[[float], bool], str]] = {
     "generations": (lambda v: v >= 1, "an integer >= 1"),
     "replicates": (lambda v: v >= 2, "an integer >= 2"),
     "dim": (lambda v: v >= 1, "an integer >= 1"),
+    "init_var": (lambda v: math.isfinite(v) and v > 0, "a finite number > 0"),
     "noise": (lambda v: math.isfinite(v) and v > 0, "a finite number > 0"),
     "categories": (lambda v: v >= 2, "an integer >= 2"),
+    "zipf": (lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0"),
 }
 
 
@@ -247,6 +256,14 @@ def check_settings(name: str, s: ToySettings) -> list[tuple[str, str]]:
     if problems or name not in TOYS:  # a toy's own checks assume valid ranges
         return problems
     return TOYS[name]().check(s)
+
+
+def describe(name: str, s: ToySettings) -> str:
+    """One line naming the toy and every setting its results depend on."""
+    fraction = f" {s.real_fraction}" if s.real_fraction is not None else ""
+    own = "".join(f", {k}={getattr(s, k)}" for k in TOYS[name]().parameters)
+    return (f"{name}, policy {s.policy}{fraction}, samples={s.samples}{own}, "
+            f"{s.replicates} replicates, seed {s.seed}")
 
 
 def run_chain(toy: Toy, s: ToySettings, rng: np.random.Generator) -> list[dict[str, float]]:
