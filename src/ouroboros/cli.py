@@ -161,6 +161,21 @@ def _toy_settings(args: argparse.Namespace):
     return s
 
 
+def _toy_table(rows) -> str:
+    """Empirical values next to the closed forms, each labelled exact or approximate; then what
+    every approximation neglects."""
+    lines = [f"{'gen':>4} {'quantity':<16}{'empirical':>22}{'median':>11}{'closed form':>13}"
+             f"  kind"]
+    for r in rows:
+        theory = f"{r.theory:13.4f}  {r.theory_kind}" if r.theory is not None else f"{'-':>13}"
+        lines.append(f"{r.generation:>4} {r.quantity:<16}{r.mean:>12.4f} ± {r.stderr:<7.4f}"
+                     f"{r.median:>11.4f}{theory}")
+    approximations = dict.fromkeys((r.quantity, r.theory_neglects) for r in rows
+                                   if r.theory_kind == "approximate")
+    lines += [f"approximate closed form of {q}: neglects {what}" for q, what in approximations]
+    return "\n".join(lines)
+
+
 def cmd_toys(args: argparse.Namespace) -> int:
     """Run one analytic loop; print, save and plot empirical values against theory."""
     import csv
@@ -171,14 +186,10 @@ def cmd_toys(args: argparse.Namespace) -> int:
     s = _toy_settings(args)
     rows = run_toy(args.name, s)
     print(f"{describe(args.name, s)}; n = generation + 1 fits; mean ± standard error")
-    print(f"{'gen':>4} {'quantity':<16}{'empirical':>22}{'median':>11}{'closed form':>13}")
-    for r in rows:
-        theory = f"{r.theory:13.4f}" if r.theory is not None else f"{'-':>13}"
-        print(f"{r.generation:>4} {r.quantity:<16}{r.mean:>12.4f} ± {r.stderr:<7.4f}"
-              f"{r.median:>11.4f}{theory}")
+    print(_toy_table(rows))
     out = args.out or Path("runs") / f"toys-{args.name}-{args.policy}"
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / "toys.csv", "w", newline="") as f:
+    with open(out / "toys.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=[fld.name for fld in dataclasses.fields(rows[0])])
         writer.writeheader()
         writer.writerows(dataclasses.asdict(r) for r in rows)
