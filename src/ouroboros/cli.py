@@ -18,6 +18,7 @@ EXAMPLES = """examples:
   ouroboros validate configs/demo.yaml
   ouroboros config                               # every setting with its documentation
   ouroboros toys gaussian-mle --policy accumulate  # analytic loop vs closed form
+  ouroboros toys regression --dim 3 --noise 0.5 --samples 10
 """
 
 
@@ -59,6 +60,15 @@ def _parser() -> argparse.ArgumentParser:
     toys.add_argument("--generations", type=int, default=10)
     toys.add_argument("--replicates", type=int, default=2000)
     toys.add_argument("--seed", type=int, default=0)
+    toys.add_argument("--init-var", type=float, metavar="VAR",
+                      help="σ₀², the true variance (Gaussian toys; default 1)")
+    toys.add_argument("--dim", type=int, metavar="D", help="d, regression weights (default 5)")
+    toys.add_argument("--noise", type=float, metavar="SIGMA",
+                      help="σ, the label noise's standard deviation (regression; default 1)")
+    toys.add_argument("--categories", type=int, metavar="K", help="K (categorical; default 10)")
+    toys.add_argument("--zipf", type=float, metavar="BETA", help="the truth's Zipf exponent: "
+                                                                 "p_i ∝ i^-BETA (categorical; "
+                                                                 "default 1)")
     toys.add_argument("--out", type=Path, help="folder for toys.csv and toys.png "
                                                "(default: runs/toys-<name>-<policy>)")
     sub.add_parser("ls", help="registered plug-ins by kind")
@@ -119,14 +129,15 @@ def cmd_status(run_dir: Path) -> int:
     return 0
 
 
-def cmd_toys(args: argparse.Namespace) -> int:
-    """Run one analytic loop; print, save and plot empirical values against theory."""
-    import csv
-    import dataclasses
+def _flag(setting: str) -> str:
+    """The command-line option of a toy setting: ``init_var`` -> ``--init-var``."""
+    return "--" + setting.replace("_", "-")
 
+
+def _toy_settings(args: argparse.Namespace):
+    """The toy's settings from the command line; ConfigError listing every problem."""
     from ouroboros.registry import POLICIES
-    from ouroboros.report.plots import plot_toy
-    from ouroboros.toys.loops import TOYS, ToySettings, run_toy
+    from ouroboros.toys.loops import TOYS, ToySettings, check_settings
     problems = []
     if args.name not in TOYS:
         problems.append(f"toy: unknown '{args.name}'; valid: {', '.join(TOYS)}")
@@ -134,30 +145,55 @@ def cmd_toys(args: argparse.Namespace) -> int:
         POLICIES.check(args.policy)
     except ValueError as e:
         problems.append(f"policy: {e}")
-    if (args.policy in {"mix", "fresh"}) != (args.real_fraction is not None):
-        problems.append("--real-fraction is needed by mix and fresh, and only by them")
-    if args.samples < 2 or args.generations < 1 or args.replicates < 2:
-        problems.append("--samples >= 2, --generations >= 1 and --replicates >= 2")
+    users = {}  # toy setting -> the toys that read it
+    for name, make in TOYS.items():
+        for k in make().parameters:
+            users.setdefault(k, []).append(name)
+    toy_flags = {k: getattr(args, k) for k in users if getattr(args, k) is not None}
+    problems += [f"{_flag(k)}: only for {', '.join(users[k])}" for k in toy_flags
+                 if args.name in TOYS and args.name not in users[k]]
+    s = ToySettings(policy=args.policy, real_fraction=args.real_fraction, samples=args.samples,
+                    generations=args.generations, replicates=args.replicates, seed=args.seed,
+                    **toy_flags)
+    problems += [f"{_flag(k)}: {why}" for k, why in check_settings(args.name, s)]
     if problems:
         raise ConfigError(problems, "toys")
-    s = ToySettings(policy=args.policy, real_fraction=args.real_fraction, samples=args.samples,
-                    generations=args.generations, replicates=args.replicates, seed=args.seed)
-    rows = run_toy(args.name, s)
-    print(f"{args.name}, policy {args.policy}, M={s.samples}, {s.replicates} replicates; "
-          f"n = generation + 1 fits; mean ± standard error")
-    print(f"{'gen':>4} {'quantity':<16}{'empirical':>22}{'median':>11}{'closed form':>13}")
+    return s
+
+
+def _toy_table(rows) -> str:
+    """Empirical values next to the closed forms, each labelled exact or approximate; then what
+    every approximation neglects."""
+    lines = [f"{'gen':>4} {'quantity':<16}{'empirical':>22}{'median':>11}{'closed form':>13}"
+             f"  kind"]
     for r in rows:
-        theory = f"{r.theory:13.4f}" if r.theory is not None else f"{'-':>13}"
-        print(f"{r.generation:>4} {r.quantity:<16}{r.mean:>12.4f} ± {r.stderr:<7.4f}"
-              f"{r.median:>11.4f}{theory}")
+        theory = f"{r.theory:13.4f}  {r.theory_kind}" if r.theory is not None else f"{'-':>13}"
+        lines.append(f"{r.generation:>4} {r.quantity:<16}{r.mean:>12.4f} ± {r.stderr:<7.4f}"
+                     f"{r.median:>11.4f}{theory}")
+    approximations = dict.fromkeys((r.quantity, r.theory_neglects) for r in rows
+                                   if r.theory_kind == "approximate")
+    lines += [f"approximate closed form of {q}: neglects {what}" for q, what in approximations]
+    return "\n".join(lines)
+
+
+def cmd_toys(args: argparse.Namespace) -> int:
+    """Run one analytic loop; print, save and plot empirical values against theory."""
+    import csv
+    import dataclasses
+
+    from ouroboros.report.plots import plot_toy
+    from ouroboros.toys.loops import describe, run_toy
+    s = _toy_settings(args)
+    rows = run_toy(args.name, s)
+    print(f"{describe(args.name, s)}; n = generation + 1 fits; mean ± standard error")
+    print(_toy_table(rows))
     out = args.out or Path("runs") / f"toys-{args.name}-{args.policy}"
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / "toys.csv", "w", newline="") as f:
+    with open(out / "toys.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=[fld.name for fld in dataclasses.fields(rows[0])])
         writer.writeheader()
         writer.writerows(dataclasses.asdict(r) for r in rows)
-    plot_toy(rows, f"{args.name} / {args.policy} (M={s.samples}, {s.replicates} replicates)",
-             out / "toys.png")
+    plot_toy(rows, describe(args.name, s), out / "toys.png")
     print(f"\nwritten: {out / 'toys.csv'}, {out / 'toys.png'}")
     return 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -70,6 +71,14 @@ def plot_all(rows: list[dict], out_dir: Path, metrics: list[str]) -> list[Path]:
     return [plot_metric(rows, m, out_dir / f"{m}.png") for m in metrics]
 
 
+def _closed_form_label(row) -> str:
+    """'closed form (exact)', or 'approximate closed form' and what it neglects, wrapped."""
+    if row.theory_kind == "exact":
+        return "closed form (exact)"
+    return "\n".join(textwrap.wrap(f"approximate closed form, neglects {row.theory_neglects}",
+                                    40))
+
+
 def plot_toy(rows, title: str, path: Path) -> Path:
     """Empirical means (with 2-standard-error bars) against the closed forms, per quantity."""
     quantities = list(dict.fromkeys(r.quantity for r in rows))
@@ -81,10 +90,11 @@ def plot_toy(rows, title: str, path: Path) -> Path:
         ax.errorbar(gens, [r.mean for r in sel], yerr=[2 * r.stderr for r in sel], marker="o",
                     ms=3, capsize=2, label="empirical mean ± 2 SE")
         ax.plot(gens, [r.median for r in sel], ls=":", label="empirical median")
-        known = [r for r in sel if r.theory is not None]
-        if known:
-            ax.plot([r.generation for r in known], [r.theory for r in known], "k--",
-                    label="closed form")
+        for kind, style in (("exact", "k--"), ("approximate", "k-.")):
+            known = [r for r in sel if r.theory_kind == kind]
+            if known:
+                ax.plot([r.generation for r in known], [r.theory for r in known], style,
+                        label=_closed_form_label(known[0]))
         ax.set_title(q, fontsize=10)
         ax.set_xlabel("generation")
         ax.grid(alpha=0.3)

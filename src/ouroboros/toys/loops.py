@@ -7,7 +7,7 @@ what the policy builds from the real points and the samples of generations < g. 
 closed forms counts fits, so loop generation g is n = g + 1.
 
 Many independent replicates give the empirical mean of each quantity and its standard error,
-printed next to the closed form where one exists.
+printed next to the closed form where one exists, labelled exact or approximate.
 """
 
 from __future__ import annotations
@@ -34,6 +34,19 @@ def digamma(x: float) -> float:
     return shift + math.log(x) - 1 / (2 * x) - series
 
 
+@dataclass(frozen=True)
+class ClosedForm:
+    """A reference value for one quantity: exact, or an approximation naming what it neglects."""
+
+    value: float
+    neglects: str = ""  # empty: exact
+
+    @property
+    def kind(self) -> str:
+        """'exact' or 'approximate'."""
+        return "approximate" if self.neglects else "exact"
+
+
 @dataclass
 class ToySettings:
     """One toy study: which policy, how many points, generations and replicates."""
@@ -44,9 +57,11 @@ class ToySettings:
     generations: int = 10
     replicates: int = 2000
     seed: int = 0
+    init_var: float = 1.0      # sigma_0^2, the true variance, Gaussian only
     dim: int = 5               # d, regression only
     noise: float = 1.0         # sigma, regression only
     categories: int = 10       # K, categorical only
+    zipf: float = 1.0          # beta: true p_i proportional to i^-beta, categorical only
 
 
 class Toy:
@@ -54,6 +69,7 @@ class Toy:
 
     name = ""
     quantities: tuple[str, ...] = ()
+    parameters: tuple[str, ...] = ()  # the ToySettings fields only this kind of toy reads
 
     def truth(self, s: ToySettings, rng: np.random.Generator) -> dict:
         """The ground truth of one replicate."""
@@ -75,25 +91,37 @@ class Toy:
         """The tracked quantities of one fit."""
         raise NotImplementedError
 
-    def theory(self, s: ToySettings, n: int) -> dict[str, float]:
+    def theory(self, s: ToySettings, n: int) -> dict[str, ClosedForm]:
         """Closed forms at fit index n >= 1 for the settings' policy (empty: none known)."""
         return {}
 
+    def check(self, s: ToySettings) -> list[tuple[str, str]]:
+        """(setting, problem) for settings this toy cannot run with (beyond each value's range)."""
+        return []
+
+
+# Gaussian accumulate: mu_n - mu_0 = sum_{k<n} v_k / (k + 1) with E v_k^2 = E[var_k] / M (var_0 =
+# sigma_0^2), exactly; the closed form takes every E[var_k] as sigma_0^2, so it misses their
+# shrinkage (docs/metrics.md: it overstates, by up to 0.8% unbiased, 2.6% MLE at the defaults).
+FITTED_VARIANCE_AS_TRUE = "the fitted variances' shrinkage (takes every fit's variance as σ₀²)"
+
 
 class Gaussian(Toy):
-    """Fit N(mu, sigma^2) by MLE (ddof=0) or unbiased variance (ddof=1); truth N(0, 1)."""
+    """Fit N(mu, sigma^2) by MLE (ddof=0) or unbiased variance (ddof=1); truth N(0, sigma_0^2)."""
 
     quantities = ("var", "sq_mean_error", "log_var")
+    parameters = ("init_var",)
 
     def __init__(self, ddof: int) -> None:
         self.ddof = ddof
         self.name = "gaussian-mle" if ddof == 0 else "gaussian-unbiased"
 
     def truth(self, s, rng):
-        return {"mu": 0.0, "var": 1.0}
+        return {"mu": 0.0, "var": s.init_var}
 
     def real(self, truth, n, rng):
-        return [{"x": float(x), "origin": "real"} for x in rng.normal(0.0, 1.0, n)]
+        xs = rng.normal(truth["mu"], math.sqrt(truth["var"]), n)
+        return [{"x": float(x), "origin": "real"} for x in xs]
 
     def fit(self, truth, rows):
         x = np.array([r["x"] for r in rows])
@@ -108,36 +136,48 @@ class Gaussian(Toy):
                 "log_var": math.log(fit["var"]) if fit["var"] > 0 else -math.inf}
 
     def theory(self, s, n):
-        m = s.samples
+        m, v0 = s.samples, s.init_var
         if s.policy == "replace" and self.ddof == 0:
             shrink = ((m - 1) / m) ** n
-            return {"var": shrink, "sq_mean_error": 1 - shrink}
+            return {"var": ClosedForm(v0 * shrink), "sq_mean_error": ClosedForm(v0 * (1 - shrink))}
         if s.policy == "replace":
-            return {"var": 1.0, "sq_mean_error": n / m,
-                    "log_var": n * (digamma((m - 1) / 2) + math.log(2 / (m - 1)))}
-        if s.policy == "accumulate":  # an approximation (REFERENCE.md: "≈")
-            return {"sq_mean_error": sum(1 / i**2 for i in range(1, n + 1)) / m}
+            log_var = math.log(v0) + n * (digamma((m - 1) / 2) + math.log(2 / (m - 1)))
+            return {"var": ClosedForm(v0), "sq_mean_error": ClosedForm(v0 * n / m),
+                    "log_var": ClosedForm(log_var)}
+        if s.policy == "accumulate":  # REFERENCE.md: "≈"
+            error = v0 * sum(1 / i**2 for i in range(1, n + 1)) / m
+            return {"sq_mean_error": ClosedForm(error, neglects=FITTED_VARIANCE_AS_TRUE)}
         return {}
 
 
 class Regression(Toy):
     """OLS on a Gaussian design X (T x d, fixed within a replicate); labels regenerated by the
-    previous fit with fresh noise sigma."""
+    previous fit with fresh noise sigma.
+
+    A point is a design row with a label. The design is fixed, so new real data (the ``fresh``
+    policy) are new observations: ``n`` distinct design rows drawn at random, each labelled by
+    the truth with a new noise draw."""
 
     name = "regression"
     quantities = ("sq_weight_error",)
+    parameters = ("dim", "noise")
 
     def truth(self, s, rng):
         return {"X": rng.normal(size=(s.samples, s.dim)), "w": rng.normal(size=s.dim),
                 "noise": s.noise}
 
-    def _label(self, truth, w, rng):
-        X = truth["X"]
-        y = X @ w + rng.normal(0.0, truth["noise"], len(X))
-        return [{"row": i, "y": float(v)} for i, v in enumerate(y)]
+    def _rows(self, truth, n, rng):
+        """``n`` distinct design rows: all T of them when n = T, else a random subset."""
+        t = len(truth["X"])
+        return np.arange(t) if n == t else rng.choice(t, size=n, replace=False)
+
+    def _label(self, truth, w, rows, rng):
+        y = truth["X"][rows] @ w + rng.normal(0.0, truth["noise"], len(rows))
+        return [{"row": int(i), "y": float(v)} for i, v in zip(rows, y, strict=True)]
 
     def real(self, truth, n, rng):
-        return [{**r, "origin": "real"} for r in self._label(truth, truth["w"], rng)]
+        rows = self._rows(truth, n, rng)
+        return [{**r, "origin": "real"} for r in self._label(truth, truth["w"], rows, rng)]
 
     def fit(self, truth, rows):
         X = truth["X"][[r["row"] for r in rows]]
@@ -145,29 +185,39 @@ class Regression(Toy):
         return {"w": np.linalg.lstsq(X, y, rcond=None)[0]}
 
     def sample(self, truth, fit, n, rng):
-        return [{**r, "origin": "synthetic"} for r in self._label(truth, fit["w"], rng)]
+        rows = self._rows(truth, n, rng)
+        return [{**r, "origin": "synthetic"} for r in self._label(truth, fit["w"], rows, rng)]
 
     def measure(self, truth, fit):
         return {"sq_weight_error": float(np.sum((fit["w"] - truth["w"]) ** 2))}
 
+    def check(self, s):
+        if s.samples > s.dim + 1:
+            return []
+        return [("samples", f"must exceed dim + 1 = {s.dim + 1} for regression, got {s.samples}: "
+                            "OLS needs T > d rows, and at T = d + 1 the expected squared error "
+                            "σ² d/(T−d−1) is infinite")]
+
     def theory(self, s, n):
         one = s.noise**2 * s.dim / (s.samples - s.dim - 1)  # E tr((X'X)^-1) sigma^2
-        if s.policy == "replace":
-            return {"sq_weight_error": n * one}
-        if s.policy == "accumulate":
-            return {"sq_weight_error": one * sum(1 / i**2 for i in range(1, n + 1))}
+        if s.policy == "replace":  # exact: n independent increments (X'X)^-1 X' noise
+            return {"sq_weight_error": ClosedForm(n * one)}
+        if s.policy == "accumulate":  # exact: every fit sees the same X, so w_n - w* is
+            # sum_{k<n} (X'X)^-1 X' noise_k / (k + 1) with independent noise_k
+            return {"sq_weight_error": ClosedForm(one * sum(1 / i**2 for i in range(1, n + 1)))}
         return {}
 
 
 class Categorical(Toy):
     """Resample M draws from the empirical frequencies (Wright-Fisher drift) over K categories
-    with a Zipf-like truth."""
+    with a Zipf truth p_i proportional to i^-beta."""
 
     name = "categorical"
     quantities = ("gini_simpson", "categories_left")
+    parameters = ("categories", "zipf")
 
     def truth(self, s, rng):
-        p = 1.0 / np.arange(1, s.categories + 1)
+        p = np.arange(1, s.categories + 1) ** -float(s.zipf)
         return {"p": p / p.sum()}
 
     def _draw(self, p, n, rng, origin):
@@ -191,9 +241,9 @@ class Categorical(Toy):
         if s.policy != "replace":
             return {}
         p = self.truth(s, None)["p"]
-        out = {"gini_simpson": (1 - 1 / s.samples) ** n * float(1 - np.sum(p**2))}
+        out = {"gini_simpson": ClosedForm((1 - 1 / s.samples) ** n * float(1 - np.sum(p**2)))}
         if n == 1:  # category i is missing from M draws with probability (1 - p_i)^M
-            out["categories_left"] = float(np.sum(1 - (1 - p) ** s.samples))
+            out["categories_left"] = ClosedForm(float(np.sum(1 - (1 - p) ** s.samples)))
         return out
 
 
@@ -201,6 +251,41 @@ TOYS: dict[str, Callable[[], Toy]] = {
     "gaussian-mle": lambda: Gaussian(0), "gaussian-unbiased": lambda: Gaussian(1),
     "regression": Regression, "categorical": Categorical,
 }
+
+
+# setting -> (is the value valid, what it must be); ranges every toy needs
+_RANGES: dict[str, tuple[Callable[[float], bool], str]] = {
+    "samples": (lambda v: v >= 2, "an integer >= 2"),
+    "generations": (lambda v: v >= 1, "an integer >= 1"),
+    "replicates": (lambda v: v >= 2, "an integer >= 2"),
+    "dim": (lambda v: v >= 1, "an integer >= 1"),
+    "init_var": (lambda v: math.isfinite(v) and v > 0, "a finite number > 0"),
+    "noise": (lambda v: math.isfinite(v) and v > 0, "a finite number > 0"),
+    "categories": (lambda v: v >= 2, "an integer >= 2"),
+    "zipf": (lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0"),
+}
+
+
+def check_settings(name: str, s: ToySettings) -> list[tuple[str, str]]:
+    """(setting, problem) for every reason toy ``name`` cannot run with ``s``; empty: valid."""
+    problems = [(k, f"must be {what}, got {getattr(s, k)}") for k, (ok, what) in _RANGES.items()
+                if not ok(getattr(s, k))]
+    needs = s.policy in {"mix", "fresh"}
+    if needs != (s.real_fraction is not None):
+        problems.append(("real_fraction", "is needed by mix and fresh, and only by them"))
+    elif needs and not 0 <= s.real_fraction <= 1:
+        problems.append(("real_fraction", f"must be in [0, 1], got {s.real_fraction}"))
+    if problems or name not in TOYS:  # a toy's own checks assume valid ranges
+        return problems
+    return TOYS[name]().check(s)
+
+
+def describe(name: str, s: ToySettings) -> str:
+    """One line naming the toy and every setting its results depend on."""
+    fraction = f" {s.real_fraction}" if s.real_fraction is not None else ""
+    own = "".join(f", {k}={getattr(s, k)}" for k in TOYS[name]().parameters)
+    return (f"{name}, policy {s.policy}{fraction}, samples={s.samples}{own}, "
+            f"{s.replicates} replicates, seed {s.seed}")
 
 
 def run_chain(toy: Toy, s: ToySettings, rng: np.random.Generator) -> list[dict[str, float]]:
@@ -222,7 +307,8 @@ def run_chain(toy: Toy, s: ToySettings, rng: np.random.Generator) -> list[dict[s
 
 @dataclass
 class ToyRow:
-    """One generation's empirical mean, its standard error, and the closed form (if any)."""
+    """One generation's empirical mean, its standard error, and the closed form (if any) with
+    its kind ("exact", "approximate", or "" when none) and what an approximation neglects."""
 
     generation: int
     quantity: str
@@ -230,10 +316,23 @@ class ToyRow:
     stderr: float
     median: float
     theory: float | None
+    theory_kind: str = ""
+    theory_neglects: str = ""
+
+
+def _row(generation: int, quantity: str, values: np.ndarray, ref: ClosedForm | None) -> ToyRow:
+    """The summary of one quantity's values over the replicates, next to its closed form."""
+    return ToyRow(generation, quantity, float(values.mean()),
+                  float(values.std(ddof=1) / math.sqrt(len(values))), float(np.median(values)),
+                  ref.value if ref else None, ref.kind if ref else "", ref.neglects if ref else "")
 
 
 def run_toy(name: str, s: ToySettings) -> list[ToyRow]:
-    """All replicates of a toy study, summarised per generation and quantity."""
+    """All replicates of a toy study, summarised per generation and quantity; ValueError
+    (before any work) if the settings are invalid."""
+    problems = check_settings(name, s)
+    if problems:
+        raise ValueError("; ".join(f"{k}: {why}" for k, why in problems))
     toy = TOYS[name]()
     rng = np.random.default_rng(s.seed)
     chains = [run_chain(toy, s, rng) for _ in range(s.replicates)]
@@ -241,7 +340,5 @@ def run_toy(name: str, s: ToySettings) -> list[ToyRow]:
     for g in range(s.generations):
         theory = toy.theory(s, g + 1)
         for q in toy.quantities:
-            v = np.array([c[g][q] for c in chains])
-            rows.append(ToyRow(g, q, float(v.mean()), float(v.std(ddof=1) / math.sqrt(len(v))),
-                               float(np.median(v)), theory.get(q)))
+            rows.append(_row(g, q, np.array([c[g][q] for c in chains]), theory.get(q)))
     return rows
