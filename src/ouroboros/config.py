@@ -56,7 +56,7 @@ class GrammarConfig(Section):
     zipf_exponent: float = Field(1.1, gt=0, description="Zipf exponent of every open word class.")
     version: int = Field(1, description="Structure version of the language.")
     open_class_size: int | None = Field(
-        None, ge=2, description="Most words per open class (nouns, verbs, adjectives, names, "
+        20, ge=2, description="Most words per open class (nouns, verbs, adjectives, names, "
                                 "adverbs, prepositions), a seeded choice with the same Zipf law; "
                                 "null: the whole lexicon (about 1,200 words).")
 
@@ -101,7 +101,7 @@ class DataConfig(Section):
     grammar: GrammarConfig = GrammarConfig()
     files: FilesConfig = FilesConfig()
     hf: HFDatasetConfig = HFDatasetConfig()
-    train_size: int | None = Field(1500, gt=0, description="Real training examples (generation "
+    train_size: int | None = Field(3000, gt=0, description="Real training examples (generation "
                                    "0); from files a seeded subsample, null: all.")
     valid_size: int | None = Field(300, gt=0, description="Real validation examples.")
     test_size: int | None = Field(1000, gt=0, description="Real held-out test examples.")
@@ -152,9 +152,10 @@ class ModelConfig(Section):
     """The model family and size trained at every generation."""
 
     name: str = Field("tiny-gpt2", description="Model plug-in.")
-    n_layer: int = Field(2, gt=0, description="Transformer blocks.")
+    n_layer: int = Field(1, gt=0, description="Transformer blocks.")
     n_embd: int = Field(64, gt=0, description="Width of the residual stream.")
-    n_head: int = Field(4, gt=0, description="Attention heads; must divide n_embd.")
+    n_head: int = Field(2, gt=0, description="Attention heads; must divide n_embd (head size "
+                                              "n_embd / n_head of 32 or more suits vLLM).")
     context_length: int = Field(64, gt=2,
                                 description="Most tokens per sequence, BOS/EOS included.")
     dropout: float = Field(0.0, ge=0, lt=1, description="Dropout in every layer.")
@@ -187,8 +188,12 @@ class ModelConfig(Section):
 class TrainingConfig(Section):
     """How each generation's model is trained."""
 
-    epochs: float | None = Field(12.0, gt=0, description="Passes over the training set.")
-    tokens: int | None = Field(None, gt=0, description="Token budget instead of epochs.")
+    epochs: float | None = Field(None, gt=0, description="Passes over the training set "
+                                                         "(instead of a token budget).")
+    tokens: int | None = Field(350_000, gt=0, description="Training tokens per model, whatever "
+                                                          "the training set's size (compute-"
+                                                          "matched: accumulate's growing sets "
+                                                          "get fewer passes); null: epochs.")
     batch_size: int = Field(32, gt=0, description="Sequences per optimiser step (changes results).")
     lr: float = Field(3e-3, gt=0, description="Peak learning rate of AdamW.")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
@@ -212,10 +217,12 @@ class TrainingConfig(Section):
 
     @model_validator(mode="before")
     @classmethod
-    def _tokens_replace_epochs(cls, data: Any) -> Any:
-        # Giving a token budget alone means "no epoch budget": the default epochs step aside.
+    def _one_budget(cls, data: Any) -> Any:
+        # Giving one budget alone means "not the other": the default one steps aside.
         if isinstance(data, dict) and data.get("tokens") is not None and "epochs" not in data:
             data = {**data, "epochs": None}
+        if isinstance(data, dict) and data.get("epochs") is not None and "tokens" not in data:
+            data = {**data, "tokens": None}
         return data
 
     @model_validator(mode="after")
@@ -491,8 +498,8 @@ class StudyConfig(Section):
     """A study: a grid of cells (policy x seed); each cell is a chain of generations."""
 
     name: str = Field("demo", description="Study name (default run directory: runs/<name>).")
-    generations: int = Field(5, ge=1, description="Models per cell, generation 0 included.")
-    seeds: list[int] = Field([0, 1], min_length=1, description="One cell per seed and policy.")
+    generations: int = Field(4, ge=1, description="Models per cell, generation 0 included.")
+    seeds: list[int] = Field([0, 1, 2], min_length=1, description="One cell per seed and policy.")
     policies: list[PolicyConfig] = Field(default_factory=_default_policies, min_length=1)
     curation: list[CurationStepConfig] = Field(
         default_factory=list, description="Steps applied, in order, to every generation's "

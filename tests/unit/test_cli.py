@@ -36,7 +36,7 @@ def test_config_prints_documented_yaml_that_loads_back(tmp_path, capsys):
     from ouroboros.config import load_config
     assert main(["config", "policies.0.name=fresh", "policies.0.real_fraction=0.5"]) == 0
     out = capsys.readouterr().out
-    assert "train_size: 1500  # Real training examples (generation 0); from files" in out
+    assert "train_size: 3000  # Real training examples (generation 0); from files" in out
     path = tmp_path / "c.yaml"
     path.write_text(out)
     assert load_config(path).policies[0].display == "fresh-0.5"

@@ -81,6 +81,6 @@ def test_generator_shares_and_sizes():
     with pytest.raises(ConfigError, match="distinct labels"):
         load_config(overrides=["policies=[{name: replace, generators: [{label: a, share: 0.5},"
                                " {label: a, share: 0.5}]}]"])
-    with pytest.raises(ConfigError, match=r"n_head \(4\) must divide n_embd \(10\)"):
+    with pytest.raises(ConfigError, match=r"n_head \(2\) must divide n_embd \(11\)"):
         load_config(overrides=["policies=[{name: replace, generators: [{label: a, share: 1, "
-                               "n_embd: 10}]}]"])
+                               "n_embd: 11}]}]"])

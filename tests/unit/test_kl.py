@@ -65,7 +65,8 @@ class GrammarLM(torch.nn.Module):
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
     """The tokenizer the study's own tokenizer stage builds, and 400 real test sentences."""
-    cfg = load_config(overrides=["data.train_size=50", "data.valid_size=10",
+    cfg = load_config(overrides=["data.grammar.open_class_size=null", "data.train_size=50",
+                                 "data.valid_size=10",
                                  "data.test_size=400", "seeds=[0]", "runtime.progress=false"])
     run = tmp_path_factory.mktemp("run")
     runner = Runner(cfg, run, log=lambda _: None)

@@ -105,7 +105,10 @@ def train_model(model, seqs: list[Item], cfg: TrainingConfig, *, seed: int, pad_
     gen = torch.Generator().manual_seed(seed)
     total, per_epoch = plan_steps(seqs, cfg)
     model.to(device).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # The fused kernel updates every tensor in one call: about a tenth less time per step of a
+    # tiny model, where the per-op overhead dominates (CPU and CUDA have it).
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                            fused=torch.device(device).type in ("cpu", "cuda"))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg, total))
     result = TrainResult(steps=total, tokens_seen=0, seconds=0.0, final_train_loss=float("nan"))
     best = (math.inf, None)
