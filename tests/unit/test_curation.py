@@ -298,21 +298,44 @@ def test_transformer_detector_option():
     assert sum("zzz" in r["target"] for r in kept) < 40
 
 
-def test_model_verifier_with_a_hugging_face_classifier(tmp_path):
+def _pair_classifier(folder, pairs):
+    """A tiny HF sequence classifier trained (one unpadded example a step) to call a pair
+    acceptable (label 1 of 2) iff its target is its own source's translation."""
+    import torch
     from transformers import GPT2Config, GPT2ForSequenceClassification
 
+    from ouroboros.models.tokenizer import train_word_tokenizer
+    tok = train_word_tokenizer([s for p in pairs for s in p])
+    torch.manual_seed(0)
+    model = GPT2ForSequenceClassification(GPT2Config(
+        vocab_size=len(tok), n_positions=32, n_embd=16, n_layer=1, n_head=2, num_labels=2,
+        pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    examples = [(s, t, int(i == j)) for i, (s, _) in enumerate(pairs)
+                for j, (_, t) in enumerate(pairs)]
+    for _ in range(50):
+        for s, t, y in examples:
+            loss = model(**tok(s, t, return_tensors="pt"), labels=torch.tensor([y])).loss
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+
+
+def test_model_verifier_with_a_hugging_face_classifier(tmp_path):
+    """Each target is right for one source and wrong for the other, so only a scorer that
+    gives the model both sides, reads its last label and handles padding (the pairs differ
+    in length) keeps exactly the right answers."""
     from ouroboros.curation.steps import model_verifier
-    from ouroboros.models.tokenizer import train_bpe_tokenizer
     from ouroboros.tasks.conditional import Translation
-    tok = train_bpe_tokenizer(["a dog runs", "ein Hund rennt"] * 20, 300)
-    GPT2ForSequenceClassification(GPT2Config(
-        vocab_size=len(tok), n_positions=64, n_embd=16, n_layer=1, n_head=2, num_labels=2,
-        pad_token_id=tok.pad_token_id)).save_pretrained(tmp_path)
-    tok.save_pretrained(tmp_path)
-    rows = [{"id": f"g{i}", "source": "a dog runs", "target": t}
-            for i, t in enumerate(["ein Hund rennt", "Hund", "ein ein ein"])]
+    pairs = [("a dog runs", "ein Hund rennt"), ("a small cat sleeps", "eine kleine Katze schläft")]
+    _pair_classifier(tmp_path, pairs)
+    rows = [{"id": f"{i}-{j}", "source": s, "target": t} for i, (s, _) in enumerate(pairs)
+            for j, (_, t) in enumerate(pairs)]
     ctx = CurationContext(real=[], rng=np.random.default_rng(0),
                           task=Translation(TaskConfig(name="translation")))
-    kept = model_verifier(rows, ctx, threshold=0.0, model=str(tmp_path))
-    assert len(kept) == 3 and ctx.info["model-verifier"]["model"] == str(tmp_path)
-    assert all(0 <= r["scores"]["model_verifier"] <= 1 for r in rows)
+    kept = model_verifier(rows, ctx, threshold=0.5, model=str(tmp_path))
+    assert [r["id"] for r in kept] == ["0-0", "1-1"]
+    assert ctx.info["model-verifier"] == {"model": str(tmp_path), "accepted": 2}
