@@ -9,6 +9,17 @@ from ouroboros.data.grammar import GroundTruthLanguage
 from ouroboros.tasks.lm import LanguageModelling
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny transformers train on one thread: their many small ops gain nothing from more,
+    and on a busy 2-core machine two threads made these tests 20-60x slower."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _rows(texts):
     return [{"id": f"s{i}", "source": "", "target": t} for i, t in enumerate(texts)]
 
@@ -282,7 +293,7 @@ def test_model_verifier_scores_copies_of_its_training_texts_out_of_fold():
     assert kept[:300].mean() - kept[300:].mean() == pytest.approx(0, abs=0.08)
 
 
-def test_transformer_detector_option():
+def test_transformer_detector_option(one_thread):
     lang = GroundTruthLanguage()
     real = lang.sample(300, np.random.default_rng(1))
     synthetic = [t + " zzz zzz" if i % 2 else t
@@ -324,7 +335,7 @@ def _pair_classifier(folder, pairs):
     tok.save_pretrained(folder)
 
 
-def test_model_verifier_with_a_hugging_face_classifier(tmp_path):
+def test_model_verifier_with_a_hugging_face_classifier(tmp_path, one_thread):
     """Each target is right for one source and wrong for the other, so only a scorer that
     gives the model both sides, reads its last label and handles padding (the pairs differ
     in length) keeps exactly the right answers."""
