@@ -9,6 +9,17 @@ from ouroboros.data.grammar import GroundTruthLanguage
 from ouroboros.tasks.lm import LanguageModelling
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny transformers train on one thread: their many small ops gain nothing from more,
+    and on a busy 2-core machine two threads made these tests 20-60x slower."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _rows(texts):
     return [{"id": f"s{i}", "source": "", "target": t} for i, t in enumerate(texts)]
 
@@ -57,6 +68,78 @@ def test_detector_filter_order_resample_and_auc():
     assert human == sorted(human, reverse=True) and len(ordered) == 100
     resampled = detector(_rows(synthetic), _ctx(real), mode="resample")
     assert len(resampled) == 100 and sum("zzz" in r["target"] for r in resampled) < 50
+
+
+def test_cross_fit_never_scores_an_input_with_a_model_that_trained_on_it(monkeypatch):
+    """A spy classifier scores -1 an input related to one it trained on (the same words, or
+    the same given group) and its number of training inputs anything else: no score may be
+    -1, and only new inputs may meet the model fitted on all 62 inputs."""
+    from ouroboros.curation import classifiers
+    from ouroboros.splits import duplicate_key
+    texts = [f"text {i % 30}" for i in range(60)] + ["TEXT 1!", "text 99"]  # duplicates
+    groups = np.arange(62) // 2  # pairs of rows that must stay together
+    related: dict = {}
+    for t, g in zip(texts, groups, strict=True):
+        related.setdefault(duplicate_key(t), set()).add(g)
+
+    def spy(inputs, labels, rng, pairs=False):
+        seen = set().union(*(related[duplicate_key(x)] for x in inputs))
+        return lambda new: np.array([-1.0 if related.get(duplicate_key(x), set()) & seen
+                                     else len(inputs) for x in new])
+    monkeypatch.setitem(classifiers.CLASSIFIERS, "spy", classifiers.Classifier(spy, folds=4))
+    fitted = classifiers.cross_fit("spy", texts, np.arange(62) % 2, np.random.default_rng(0),
+                                   groups)
+    assert fitted.folds == 4 and ((fitted.scores > 0) & (fitted.scores < 62)).all()
+    again = fitted.predict(["text 5", "TEXT 99", "new text"])
+    assert again[:2].tolist() == [fitted.scores[5], fitted.scores[61]] and again[2] == 62
+    assert fitted.seen_count(["text 5", "new text"]) == 1
+
+
+def _unseen_by_an_80_20_split(n_real, n_synthetic, seed):
+    """Which synthetic rows a seeded 80/20 split of real + synthetic rows holds out: the rows a
+    detector that scores its own training rows in-sample has not seen (the former split)."""
+    n = n_real + n_synthetic
+    held = np.random.default_rng(seed).permutation(n)[int(0.8 * n):]
+    return np.isin(np.arange(n_real, n), held)
+
+
+def _outcome(rows):
+    kept = np.array([r["decisions"][-1]["kept"] for r in rows])
+    return kept, np.array([r["scores"]["human_likeness"] for r in rows])
+
+
+def test_detector_scores_every_row_out_of_fold():
+    """Synthetic rows drawn from the real language: nothing tells them apart, so the AUC is
+    near 0.5, P(real) near the real share, and no subset is kept preferentially. In-sample
+    scoring kept 88-93% of the rows its split held out and 38-41% of the others (3 seeds)."""
+    lang = GroundTruthLanguage()
+    real, synthetic = (lang.sample(300, np.random.default_rng(s)) for s in (10, 20))
+    ctx, rows = _ctx(real), _rows(synthetic)
+    detector(rows, ctx, mode="filter", keep_fraction=0.5)
+    kept, human = _outcome(rows)
+    assert ctx.info["detector"]["folds"] == 5 and ctx.info["detector"]["examples"] == 600
+    assert ctx.info["detector"]["auc"] == pytest.approx(0.5, abs=0.08)
+    assert human.mean() == pytest.approx(0.5, abs=0.04)  # in-sample: 0.42
+    unseen = _unseen_by_an_80_20_split(300, 300, seed=0)
+    assert kept[unseen].mean() == pytest.approx(0.5, abs=0.2)  # ~3 standard errors (60 rows)
+
+
+def test_detector_finds_a_subtle_artifact():
+    """Half of the synthetic rows are real-language sentences, half use "this" for every "the"
+    (a word-frequency shift, not a marker): the out-of-fold AUC over every row is clearly above
+    0.5 (at most about 0.75, half the rows being indistinguishable) and the filter keeps the
+    artifact rows far less."""
+    lang = GroundTruthLanguage()
+    real, clean = (lang.sample(400, np.random.default_rng(s)) for s in (10, 20))
+    artifact = np.arange(400) % 2 == 1
+    synthetic = [" ".join("this" if w == "the" else w for w in t.split()) if a else t
+                 for t, a in zip(clean, artifact, strict=True)]
+    ctx, rows = _ctx(real), _rows(synthetic)
+    detector(rows, ctx, mode="filter", keep_fraction=0.5)
+    kept, _ = _outcome(rows)
+    assert ctx.info["detector"]["folds"] == 5 and ctx.info["detector"]["examples"] == 800
+    assert 0.6 < ctx.info["detector"]["auc"] <= 0.8  # out of fold over all 800 rows
+    assert kept[artifact].mean() < 0.5 * kept[~artifact].mean()
 
 
 def test_a_step_that_empties_the_set_is_an_error():
@@ -195,7 +278,22 @@ def test_model_verifier_for_lm_scores_fluency_and_needs_data():
     assert not set(wrong) & {e["target"] for e in texts}  # without sources: all disfluent
 
 
-def test_transformer_detector_option():
+def test_model_verifier_scores_copies_of_its_training_texts_out_of_fold():
+    """lm: candidates that copy real training texts and fresh sentences of the same language
+    are equally fluent, so they pass equally often. Scored by the model that learned the
+    copies as acceptable, copies passed 10-20 points more often (4 seeds); out of fold the gap
+    is -4 to +4 points."""
+    from ouroboros.curation.steps import model_verifier
+    lang = GroundTruthLanguage()
+    real, fresh = (lang.sample(n, np.random.default_rng(s)) for n, s in ((600, 10), (300, 20)))
+    rows, ctx = _rows(real[:300] + fresh), _ctx(real)
+    model_verifier(rows, ctx, threshold=0.5)
+    kept = np.array([r["decisions"][-1]["kept"] for r in rows])
+    assert ctx.info["model-verifier"]["scored_out_of_fold"] >= 300
+    assert kept[:300].mean() - kept[300:].mean() == pytest.approx(0, abs=0.08)
+
+
+def test_transformer_detector_option(one_thread):
     lang = GroundTruthLanguage()
     real = lang.sample(300, np.random.default_rng(1))
     synthetic = [t + " zzz zzz" if i % 2 else t
@@ -204,25 +302,51 @@ def test_transformer_detector_option():
     kept = detector(_rows(synthetic), ctx, mode="filter", keep_fraction=0.5,
                     classifier="transformer")
     assert ctx.info["detector"]["classifier"] == "transformer"
-    assert ctx.info["detector"]["auc"] > 0.7
-    assert sum("zzz" in r["target"] for r in kept) < 25
+    assert ctx.info["detector"]["folds"] == 3
+    assert ctx.info["detector"]["auc"] > 0.65  # at most about 0.75: half are real sentences
+    # A scorer that ignores the text keeps 50 (sd 3.5). Out-of-fold scores keep 5 to 35 of them
+    # (4 seeds); in-sample scores kept 3 to 6, as the detector ranked rows it had learned.
+    assert sum("zzz" in r["target"] for r in kept) < 40
 
 
-def test_model_verifier_with_a_hugging_face_classifier(tmp_path):
+def _pair_classifier(folder, pairs):
+    """A tiny HF sequence classifier trained (one unpadded example a step) to call a pair
+    acceptable (label 1 of 2) iff its target is its own source's translation."""
+    import torch
     from transformers import GPT2Config, GPT2ForSequenceClassification
 
+    from ouroboros.models.tokenizer import train_word_tokenizer
+    tok = train_word_tokenizer([s for p in pairs for s in p])
+    torch.manual_seed(0)
+    model = GPT2ForSequenceClassification(GPT2Config(
+        vocab_size=len(tok), n_positions=32, n_embd=16, n_layer=1, n_head=2, num_labels=2,
+        pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    examples = [(s, t, int(i == j)) for i, (s, _) in enumerate(pairs)
+                for j, (_, t) in enumerate(pairs)]
+    for _ in range(50):
+        for s, t, y in examples:
+            loss = model(**tok(s, t, return_tensors="pt"), labels=torch.tensor([y])).loss
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+
+
+def test_model_verifier_with_a_hugging_face_classifier(tmp_path, one_thread):
+    """Each target is right for one source and wrong for the other, so only a scorer that
+    gives the model both sides, reads its last label and handles padding (the pairs differ
+    in length) keeps exactly the right answers."""
     from ouroboros.curation.steps import model_verifier
-    from ouroboros.models.tokenizer import train_bpe_tokenizer
     from ouroboros.tasks.conditional import Translation
-    tok = train_bpe_tokenizer(["a dog runs", "ein Hund rennt"] * 20, 300)
-    GPT2ForSequenceClassification(GPT2Config(
-        vocab_size=len(tok), n_positions=64, n_embd=16, n_layer=1, n_head=2, num_labels=2,
-        pad_token_id=tok.pad_token_id)).save_pretrained(tmp_path)
-    tok.save_pretrained(tmp_path)
-    rows = [{"id": f"g{i}", "source": "a dog runs", "target": t}
-            for i, t in enumerate(["ein Hund rennt", "Hund", "ein ein ein"])]
+    pairs = [("a dog runs", "ein Hund rennt"), ("a small cat sleeps", "eine kleine Katze schläft")]
+    _pair_classifier(tmp_path, pairs)
+    rows = [{"id": f"{i}-{j}", "source": s, "target": t} for i, (s, _) in enumerate(pairs)
+            for j, (_, t) in enumerate(pairs)]
     ctx = CurationContext(real=[], rng=np.random.default_rng(0),
                           task=Translation(TaskConfig(name="translation")))
-    kept = model_verifier(rows, ctx, threshold=0.0, model=str(tmp_path))
-    assert len(kept) == 3 and ctx.info["model-verifier"]["model"] == str(tmp_path)
-    assert all(0 <= r["scores"]["model_verifier"] <= 1 for r in rows)
+    kept = model_verifier(rows, ctx, threshold=0.5, model=str(tmp_path))
+    assert [r["id"] for r in kept] == ["0-0", "1-1"]
+    assert ctx.info["model-verifier"] == {"model": str(tmp_path), "accepted": 2}

@@ -1,12 +1,13 @@
 """Trait scorers: offline VADER, classifiers trained from labeled files (cached as JSON),
 Hugging Face classifiers; every value names its scorer."""
 
+import numpy as np
 import pytest
 
 from ouroboros.config import ConfigError, TraitConfig, load_config
 from ouroboros.metrics import traits as traits_module
 from ouroboros.metrics.signature import EvalContext
-from ouroboros.metrics.traits import SCORERS, traits
+from ouroboros.metrics.traits import SCORERS, held_out_rows, traits
 
 RUDE = ["you idiot", "stupid fool", "shut up idiot", "what a stupid idiot", "idiot fool"]
 POLITE = ["thank you kindly", "dear sir thank you", "kind regards", "many thanks sir",
@@ -31,11 +32,44 @@ def test_classifier_learns_caches_and_reports_quality(tmp_path, monkeypatch):
     scorer = SCORERS["classifier"](cfg)
     rude, polite = scorer.score(["you stupid idiot", "thank you sir"])
     assert rude > 0.5 > polite
-    assert scorer.signature["held_out"]["auc"] == 1.0
+    assert scorer.signature["held_out"]["n"] == 8  # 1 of 5 rude and 1 of 5 polite texts, x4
     assert len(list((tmp_path / "cache" / "traits").glob("*.json"))) == 1
     monkeypatch.setattr(traits_module.ClassifierScorer, "_train",
                         lambda self, path: pytest.fail("trained again instead of the cache"))
     assert SCORERS["classifier"](cfg).score(["you stupid idiot"])[0] == pytest.approx(rude)
+
+
+def _duplicated_noise(n=200, seed=0):
+    """n made-up phrases, each with a random label, each written 4 ways (as a retweet, with a
+    link, in capitals with punctuation): nothing generalises from one phrase to another."""
+    rng = np.random.default_rng(seed)
+    words = [f"w{i}" for i in range(300)]
+    phrases = [" ".join(rng.choice(words, 4)) for _ in range(n)]
+    variants = [lambda p, i: p, lambda p, i: f"RT @user{i}: {p}",
+                lambda p, i: f"{p} http://t.co/x{i}", lambda p, i: p.upper() + " !!"]
+    return [(v(p, i), p) for i, p in enumerate(phrases) for v in variants], rng
+
+
+@pytest.mark.parametrize("regression", [False, True])
+def test_held_out_quality_keeps_duplicates_on_one_side(tmp_path, regression):
+    """Random labels: a held-out quality above chance could only come from copies of training
+    rows. A row-level split put copies on both sides (AUC 1.0, R² 0.89: remembered copies);
+    grouped by duplicate text, each phrase is on one side and the quality is chance."""
+    rows, rng = _duplicated_noise()
+    values = rng.normal(size=200) if regression else rng.integers(0, 2, 200)
+    lines = [f"{text},{values[i // 4]}" for i, (text, _) in enumerate(rows)]
+    cfg = TraitConfig(trait="t", scorer="classifier", file=str(_labeled(tmp_path, lines)),
+                      text="text", label="label", positive=[1], regression=regression)
+    held_out = SCORERS["classifier"](cfg).signature["held_out"]
+    if regression:
+        assert held_out["r2"] < 0.1
+    else:
+        assert held_out["auc"] == pytest.approx(0.5, abs=0.15)  # 40 phrases held out
+    held = held_out_rows([text for text, _ in rows])
+    sides = {}
+    for (_, phrase), h in zip(rows, held, strict=True):
+        sides.setdefault(phrase, set()).add(bool(h))
+    assert all(len(s) == 1 for s in sides.values()) and held.mean() == pytest.approx(0.2)
 
 
 def test_regression_from_headerless_tsv(tmp_path):

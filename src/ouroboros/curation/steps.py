@@ -9,11 +9,13 @@ every sample says what it was given and why it was kept or dropped.
 * ``verifier``: the ground-truth language's exact validity, made imperfect on purpose: a valid
   sample is rejected with probability ``false_reject``, an invalid one accepted with
   ``false_accept`` (Feng et al. 2024: verification prevents collapse, even imperfect).
-* ``detector``: a classifier (TF-IDF + logistic regression) trained to tell real from synthetic
-  text on a held-out split (its AUC is reported); each candidate's P(real) is its
-  human-likeness, used to ``filter`` (keep the most human-like ``keep_fraction``), ``order``
-  (most human-like first, for ordered training) or ``resample`` (importance resampling with
-  weights P(real)/P(synthetic), Drayson et al. 2025).
+* ``detector``: a classifier (n-gram or small transformer) cross-fitted to tell real from
+  synthetic text: each candidate's P(real), its human-likeness, comes from a model that did
+  not train on it (the candidates are the detector's own training rows); the out-of-fold AUC
+  over all rows and the fold count are reported. Human-likeness is used to ``filter`` (keep
+  the most human-like ``keep_fraction``), ``order`` (most human-like first, for ordered
+  training) or ``resample`` (importance resampling with weights P(real)/P(synthetic),
+  Drayson et al. 2025).
 """
 
 from __future__ import annotations
@@ -173,36 +175,62 @@ def model_verifier(rows: list[dict], ctx: CurationContext, classifier: str = "ng
     classifier learns it from the real training pairs against wrong ones (another example's
     target, or the right one made disfluent). lm: is the text fluent (real vs disfluent real
     text)? ``model``: a Hugging Face sequence classifier (name or folder) used as it is
-    instead, its last label meaning acceptable."""
-    from ouroboros.curation.classifiers import CLASSIFIERS, negative_pairs
+    instead, its last label meaning acceptable.
+
+    A trained classifier is cross-fitted (``classifiers.cross_fit``): its AUC in the record is
+    out of fold over every real pair and wrong answer, the folds grouped by real example (a
+    pair and its wrong answer on one side). The candidates are not its training rows, so a
+    model fitted on all of them scores them, except a candidate that duplicates a training
+    input (lm: a generated text that copies a real training text, which small models do
+    often; a translation identical to its real pair): it gets that input's out-of-fold score
+    (counted as ``scored_out_of_fold``), or the verifier would pass copies of what it learned
+    as acceptable more easily than equally fluent new text and so favour regurgitation. The
+    AUC is for sources no model saw; candidates answer training sources, whose right answers
+    the final model did see."""
     pairs = ctx.task.conditional
     candidates = [(r["source"], r["target"]) if pairs else _text(ctx, r) for r in rows]
     if model is not None:
         scores = _hf_scores(model, candidates, pairs)
         ctx.info["model-verifier"] = {"model": model}
     else:
-        real = [e for e in ctx.real if e["target"].strip()]
-        if len(real) < 8:
-            raise ValueError("curation step 'model-verifier' needs at least 8 real examples "
-                             "to learn from")
-        lm_pairs = [{"source": "", "target": _text(ctx, e)} for e in real]
-        negatives = negative_pairs(real if pairs else lm_pairs, ctx.rng, mismatch=pairs)
-        positives = [(e["source"], e["target"]) for e in real]
-        if not pairs:
-            negatives = [t for _, t in negatives]
-            positives = [e["target"] for e in lm_pairs]
-        labels = np.array([1] * len(positives) + [0] * len(negatives))
-        groups = np.r_[np.arange(len(real)), np.arange(len(real))]  # wrong answer i: from i
-        trained = CLASSIFIERS[classifier](positives + negatives, labels, ctx.rng, pairs=pairs,
-                                          groups=groups)
-        scores = trained.predict(candidates)
-        ctx.info["model-verifier"] = {"auc": trained.auc, "classifier": classifier,
-                                      "train_examples": trained.train_examples}
+        scores = _trained_verifier(candidates, ctx, classifier, pairs)
     for r, x in zip(rows, scores, strict=True):
         r.setdefault("scores", {})["model_verifier"] = float(x)
     ctx.info["model-verifier"]["accepted"] = int((np.asarray(scores) >= threshold).sum())
     return _decide(rows, [x >= threshold for x in scores], "model-verifier",
                    f"P(acceptable) below {threshold}")
+
+
+def _verifier_examples(ctx: CurationContext, pairs: bool) -> tuple[list, np.ndarray, np.ndarray]:
+    """(inputs, labels, groups) to train a verifier: the real examples (1) and one wrong answer
+    made from each (0); wrong answer i is in the group of real example i."""
+    from ouroboros.curation.classifiers import negative_pairs
+    real = [e for e in ctx.real if e["target"].strip()]
+    if len(real) < 8:
+        raise ValueError("curation step 'model-verifier' needs at least 8 real examples "
+                         "to learn from")
+    if pairs:
+        positives = [(e["source"], e["target"]) for e in real]
+        negatives = negative_pairs(real, ctx.rng, mismatch=True)
+    else:
+        positives = [_text(ctx, e) for e in real]
+        negatives = [t for _, t in negative_pairs([{"source": "", "target": t}
+                                                   for t in positives], ctx.rng, mismatch=False)]
+    labels = np.array([1] * len(positives) + [0] * len(negatives))
+    return positives + negatives, labels, np.r_[np.arange(len(real)), np.arange(len(real))]
+
+
+def _trained_verifier(candidates: list, ctx: CurationContext, classifier: str,
+                      pairs: bool) -> np.ndarray:
+    """P(acceptable) of each candidate from a cross-fitted classifier; its report in ctx.info."""
+    from ouroboros.curation.classifiers import cross_fit
+    inputs, labels, groups = _verifier_examples(ctx, pairs)
+    fitted = cross_fit(classifier, inputs, labels, ctx.rng, groups=groups, pairs=pairs)
+    scores = fitted.predict(candidates)
+    ctx.info["model-verifier"] = {
+        "auc": fitted.auc, "folds": fitted.folds, "classifier": classifier,
+        "examples": len(labels), "scored_out_of_fold": fitted.seen_count(candidates)}
+    return scores
 
 
 def _hf_scores(name: str, inputs: list, pairs: bool, batch_size: int = 32) -> np.ndarray:
@@ -226,20 +254,24 @@ def _hf_scores(name: str, inputs: list, pairs: bool, batch_size: int = 32) -> np
 
 def detector(rows: list[dict], ctx: CurationContext, mode: str = "filter",
              keep_fraction: float = 0.5, classifier: str = "ngram") -> list[dict]:
-    """Human-likeness P(real) from a real-vs-synthetic classifier; filter, order or resample."""
-    from ouroboros.curation.classifiers import CLASSIFIERS
+    """Human-likeness P(real) from a real-vs-synthetic classifier; filter, order or resample.
+
+    The classifier trains on the real texts and these candidates, so each candidate's score is
+    out of fold (``classifiers.cross_fit``, folds grouped by duplicate text): a model scoring
+    the rows it learned as synthetic would rank the rows it happened not to see first."""
+    from ouroboros.curation.classifiers import cross_fit
     real = [_text(ctx, r) for r in ctx.real]
     synth = [_text(ctx, r) for r in rows]
     texts, labels = real + synth, np.array([1] * len(real) + [0] * len(synth))
     if len(set(labels.tolist())) < 2 or min(len(real), len(synth)) < 4:
         raise ValueError("curation step 'detector' needs real and synthetic examples (at "
                          "least 4 of each) to train on")
-    trained = CLASSIFIERS[classifier](texts, labels, ctx.rng)
-    human = trained.predict(synth)
+    fitted = cross_fit(classifier, texts, labels, ctx.rng)
+    human = fitted.scores[len(real):]  # the candidates are training rows: out-of-fold scores
     for r, h in zip(rows, human, strict=True):
         r.setdefault("scores", {})["human_likeness"] = float(h)
-    ctx.info["detector"] = {"auc": trained.auc, "mode": mode, "classifier": classifier,
-                            "train_examples": trained.train_examples}
+    ctx.info["detector"] = {"auc": fitted.auc, "folds": fitted.folds, "mode": mode,
+                            "classifier": classifier, "examples": len(texts)}
     if mode == "order":
         ranked = [rows[i] for i in np.argsort(-human, kind="stable")]
         return _decide(ranked, [True] * len(ranked), "detector", "")
