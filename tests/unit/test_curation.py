@@ -1,5 +1,7 @@
 """Curation steps: what they keep, the lineage they record, and refusing to empty a set."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -235,15 +237,20 @@ def test_refill_config_problems():
                            "{name: quality, mode: order}]}]"])
 
 
+MULTI30K = Path(__file__).resolve().parents[3] / "shared" / "data" / "multi30k"
+needs_multi30k = pytest.mark.skipif(not MULTI30K.is_dir(),
+                                    reason=f"{MULTI30K} not found (../shared/data)")
+
+
 def _multi30k(n, split="train", offset=0):
-    from pathlib import Path
-    d = Path(__file__).resolve().parents[3] / "shared" / "data" / "multi30k"
+    d = MULTI30K
     en = (d / f"{split}.en").read_text().splitlines()[offset:offset + n]
     de = (d / f"{split}.de").read_text().splitlines()[offset:offset + n]
     return [{"id": f"{split}-L{i}", "source": a, "target": b}
             for i, (a, b) in enumerate(zip(en, de, strict=True))]
 
 
+@needs_multi30k
 def test_model_verifier_learns_which_target_answers_which_source():
     from ouroboros.curation.steps import model_verifier
     from ouroboros.tasks.conditional import Translation

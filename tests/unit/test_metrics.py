@@ -3,8 +3,8 @@
 import math
 
 import numpy as np
-import torch
 import pytest
+import torch
 
 from ouroboros.metrics.diversity import (
     distinct_n,

@@ -36,7 +36,7 @@ CODE: dict[str, tuple[int, list[str]]] = {
     "generate": (2, _MODELS + _GENERATE + ["ouroboros.experiment.loop:Runner.build_generate"]),
     "mixture": (1, ["ouroboros.experiment.loop:Runner.build_mixture"]),
     "curate": (2, _MODELS + _GENERATE + [
-        "ouroboros.curation.steps", "ouroboros.curation.classifiers",
+        "ouroboros.curation.steps", "ouroboros.curation.classifiers", "ouroboros.splits",
         "ouroboros.experiment.loop:Runner.build_curate",
         "ouroboros.experiment.loop:Runner._refill",
         "ouroboros.experiment.loop:Runner._quality_scorer"]),
