@@ -558,7 +558,7 @@ class StudyConfig(Section):
                         or s.name == "quality" and s.mode != "order"]
             if p.refill and relative:
                 problems.append(f"policies.{i}.refill: {relative[0]} keeps a share of each "
-                                "round, so re-asking never fills the data; use per-sample steps "
+                                "round, so re-asking never fills the data: use per-sample steps "
                                 "(verifier, reference, length, repetition, dedup, best-of-n) "
                                 "or quality in order mode")
         if any(s.name == "verifier" for s in steps) and self.data.source != "grammar":
@@ -569,10 +569,10 @@ class StudyConfig(Section):
                 and self.data.source != "grammar"):
             problems.append("model.tokenizer: word-level on real text maps every test word the "
                             "training split lacks to [UNK], one cheap shared token, which biases "
-                            "perplexity; use bpe (byte-level, an open vocabulary)")
+                            "perplexity: use bpe (byte-level, an open vocabulary)")
         if lm and self.task.block_words and self.data.source == "grammar":
             problems.append("task.block_words: blocks cut the ground-truth language's sentences "
-                            "apart, so they have no exact probability; use whole sentences "
+                            "apart, so they have no exact probability: use whole sentences "
                             "(null) with data.source grammar")
         if not lm and self.data.source == "grammar":
             problems.append(f"task {self.task.name} needs source/target data (files or hf)")

@@ -136,6 +136,7 @@ def _parallel(tmp_path: Path, n: int = 30) -> list[str]:
             "data.files.train=[train.en, train.de]", "data.files.test=[test.en, test.de]",
             "data.train_size=null", "data.valid_size=4", "data.test_size=null",
             "task.name=translation", "metrics.names=[perplexity, bleu]", "metrics.bootstrap=0",
+            "model.tokenizer=bpe", "model.vocab_size=300",
             "generations=2", "seeds=[0]", "training.epochs=1", "runtime.progress=false",
             "generation.max_new_tokens=8", "policies=[{name: replace}]"]
 
