@@ -190,7 +190,7 @@ class TrainingConfig(Section):
 
     epochs: float | None = Field(None, gt=0, description="Passes over the training set "
                                                          "(instead of a token budget).")
-    tokens: int | None = Field(350_000, gt=0, description="Training tokens per model, whatever "
+    tokens: int | None = Field(320_000, gt=0, description="Training tokens per model, whatever "
                                                           "the training set's size (compute-"
                                                           "matched: accumulate's growing sets "
                                                           "get fewer passes); null: epochs.")
@@ -262,7 +262,7 @@ CURATION_PARAMS = {"dedup": {"threshold"}, "length": {"min_words", "max_words"},
                    "detector": {"mode", "keep_fraction", "classifier"},
                    "quality": {"mode", "keep_fraction"}, "best-of-n": {"scorer"},
                    "reference": {"threshold"},
-                   "model-verifier": {"classifier", "threshold", "model"}}
+                   "model-verifier": {"classifier", "threshold", "model"}, "finished": set()}
 
 
 STEP_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -276,10 +276,10 @@ STEP_DEFAULTS: dict[str, dict[str, Any]] = {
 class CurationStepConfig(Section):
     """One curation step applied to synthetic candidates before the policy (in list order)."""
 
-    name: Literal["dedup", "length", "repetition", "verifier", "reference", "model-verifier",
-                  "detector", "quality", "best-of-n"] = Field(
-        description="dedup, length, repetition, verifier, reference, model-verifier, detector, "
-                    "quality, best-of-n (docs/curation.md).")
+    name: Literal["finished", "dedup", "length", "repetition", "verifier", "reference",
+                  "model-verifier", "detector", "quality", "best-of-n"] = Field(
+        description="finished, dedup, length, repetition, verifier, reference, model-verifier, "
+                    "detector, quality, best-of-n (docs/curation.md).")
     threshold: Fraction | None = Field(None, description="dedup: Jaccard of word 3-grams at "
                                                          "which two samples are duplicates; "
                                                          "reference: lowest chrF (0-1) kept; "
@@ -498,7 +498,7 @@ class StudyConfig(Section):
     """A study: a grid of cells (policy x seed); each cell is a chain of generations."""
 
     name: str = Field("demo", description="Study name (default run directory: runs/<name>).")
-    generations: int = Field(4, ge=1, description="Models per cell, generation 0 included.")
+    generations: int = Field(3, ge=1, description="Models per cell, generation 0 included.")
     seeds: list[int] = Field([0, 1, 2], min_length=1, description="One cell per seed and policy.")
     policies: list[PolicyConfig] = Field(default_factory=_default_policies, min_length=1)
     curation: list[CurationStepConfig] = Field(

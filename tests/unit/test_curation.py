@@ -357,3 +357,13 @@ def test_model_verifier_with_a_hugging_face_classifier(tmp_path, one_thread):
     kept = model_verifier(rows, ctx, threshold=0.5, model=str(tmp_path))
     assert [r["id"] for r in kept] == ["0-0", "1-1"]
     assert ctx.info["model-verifier"] == {"model": str(tmp_path), "accepted": 2}
+
+
+def test_finished_step_drops_samples_cut_before_their_end():
+    rows = [{"id": "a", "source": "", "target": "x y", "finished": True},
+            {"id": "b", "source": "", "target": "x y z", "finished": False}]
+    ctx = CurationContext(real=[], rng=np.random.default_rng(0),
+                          task=LanguageModelling(TaskConfig()))
+    kept, lineage = curate(rows, [CurationStepConfig(name="finished")], ctx)
+    assert [r["id"] for r in kept] == ["a"] and ctx.info["finished"] == {"dropped": 1}
+    assert lineage[1]["decisions"][0]["kept"] is False

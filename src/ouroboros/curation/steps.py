@@ -107,6 +107,14 @@ def dedup(rows: list[dict], ctx: CurationContext, threshold: float = 0.8) -> lis
 
 # -- heuristic filters ------------------------------------------------------------------------
 
+def finished(rows: list[dict], ctx: CurationContext) -> list[dict]:
+    """Keep only samples that ended (EOS) before ``generation.max_new_tokens`` cut them.
+    Without this step an unfinished sample is kept and learned without EOS."""
+    keep = [r.get("finished", True) is not False for r in rows]
+    ctx.info["finished"] = {"dropped": len(rows) - sum(keep)}
+    return _decide(rows, keep, "finished", "cut at max_new_tokens before it ended")
+
+
 def length(rows: list[dict], ctx: CurationContext, min_words: int = 1,
            max_words: int | None = None) -> list[dict]:
     """Keep samples whose target has between ``min_words`` and ``max_words`` words."""
@@ -332,7 +340,7 @@ def best_of_n(rows: list[dict], ctx: CurationContext, scorer: str = "true_logpro
                    f"a better candidate by {scorer} answered the same request")
 
 
-STEPS = {"dedup": dedup, "length": length, "repetition": repetition, "verifier": verifier,
+STEPS = {"finished": finished, "dedup": dedup, "length": length, "repetition": repetition, "verifier": verifier,
          "reference": reference, "model-verifier": model_verifier, "detector": detector,
          "quality": quality, "best-of-n": best_of_n}
 
