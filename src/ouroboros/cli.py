@@ -225,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.verb == "validate":
             config, overrides = _split_args(args.args)
             cfg = load_config(config, overrides)
+            from ouroboros.experiment.loop import preflight
+            preflight(cfg)  # the same data, plan and model checks as `run`, writing nothing
             print(f"{config or 'built-in demo'}: valid ({len(cfg.policies)} policies x "
                   f"{len(cfg.seeds)} seeds x {cfg.generations} generations)")
             return 0

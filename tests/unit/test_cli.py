@@ -47,3 +47,12 @@ def test_overrides_before_and_after_options(tmp_path, capsys):
     assert main(["run", "--out", str(tmp_path / "x"), "seeds=oops"]) == 2
     assert main(["run", "seeds=oops", "--out", str(tmp_path / "x")]) == 2
     assert "seeds" in capsys.readouterr().err
+
+
+def test_validate_runs_the_plan_checks_of_run(capsys):
+    """A config that validates field by field but whose plan fails (mix takes more samples
+    than a generation yields) is refused by validate too."""
+    args = ["validate", "data.train_size=40", "data.valid_size=5", "data.test_size=10",
+            "generation.num_samples=10", "policies=[{name: mix, real_fraction: 0.1}]"]
+    assert main(args) == 2
+    assert "policies.0: mix-0.1 takes 36 synthetic examples" in capsys.readouterr().err
