@@ -133,7 +133,15 @@ class TaskConfig(Section):
         192, gt=0, description="summarization/translation: tokens of the source kept, in "
                                "training and generation alike.")
     template: str | None = Field(
-        None, description="Prompt for decoder-only models with {source}; null: the task's.")
+        None, description="Prompt for decoder-only models with {source} once ({{ and }} for "
+                          "literal braces); null: the task's.")
+
+    @field_validator("template")
+    @classmethod
+    def _one_source(cls, value: str | None) -> str | None:
+        if value is not None and value.replace("{{", "").count("{source}") != 1:
+            raise ValueError("template needs {source} exactly once")
+        return value
 
     _check_name = field_validator("name")(_plugin(registry.TASKS))
 
@@ -342,7 +350,9 @@ class GeneratorConfig(Section):
     n_layer: int | None = Field(None, gt=0, description="Its blocks (null: model.n_layer).")
     n_embd: int | None = Field(None, gt=0, description="Its width (null: model.n_embd).")
     n_head: int | None = Field(None, gt=0, description="Its heads (null: model.n_head).")
-    seed: int = Field(0, description="Added to the cell's seed for its initialisation.")
+    seed: int = Field(0, description="Its own random streams (initialisation, batch order, "
+                                     "sampling), derived with the cell's seed; 0 with the "
+                                     "study's settings: the study's model itself.")
     model: str | None = Field(None, description="Its model plug-in (null: model.name), e.g. "
                                                 "hf-causal for a pretrained model.")
     pretrained: str | None = Field(None, description="hf-causal / hf-seq2seq: its Hugging Face "
@@ -559,7 +569,8 @@ class StudyConfig(Section):
             if p.refill and relative:
                 problems.append(f"policies.{i}.refill: {relative[0]} keeps a share of each "
                                 "round, so re-asking never fills the data: use per-sample steps "
-                                "(verifier, reference, length, repetition, dedup, best-of-n) "
+                                "(verifier, reference, length, repetition, dedup, finished, "
+                                "best-of-n) "
                                 "or quality in order mode")
         if any(s.name == "verifier" for s in steps) and self.data.source != "grammar":
             problems.append("curation: the verifier step needs data.source grammar")

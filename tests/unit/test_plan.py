@@ -44,3 +44,19 @@ def test_grammar_sentences_cut_into_blocks_are_refused():
 
 def test_the_demo_plan_has_no_problem():
     preflight(load_config(overrides=SMALL))
+
+
+def test_best_of_n_keeps_one_candidate_per_request_in_the_size_check():
+    text = _problems("policies=[{name: mix, real_fraction: 0.1, candidates: 4, "
+                     "curation: [{name: best-of-n}]}]", "generation.num_samples=20")
+    assert "at most 20" in text
+    preflight(load_config(overrides=[*SMALL, "generation.num_samples=20",
+                                     "policies=[{name: mix, real_fraction: 0.1, candidates: 4}]"]))
+
+
+def test_a_template_needs_its_source_exactly_once():
+    for bad in ("no source here", "{source} and {source}"):
+        with pytest.raises(ConfigError, match="exactly once"):
+            load_config(overrides=["task.name=translation", f"task.template={bad!r}",
+                                   "data.source=files", "data.files.train=x",
+                                   "data.files.test=y"])

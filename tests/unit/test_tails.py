@@ -23,3 +23,20 @@ def test_unigram_kl_and_missing_mass():
     assert missing == 0.0
     _, missing = unigram_shift(["a a b c"], ["a"])
     assert missing == pytest.approx(2 / 4)
+
+
+def test_reference_perplexity_scores_an_unfinished_sample_without_eos(tiny_model):
+    """A sample cut at max_new_tokens never ended: its perplexity must not include an EOS."""
+    from ouroboros.config import TaskConfig
+    from ouroboros.metrics.signature import EvalContext
+    from ouroboros.metrics.tails import sample_perplexities
+    from ouroboros.tasks.lm import LanguageModelling
+
+    from ..conftest import lm_encoder
+    model, tok, _, texts = tiny_model
+    rows = [{"source": "", "target": texts[0], "finished": f} for f in (True, False)]
+    ctx = EvalContext(samples=[texts[0]] * 2, real_test=[], seed=0, model=model, tokenizer=tok,
+                      encoder=lm_encoder(tok), task=LanguageModelling(TaskConfig()),
+                      sample_rows=rows, reference_model=model)
+    done, unfinished = sample_perplexities(ctx)
+    assert done != unfinished

@@ -340,7 +340,8 @@ def best_of_n(rows: list[dict], ctx: CurationContext, scorer: str = "true_logpro
                    f"a better candidate by {scorer} answered the same request")
 
 
-STEPS = {"finished": finished, "dedup": dedup, "length": length, "repetition": repetition, "verifier": verifier,
+STEPS = {"finished": finished,
+         "dedup": dedup, "length": length, "repetition": repetition, "verifier": verifier,
          "reference": reference, "model-verifier": model_verifier, "detector": detector,
          "quality": quality, "best-of-n": best_of_n}
 

@@ -102,9 +102,10 @@ class FileSource:
         """The file settings and sizes, each split's file(s) identified by content (SHA-256),
         so an edited file re-runs the study and a moved one does not."""
         files = self.cfg.files.model_dump(exclude={"root"})
-        for split in SPLITS:
+        for split in SPLITS:  # content and extension (format: auto parses by extension)
             if files[split] is not None:
-                files[split] = [file_digest(p) for p in split_paths(files[split], self.root)]
+                files[split] = [{"sha256": file_digest(p), "suffix": p.suffix}
+                                for p in split_paths(files[split], self.root)]
         return {"source": "files", **files, "sizes": _sizes(self.cfg)}
 
 
@@ -140,9 +141,9 @@ class HFDatasetSource:
     def fingerprint(self) -> dict:
         """The dataset identity and sizes; local data files are identified by content."""
         hf = self.cfg.hf.model_dump()
-        if hf["data_files"]:
-            hf["data_files"] = {split: [file_digest(Path(p)) for p in
-                                        (files if isinstance(files, list) else [files])]
+        if hf["data_files"]:  # local files by content; globs, URLs, Hub paths as given
+            hf["data_files"] = {split: [file_digest(Path(p)) if Path(p).is_file() else p
+                                        for p in (files if isinstance(files, list) else [files])]
                                 for split, files in hf["data_files"].items()}
         return {"source": "hf", **hf, "sizes": _sizes(self.cfg)}
 

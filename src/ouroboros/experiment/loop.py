@@ -264,7 +264,8 @@ def plan_problems(cfg: StudyConfig, splits: RealSplits, source) -> list[str]:
         if p.name not in ("mix", "fresh") or cfg.generations < 2:
             continue
         n_real = round(p.real_fraction * size)
-        most = requests * (p.candidates or cfg.generation.candidates)
+        best_of = any(s.name == "best-of-n" for s in cell_curation(cfg, p))
+        most = requests * (1 if best_of else p.candidates or cfg.generation.candidates)
         if most < size - n_real:
             problems.append(
                 f"policies.{i}: {p.display} takes {size - n_real} synthetic examples a "
@@ -278,7 +279,8 @@ def plan_problems(cfg: StudyConfig, splits: RealSplits, source) -> list[str]:
                 f"after the training split; lower real_fraction or generations, or "
                 f"data.train_size")
     truth = getattr(source, "truth", None)
-    if truth is not None and cfg.model.tokenizer == "word" and cfg.model.name == "tiny-gpt2":
+    if (truth is not None and "ground-truth" in cfg.metrics.names
+            and cfg.model.tokenizer == "word" and cfg.model.name == "tiny-gpt2"):
         longest = max(len(e["target"].split()) for e in splits.test)
         if longest + 2 > cfg.model.context_length:  # [BOS] words [EOS]
             problems.append(f"model.context_length: {cfg.model.context_length} tokens cut "

@@ -56,8 +56,9 @@ def locked(run_dir: Path) -> Iterator[None]:
 
 
 def _git_commit() -> str | None:
-    """The commit of the ouroboros source checkout, if it is one."""
-    here = Path(__file__).resolve().parent
+    """The commit of the ouroboros source checkout, if it is one ("+dirty": the package's
+    tracked files differ from it)."""
+    here = Path(__file__).resolve().parents[1]  # the whole package, not one subpackage
     try:
         out = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True,
                              text=True, timeout=5)
@@ -65,7 +66,8 @@ def _git_commit() -> str | None:
         return None
     if out.returncode:
         return None
-    dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--", "."],
+    dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain",
+                            "--untracked-files=no", "--", "."],
                            capture_output=True, text=True, timeout=5).stdout.strip()
     return out.stdout.strip() + ("+dirty" if dirty else "")
 

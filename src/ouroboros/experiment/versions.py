@@ -15,36 +15,46 @@ import importlib
 import inspect
 import json
 
+_TASKS = ["ouroboros.tasks", "ouroboros.tasks.lm", "ouroboros.tasks.conditional"]
 _DATA = ["ouroboros.data.sources", "ouroboros.data.files", "ouroboros.data.grammar",
-         "ouroboros.data.lexicon", "ouroboros.tasks", "ouroboros.tasks.lm",
-         "ouroboros.tasks.conditional", "ouroboros.experiment.loop:real_splits"]
+         "ouroboros.data.lexicon", *_TASKS, "ouroboros.experiment.loop:real_splits"]
 _MODELS = ["ouroboros.models.tokenizer", "ouroboros.models.tiny", "ouroboros.models.pretrained",
            "ouroboros.models.encoding", "ouroboros.models.scoring",
-           "ouroboros.models.checkpoint"]
+           "ouroboros.models.checkpoint", "ouroboros.experiment.loop:Runner.encoder",
+           "ouroboros.experiment.loop:Runner.model_encoder"]
+_SEEDS = ["ouroboros.experiment.stages:derive_seed", "ouroboros.experiment.loop:_stream"]
 _GENERATE = ["ouroboros.generation.hf", "ouroboros.generation.sampling",
-             "ouroboros.experiment.loop:Runner._sample"]
+             "ouroboros.experiment.loop:Runner._sample",
+             "ouroboros.experiment.loop:Runner.prompt_ids"]
+_QUALITY = ["ouroboros.experiment.loop:Runner._quality_scorer"]
 
 CODE: dict[str, tuple[int, list[str]]] = {
     "data": (2, _DATA + ["ouroboros.experiment.loop:Runner.build_data"]),
     "pool": (2, _DATA + ["ouroboros.experiment.loop:Runner.build_pool"]),
-    "tokenizer": (2, _MODELS + ["ouroboros.experiment.loop:Runner.build_tokenizer"]),
-    "trainset": (2, ["ouroboros.policies.core", "ouroboros.experiment.loop:Runner._fresh",
-                     "ouroboros.experiment.loop:Runner.build_trainset"]),
-    "train": (2, _MODELS + ["ouroboros.training.trainer",
-                            "ouroboros.experiment.loop:Runner._selection_split",
-                            "ouroboros.experiment.loop:Runner.build_train"]),
-    "generate": (2, _MODELS + _GENERATE + ["ouroboros.experiment.loop:Runner.build_generate"]),
+    "tokenizer": (2, _MODELS + _TASKS + ["ouroboros.experiment.loop:Runner.build_tokenizer"]),
+    "trainset": (2, _DATA + _SEEDS + ["ouroboros.policies.core",
+                                      "ouroboros.experiment.loop:Runner._fresh",
+                                      "ouroboros.experiment.loop:Runner.build_trainset"]),
+    "train": (2, _MODELS + _TASKS + _SEEDS + [
+        "ouroboros.training.trainer", "ouroboros.experiment.loop:Runner._selection_split",
+        "ouroboros.experiment.loop:Runner.build_train"]),
+    "generate": (2, _MODELS + _TASKS + _SEEDS + _GENERATE + [
+        "ouroboros.experiment.loop:Runner.build_generate"]),
     "mixture": (1, ["ouroboros.experiment.loop:Runner.build_mixture"]),
-    "curate": (2, _MODELS + _GENERATE + [
+    "curate": (2, _MODELS + _TASKS + _SEEDS + _GENERATE + _QUALITY + [
         "ouroboros.curation.steps", "ouroboros.curation.classifiers", "ouroboros.splits",
         "ouroboros.experiment.loop:Runner.build_curate",
-        "ouroboros.experiment.loop:Runner._refill",
-        "ouroboros.experiment.loop:Runner._quality_scorer"]),
-    # Metric modules carry their own VERSION in the evaluate spec; this covers the rest.
-    "evaluate": (2, _MODELS + ["ouroboros.metrics.signature",
-                               "ouroboros.experiment.loop:Runner._predict",
-                               "ouroboros.experiment.loop:Runner.build_evaluate"]),
-    "slice": (1, ["ouroboros.metrics.slices", "ouroboros.experiment.loop:Runner.build_slice"]),
+        "ouroboros.experiment.loop:Runner._refill"]),
+    # Metric modules carry their own VERSION in the evaluate spec; this covers the rest,
+    # including what every evaluation computes whatever metrics are configured.
+    "evaluate": (2, _MODELS + _TASKS + _GENERATE + [
+        "ouroboros.metrics.signature", "ouroboros.metrics.perplexity:test_nll",
+        "ouroboros.metrics.references:unfinished",
+        "ouroboros.experiment.loop:Runner._predict",
+        "ouroboros.experiment.loop:Runner.build_evaluate"]),
+    "slice": (1, _MODELS + _TASKS + _QUALITY + ["ouroboros.data.grammar",
+                                                 "ouroboros.metrics.slices",
+                                                 "ouroboros.experiment.loop:Runner.build_slice"]),
 }
 
 

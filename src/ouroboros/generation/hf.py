@@ -71,17 +71,19 @@ def generate_with_model(model, tokenizer, prompts: list[list[int]], cfg: Generat
         never.append(tokenizer.bos_token_id)
     banned = sorted({t for t in never if t is not None and t != eos})
     room = None if seq2seq else _context_room(model)
+    # One cap for every prompt (the longest prompt's room), so whether a sample is cut before
+    # its end never depends on which prompts share its batch.
+    width = max((len(p) for p in prompts), default=0)
+    max_new = cfg.max_new_tokens if room is None else min(cfg.max_new_tokens, room - width)
+    if max_new < 1:
+        raise ValueError(f"prompts of {width} tokens leave no room in the model's context of "
+                         f"{room} tokens")
     results: list[Completion] = []
     bar = tqdm(total=len(prompts), desc="generate", unit="sample",
                disable=not show_progress(progress), leave=False)
     for start in range(0, len(prompts), batch_size):
         batch = prompts[start:start + batch_size]
         ids, mask = _batch_inputs(batch, tokenizer.pad_token_id, left=not seq2seq)
-        max_new = cfg.max_new_tokens if room is None else min(cfg.max_new_tokens,
-                                                              room - ids.shape[1])
-        if max_new < 1:
-            raise ValueError(f"prompts of {ids.shape[1]} tokens leave no room in the model's "
-                             f"context of {room} tokens")
         seeds = row_seeds(seed, start, len(batch)) if cfg.decoding == "sample" else None
         with torch.no_grad():
             out = model.generate(

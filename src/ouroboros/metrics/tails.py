@@ -24,7 +24,7 @@ from ouroboros.models.encoding import encode_examples
 from ouroboros.models.scoring import sequence_nll
 
 # Bump when this module's numbers change: it re-runs the evaluations that use it.
-VERSION = 1
+VERSION = 2
 BANDS = ((1, 1), (2, 4), (5, 16), (17, math.inf))
 
 
@@ -74,7 +74,8 @@ def tails(ctx: EvalContext) -> list[MetricValue]:
 
 def sample_perplexities(ctx: EvalContext) -> np.ndarray:
     """Per-sample perplexity of the generated samples under the frozen generation-0 model."""
-    examples = [{"source": s["source"], "target": s["target"]} for s in ctx.sample_rows]
+    examples = [{"source": s["source"], "target": s["target"],
+                 "finished": s.get("finished", True)} for s in ctx.sample_rows]  # EOS if ended
     items = encode_examples(ctx.encoder, ctx.task, examples)
     nll, count = sequence_nll(ctx.reference_model, items, ctx.tokenizer.pad_token_id,
                               ctx.batch_size, ctx.device)

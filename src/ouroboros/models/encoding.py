@@ -62,6 +62,9 @@ def context_ids(encoder: Encoder, task, source: str) -> list[int]:
     if template is None or not templated:
         return body
     before, _, after = template.partition("{source}")
+    literal = {"{{": "{", "}}": "}"}  # as str.format reads the template
+    for k, v in literal.items():
+        before, after = before.replace(k, v), after.replace(k, v)
     return encoder.ids(before) + body + encoder.ids(after)
 
 
