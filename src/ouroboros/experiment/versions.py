@@ -38,16 +38,16 @@ CODE: dict[str, tuple[int, list[str]]] = {
     "train": (2, _MODELS + _TASKS + _SEEDS + [
         "ouroboros.training.trainer", "ouroboros.experiment.loop:Runner._selection_split",
         "ouroboros.experiment.loop:Runner.build_train"]),
-    "generate": (2, _MODELS + _TASKS + _SEEDS + _GENERATE + [
+    "generate": (3, _MODELS + _TASKS + _SEEDS + _GENERATE + [
         "ouroboros.experiment.loop:Runner.build_generate"]),
     "mixture": (1, ["ouroboros.experiment.loop:Runner.build_mixture"]),
-    "curate": (2, _MODELS + _TASKS + _SEEDS + _GENERATE + _QUALITY + [
+    "curate": (3, _MODELS + _TASKS + _SEEDS + _GENERATE + _QUALITY + [
         "ouroboros.curation.steps", "ouroboros.curation.classifiers", "ouroboros.splits",
         "ouroboros.experiment.loop:Runner.build_curate",
         "ouroboros.experiment.loop:Runner._refill"]),
     # Metric modules carry their own VERSION in the evaluate spec; this covers the rest,
     # including what every evaluation computes whatever metrics are configured.
-    "evaluate": (2, _MODELS + _TASKS + _GENERATE + [
+    "evaluate": (3, _MODELS + _TASKS + _GENERATE + [
         "ouroboros.metrics.signature", "ouroboros.metrics.perplexity:test_nll",
         "ouroboros.metrics.references:unfinished",
         "ouroboros.experiment.loop:Runner._predict",
