@@ -48,7 +48,8 @@ CODE: dict[str, tuple[int, list[str]]] = {
     # Metric modules carry their own VERSION in the evaluate spec; this covers the rest,
     # including what every evaluation computes whatever metrics are configured.
     "evaluate": (3, _MODELS + _TASKS + _GENERATE + [
-        "ouroboros.metrics.signature", "ouroboros.metrics.perplexity:test_nll",
+        "ouroboros.metrics.signature", "ouroboros.metrics.perplexity:test_items",
+        "ouroboros.metrics.perplexity:test_nll",
         "ouroboros.metrics.references:unfinished",
         "ouroboros.experiment.loop:Runner._predict",
         "ouroboros.experiment.loop:Runner.build_evaluate"]),

@@ -12,8 +12,8 @@ from ouroboros.models.scoring import sequence_nll
 VERSION = 2
 
 
-def test_nll(ctx: EvalContext, whole: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Per real test example: model NLL in nats of its target (EOS included), token count.
+def test_items(ctx: EvalContext, whole: bool = False) -> list[tuple[list[int], list[int]]]:
+    """The real test examples encoded as (ids, labels).
 
     ``whole``: every target must fit the model's context whole (a cut target's NLL is not the
     probability of the text, so a sentence-level quantity such as KL cannot use it).
@@ -26,14 +26,21 @@ def test_nll(ctx: EvalContext, whole: bool = False) -> tuple[np.ndarray, np.ndar
             raise ValueError(f"{len(cut)} real test examples (e.g. {cut[0]}) do not fit "
                              f"model.context_length={ctx.encoder.context_length} tokens with "
                              f"their EOS; raise it to score whole sentences")
+    return items
+
+
+def test_nll(ctx: EvalContext, whole: bool = False,
+             items: list | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per real test example: model NLL in nats of its target (EOS included), token count."""
+    items = test_items(ctx, whole) if items is None else items
     return sequence_nll(ctx.model, items, ctx.tokenizer.pad_token_id, ctx.batch_size, ctx.device)
 
 
 def perplexity(ctx: EvalContext) -> list[MetricValue]:
     """Token-level perplexity of the real test targets, the tokenizer's unknown rate, and the
     share of test targets the context length cuts (their cut-off tokens are not scored)."""
-    nll, count = test_nll(ctx)
-    items = encode_examples(ctx.encoder, ctx.task, ctx.real_test)
+    items = test_items(ctx)  # encoded once: scored, and checked for cut targets
+    nll, count = test_nll(ctx, items=items)
     cut = sum(target_cut(ctx.encoder, item) for item in items)
     targets = [e["target"] for e in ctx.real_test]
     ids = ctx.tokenizer(targets, add_special_tokens=False)["input_ids"]
