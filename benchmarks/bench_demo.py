@@ -32,7 +32,7 @@ from ouroboros.tasks.lm import LanguageModelling
 from ouroboros.training.trainer import plan_steps, train_model
 
 
-def baseline_train(model, seqs, cfg, pad_id, steps) -> float:
+def baseline_train(model, seqs, cfg, pad_id, steps, device: str = "cpu") -> float:
     """A minimal loop: random batches, AdamW at the peak rate. Returns real tokens/s."""
     gen = torch.Generator().manual_seed(0)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -41,11 +41,39 @@ def baseline_train(model, seqs, cfg, pad_id, steps) -> float:
     for _ in range(steps):
         idx = torch.randint(len(seqs), (cfg.batch_size,), generator=gen).tolist()
         batch = collate([seqs[i] for i in idx], pad_id)
-        loss = model(**batch).loss
+        loss = model(**{k: v.to(device) for k, v in batch.items()}).loss
         opt.zero_grad()
         loss.backward()
         opt.step()
         tokens += int(batch["attention_mask"].sum())
+    _sync(device)
+    return tokens / (time.perf_counter() - t0)
+
+
+def _sync(device: str) -> None:
+    """Wait for queued GPU work, so that a timer reads the work done."""
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def baseline_generate_from(model, tok, prompts, batch_size, max_new, device="cpu") -> float:
+    """Plain ``generate(do_sample=True)`` continuing left-padded encoded prompts. Returns new
+    tokens/s (up to EOS)."""
+    torch.manual_seed(0)
+    _sync(device)
+    tokens, t0 = 0, time.perf_counter()
+    for start in range(0, len(prompts), batch_size):
+        batch = prompts[start:start + batch_size]
+        width = max(len(p) for p in batch)
+        ids = torch.tensor([[tok.pad_token_id] * (width - len(p)) + p for p in batch])
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in batch])
+        with torch.no_grad():
+            out = model.generate(ids.to(device), attention_mask=mask.to(device), do_sample=True,
+                                 top_k=0, max_new_tokens=max_new, pad_token_id=tok.pad_token_id,
+                                 eos_token_id=tok.eos_token_id)
+        new = out[:, width:]
+        tokens += int(((new != tok.pad_token_id) | (new == tok.eos_token_id)).sum())
+    _sync(device)
     return tokens / (time.perf_counter() - t0)
 
 
@@ -85,7 +113,7 @@ def components(repeats: int) -> dict[str, list[float]]:
         res["train_base"].append(baseline_train(family.build(cfg.model, tok, seed=r), seqs,
                                                 cfg.training, tok.pad_token_id, steps))
         t0 = time.perf_counter()
-        done = generate_with_model(model, tok, [encoder.prompt_ids("")] * n, cfg.generation,
+        done = generate_with_model(model, tok, [encoder.prompt_ids([])] * n, cfg.generation,
                                    seed=r,
                                    batch_size=cfg.runtime.generation_batch_size)
         res["gen"].append(sum(c.new_tokens for c in done) / (time.perf_counter() - t0))

@@ -217,6 +217,10 @@ class TrainingConfig(Section):
                           "the loop; 'synthetic' holds out part of each generation's training set.")
     synthetic_valid_fraction: Fraction = Field(
         0.1, description="Share of a generation's training set held out when selecting on it.")
+    precision: Literal["fp32", "bf16"] = Field(
+        "fp32", description="Forward passes in training: float32, or bfloat16 autocast (GPUs; "
+                            "weights, optimiser and checkpoints stay float32). Evaluation and "
+                            "generation always run in float32.")
     order: Literal["shuffle", "given", "fixed"] = Field(
         "shuffle", description="shuffle every epoch; given: train in the training set's order "
                                "every epoch (ordered training: e.g. most human-like first); "
@@ -493,7 +497,13 @@ class RuntimeConfig(Section):
     """Speed and display settings: never part of a fingerprint."""
 
     threads: int = Field(2, gt=0, description="PyTorch CPU threads.")
-    device: str = Field("cpu", description="cpu, cuda or cuda:N.")
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$",
+                        description="auto (cuda when PyTorch sees a GPU, else cpu), cpu, cuda "
+                                    "or cuda:N; recorded in every stage's provenance.")
+    micro_batch_size: int | None = Field(
+        None, gt=0, description="Training sequences per forward/backward pass: a batch of "
+                                "training.batch_size is split and its gradients accumulated "
+                                "(less memory, the same optimiser step); null: the whole batch.")
     eval_batch_size: int = Field(128, gt=0, description="Sequences per scoring batch.")
     generation_batch_size: int = Field(256, gt=0, description="Prompts per generation batch.")
     progress: bool = Field(True, description="Progress bars with ETA on a terminal.")

@@ -56,3 +56,19 @@ def test_validate_runs_the_plan_checks_of_run(capsys):
             "generation.num_samples=10", "policies=[{name: mix, real_fraction: 0.1}]"]
     assert main(args) == 2
     assert "policies.0: mix-0.1 takes 36 synthetic examples" in capsys.readouterr().err
+
+
+def test_devices_checked_before_work(tmp_path, capsys):
+    """A device this machine lacks, or a misspelt one, is refused before anything is written;
+    auto picks cuda only where PyTorch sees a GPU."""
+    import torch
+
+    from ouroboros.experiment.loop import resolve_device
+    out = tmp_path / "run"
+    assert main(["run", "--out", str(out), "runtime.device=gpu"]) == 2
+    assert "runtime.device: String should match pattern" in capsys.readouterr().err
+    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        assert main(["run", "--out", str(out), "runtime.device=cuda:0"]) == 2
+        assert "runtime.device: cuda:0 asked for, but PyTorch" in capsys.readouterr().err
+    assert not out.exists()

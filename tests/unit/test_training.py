@@ -96,3 +96,46 @@ def test_training_orders(order):
         assert epochs[0] != list(range(1, n + 1)) and epochs[0] == epochs[1] == epochs[2]
     else:
         assert epochs[0] != epochs[1]
+
+
+def test_micro_batches_take_the_same_step(tiny_model):
+    """Gradient accumulation over micro-batches of unequal target counts gives the step of the
+    whole batch: each part's mean loss is weighted by its share of the target tokens."""
+    texts = tiny_model[3]
+    weights, losses = [], []
+    for micro in (None, 5, 1):
+        cfg, tok, model, seqs = _setup(texts, "training.epochs=null", "training.tokens=300",
+                                       "training.batch_size=16")
+        r = train_model(model, seqs, cfg.training, seed=0, pad_id=tok.pad_token_id,
+                        micro_batch_size=micro)
+        weights.append(model.lm_head.weight.detach().clone())
+        losses.append(r.final_train_loss)
+    assert r.steps >= 2
+    for w, loss in zip(weights[1:], losses[1:], strict=True):
+        torch.testing.assert_close(w, weights[0], rtol=1e-4, atol=1e-5)
+        assert loss == pytest.approx(losses[0], rel=1e-5)
+
+
+def test_bf16_autocast_trains_float32_weights(tiny_model):
+    texts = tiny_model[3]
+    result = {}
+    for precision in ("fp32", "bf16"):
+        cfg, tok, model, seqs = _setup(texts, f"training.precision={precision}")
+        r = train_model(model, seqs, cfg.training, seed=0, pad_id=tok.pad_token_id)
+        assert model.lm_head.weight.dtype == torch.float32
+        result[precision] = r.final_train_loss
+    assert result["bf16"] != result["fp32"]  # autocast really ran in bfloat16
+    assert result["bf16"] == pytest.approx(result["fp32"], rel=0.05)
+
+
+class _Diverging(_Recorder):
+    def forward(self, input_ids, attention_mask, labels):
+        out = super().forward(input_ids, attention_mask, labels)
+        return SimpleNamespace(loss=out.loss * float("nan"))
+
+
+def test_non_finite_loss_stops_training():
+    from ouroboros.training.trainer import TrainingDiverged
+    items = [([i + 1, 0], [i + 1, 0]) for i in range(8)]
+    with pytest.raises(TrainingDiverged, match=r"loss is nan at step 1 of .*training\.lr"):
+        train_model(_Diverging(), items, TrainingConfig(epochs=1, batch_size=4), seed=0, pad_id=0)

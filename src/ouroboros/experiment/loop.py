@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -299,6 +300,7 @@ def preflight(cfg: StudyConfig) -> None:
         problems += plan_problems(cfg, real_splits(cfg, source, task, seed), source)
         if getattr(source, "exact_sizes", False):
             break  # the grammar: every seed has the configured sizes and an endless pool
+    problems += device_problems(cfg.runtime.device)
     if problems:
         raise ConfigError(sorted(set(problems)), "study plan")
     registry.MODELS.get(cfg.model.name)().check(cfg.model)
@@ -460,6 +462,7 @@ class Runner:
         result = train_model(
             model, items, tcfg, seed=seed, pad_id=tokenizer.pad_token_id, valid=valid_items,
             device=self.cfg.runtime.device, eval_batch_size=self.cfg.runtime.eval_batch_size,
+            micro_batch_size=self.cfg.runtime.micro_batch_size,
             progress=self.progress, desc=f"train {stage.label}")
         save_checkpoint(model.cpu(), tokenizer, out / "model")
         info = {**result.__dict__, "train_examples": len(texts), "valid_examples": len(valid),
@@ -742,8 +745,31 @@ def metric_rows(store: StageStore, plan: Plan) -> list[dict]:
     return rows
 
 
+def resolve_device(name: str) -> str:
+    """``runtime.device`` as a torch device: auto is cuda where PyTorch sees a GPU, else cpu."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+def device_problems(name: str) -> list[str]:
+    """A CUDA device asked for that this machine's PyTorch cannot use."""
+    if not name.startswith("cuda"):
+        return []
+    if not torch.cuda.is_available():
+        return [f"runtime.device: {name} asked for, but PyTorch {torch.__version__} sees no "
+                "CUDA device here (use auto or cpu)"]
+    index = int(name.partition(":")[2] or 0)
+    if index >= torch.cuda.device_count():
+        return [f"runtime.device: {name} asked for, but there are "
+                f"{torch.cuda.device_count()} CUDA device(s)"]
+    return []
+
+
 def configure_torch(cfg: StudyConfig) -> None:
     """Threads and deterministic kernels for reproducible stages; quiet library logs."""
+    # cuBLAS needs a fixed workspace for deterministic matrix products (set before CUDA starts).
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.set_num_threads(cfg.runtime.threads)
     torch.use_deterministic_algorithms(True, warn_only=True)
     hf_logging.set_verbosity_error()
@@ -757,7 +783,11 @@ def run_study(cfg: StudyConfig, run_dir: Path, log: Callable[[str], None] = _log
     preflight(cfg)
     with rundir.locked(run_dir):
         rundir.write_config(run_dir, dump_config(cfg))
-        prov = rundir.provenance(cfg.runtime.device, cfg.runtime.threads)
+        # Stages see the device that runs them (auto resolved); config.yaml keeps the setting.
+        cfg = cfg.model_copy(update={"runtime": cfg.runtime.model_copy(
+            update={"device": resolve_device(cfg.runtime.device)})})
+        prov = rundir.provenance(cfg.runtime.device, cfg.runtime.threads,
+                                  cfg.training.precision)
         info = rundir.manifest(run_dir, prov)
         rundir.write_json(run_dir / "manifest.json", info)
         configure_torch(cfg)

@@ -72,9 +72,11 @@ def _git_commit() -> str | None:
     return out.stdout.strip() + ("+dirty" if dirty else "")
 
 
-def provenance(device: str = "cpu", threads: int | None = None) -> dict:
+def provenance(device: str = "cpu", threads: int | None = None,
+               precision: str | None = None) -> dict:
     """What builds results in this process: ouroboros version and commit, package versions,
-    Python, platform, device and threads (recorded in every stage's completion record)."""
+    Python, platform, device, threads and training precision (recorded in every stage's
+    completion record)."""
     versions = {}
     for name in PACKAGES:
         with contextlib.suppress(metadata.PackageNotFoundError):
@@ -82,10 +84,11 @@ def provenance(device: str = "cpu", threads: int | None = None) -> dict:
     out = {"ouroboros": __version__, "git_commit": _git_commit(), "python": sys.version,
            "platform": platform.platform(), "machine": platform.machine(),
            "cpu_count": os.cpu_count(), "packages": versions, "device": device,
-           "threads": threads}
+           "threads": threads, "precision": precision}
     if device.startswith("cuda"):
         import torch
         out["gpu"] = torch.cuda.get_device_name(torch.device(device))
+        out["cuda"] = torch.version.cuda
     return out
 
 

@@ -17,6 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ouroboros.config import TrainingConfig
+from ouroboros.models.encoding import IGNORE
 from ouroboros.models.scoring import Item, collate, sequence_nll
 from ouroboros.progress import show_progress
 
@@ -31,6 +32,16 @@ class TrainResult:
     final_train_loss: float
     selected_epoch: int | None = None
     history: list[dict] = field(default_factory=list)
+
+
+class TrainingDiverged(RuntimeError):
+    """The training loss stopped being finite (NaN or infinite)."""
+
+
+def target_tokens(batch: dict[str, torch.Tensor], seq2seq: bool) -> int:
+    """Label positions a model's mean loss averages over (causal: labels shift by one)."""
+    labels = batch["labels"] if seq2seq else batch["labels"][:, 1:]
+    return int((labels != IGNORE).sum())
 
 
 BUCKET_BATCHES = 32  # batches per length bucket: enough to sort, few enough to stay random
@@ -90,9 +101,13 @@ def lr_lambda(cfg: TrainingConfig, total: int):
 
 def train_model(model, seqs: list[Item], cfg: TrainingConfig, *, seed: int, pad_id: int,
                 valid: list[Item] | None = None, device: str = "cpu",
-                eval_batch_size: int = 128, progress: bool = False,
-                desc: str = "train") -> TrainResult:
+                eval_batch_size: int = 128, micro_batch_size: int | None = None,
+                progress: bool = False, desc: str = "train") -> TrainResult:
     """Train ``model`` in place on (ids, labels) pairs; selection=best needs ``valid``.
+
+    ``micro_batch_size`` (a memory setting, not a result one) splits each batch into parts
+    whose gradients are accumulated; ``cfg.precision`` bf16 runs the forward pass under bf16
+    autocast (weights, optimiser state and the saved checkpoint stay float32).
 
     Deterministic for a given seed, data and thread count: the shuffling generator and all
     parameter noise come from ``seed``.
@@ -104,6 +119,8 @@ def train_model(model, seqs: list[Item], cfg: TrainingConfig, *, seed: int, pad_
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     total, per_epoch = plan_steps(seqs, cfg)
+    micro = micro_batch_size if micro_batch_size and micro_batch_size < cfg.batch_size else 0
+    seq2seq = bool(getattr(getattr(model, "config", None), "is_encoder_decoder", False))
     model.to(device).train()
     # The fused kernel updates every tensor in one call: about a tenth less time per step of a
     # tiny model, where the per-op overhead dominates (CPU and CUDA have it).
@@ -121,17 +138,35 @@ def train_model(model, seqs: list[Item], cfg: TrainingConfig, *, seed: int, pad_
         batches = _in_order(torch.randperm(len(seqs), generator=gen).tolist(), cfg.batch_size)
     else:
         batches = _batches([len(ids) for ids, _ in seqs], cfg.batch_size, gen)
+    autocast = {"device_type": torch.device(device).type, "dtype": torch.bfloat16,
+                "enabled": cfg.precision == "bf16"}
     for step, idx in zip(range(total), batches, strict=False):
-        batch = collate([seqs[i] for i in idx], pad_id)
-        loss = model(**{k: v.to(device) for k, v in batch.items()}).loss
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        # One optimiser step over the whole batch, in micro-batches (gradient accumulation):
+        # each micro-batch's mean loss is weighted by its share of the batch's target tokens,
+        # so the gradient is the batch's token mean, as without accumulation.
+        width = micro or len(idx)
+        parts = [collate([seqs[i] for i in idx[j:j + width]], pad_id)
+                 for j in range(0, len(idx), width)]
+        targets = [target_tokens(part, seq2seq) for part in parts]
+        loss_value = 0.0
+        for part, n in zip(parts, targets, strict=True):
+            with torch.autocast(**autocast):
+                loss = model(**{k: v.to(device) for k, v in part.items()}).loss
+            if len(parts) > 1:
+                loss = loss * (n / sum(targets))
+            loss.backward()
+            loss_value += loss.item()
+            result.tokens_seen += int(part["attention_mask"].sum())
+        if not math.isfinite(loss_value):
+            raise TrainingDiverged(f"{desc}: the training loss is {loss_value} at step "
+                                   f"{step + 1} of {total} (peak lr {cfg.lr:g}); lower "
+                                   "training.lr or check the data")
         if cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
         sched.step()
-        losses.append(loss.item())
-        result.tokens_seen += int(batch["attention_mask"].sum())
+        losses.append(loss_value)
         bar.update(1)
         if (step + 1) % per_epoch == 0 or step + 1 == total:
             epoch = math.ceil((step + 1) / per_epoch)
