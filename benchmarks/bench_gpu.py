@@ -56,6 +56,7 @@ def main() -> None:
     ap.add_argument("--shape", choices=list(SHAPES), default="opt-125m")
     ap.add_argument("--blocks", type=int, default=8192, help="64-word training blocks")
     ap.add_argument("--steps", type=int, default=60, help="optimiser steps per training run")
+    ap.add_argument("--batch-size", type=int, default=32, help="training sequences per step")
     ap.add_argument("--prompts", type=int, default=1024, help="prompts per generation run")
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
@@ -63,7 +64,8 @@ def main() -> None:
     cfg = load_config(overrides=SHAPES[args.shape] + [
         "data.source=files", "data.files.train=x", "data.files.test=x", "task.block_words=64",
         "model.tokenizer=bpe", "model.vocab_size=16000", "model.context_length=256",
-        "training.batch_size=32", "training.lr=3e-4", "generation.max_new_tokens=64",
+        f"training.batch_size={args.batch_size}", "training.lr=3e-4",
+        "generation.max_new_tokens=64",
         "generation.prompt=real-prefix", "generation.prefix_words=8", "metrics.names=[]",
         f"runtime.device={device}", "runtime.generation_batch_size=256"])
     configure_torch(cfg)
@@ -83,7 +85,8 @@ def main() -> None:
           f"torch {torch.__version__}, median of {args.repeats} repeats")
 
     arms = {"fp32": {}, "bf16": {"precision": "bf16"},
-            "bf16, micro-batch 8": {"precision": "bf16", "micro": 8}}
+            f"bf16, micro-batch {args.batch_size // 4}": {"precision": "bf16",
+                                                          "micro": args.batch_size // 4}}
     res: dict[str, list[float]] = {k: [] for k in [*arms, "train baseline fp32", "generate",
                                                    "generate baseline"]}
     for r in range(args.repeats):

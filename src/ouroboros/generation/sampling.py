@@ -33,17 +33,27 @@ class BanTokens(LogitsProcessor):
 
 
 class RowGumbelNoise(LogitsProcessor):
-    """Add Gumbel(0, 1) noise drawn from one generator per row."""
+    """Add Gumbel(0, 1) noise drawn from one generator per row.
+
+    The generators live on the device of the scores (CPU: Mersenne Twister; CUDA: Philox),
+    so a GPU draws its noise where the scores are instead of moving a batch x vocabulary
+    array from the CPU at every step. A sample is reproducible on one device type; CPU and
+    CUDA draw different noise.
+    """
 
     def __init__(self, row_seeds: list[int]) -> None:
-        self.generators = [torch.Generator().manual_seed(int(s)) for s in row_seeds]
+        self.seeds = [int(s) for s in row_seeds]
+        self.generators: list[torch.Generator] = []
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        vocab = scores.shape[-1]
-        u = torch.stack([torch.rand(vocab, generator=g, dtype=torch.float64)
+        vocab, device = scores.shape[-1], scores.device
+        if not self.generators:
+            self.generators = [torch.Generator(device=device).manual_seed(s)
+                               for s in self.seeds]
+        u = torch.stack([torch.rand(vocab, generator=g, dtype=torch.float64, device=device)
                          for g in self.generators])
         gumbel = -torch.log(-torch.log(u.clamp_min(1e-300)))
-        return scores + gumbel.to(scores.device, scores.dtype)
+        return scores + gumbel.to(scores.dtype)
 
 
 def row_seeds(seed: int, start: int, count: int) -> list[int]:
