@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import os
 import sys
 from pathlib import Path
@@ -83,14 +85,60 @@ def _split_args(args: list[str]) -> tuple[str | None, list[str]]:
     return (paths[0] if paths else None), [a for a in args if "=" in a]
 
 
+class RunIOError(RuntimeError):
+    """The run directory cannot be written (disk full, read-only, no permission)."""
+
+
+DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
+NOT_WRITABLE = {errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def out_problems(run_dir: Path) -> list[str]:
+    """Why ``run_dir`` cannot be a run directory, checked before any work: an existing file,
+    a path under a file, or a location this process cannot write."""
+    if run_dir.exists() and not run_dir.is_dir():
+        return [f"--out {run_dir}: is a file, not a run directory"]
+    existing = run_dir.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        return [f"--out {run_dir}: {existing} is a file, so no directory can be made under it"]
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return [f"--out {run_dir}: {existing} is not writable (a read-only location, or no "
+                "permission)"]
+    return []
+
+
+@contextlib.contextmanager
+def _writing(run_dir: Path, then: str):
+    """Turn a full disk or an unwritable location into one clear error that says what to run
+    once it is fixed (``then``); finished stages are kept either way."""
+    try:
+        yield
+    except OSError as e:
+        where = e.filename or run_dir
+        if e.errno in DISK_FULL:
+            raise RunIOError(f"no space left on the device while writing {where} "
+                             f"({os.strerror(e.errno)}); nothing finished is lost: free some "
+                             f"space, then `{then}` continues") from e
+        if e.errno in NOT_WRITABLE:
+            raise RunIOError(f"cannot write {where}: {os.strerror(e.errno)}; choose a writable "
+                             f"--out (then `{then}` continues)") from e
+        raise
+
+
 def cmd_run(config: str | None, overrides: list[str], out: Path | None,
             report: bool = True) -> int:
     """Validate, run the study, write metrics.csv, render the report, print a summary."""
     from ouroboros.experiment.loop import run_study
     cfg = load_config(config, overrides)
     run_dir = out or Path("runs") / cfg.name
-    run_study(cfg, run_dir)
-    return _finish(run_dir, report)
+    problems = out_problems(run_dir)
+    if problems:
+        raise ConfigError(problems, "command")
+    with _writing(run_dir, f"ouroboros resume {run_dir}"):
+        run_study(cfg, run_dir)
+        return _finish(run_dir, report)
 
 
 def _finish(run_dir: Path, report: bool) -> int:
@@ -110,8 +158,9 @@ def cmd_resume(run_dir: Path) -> int:
     cfg_path = run_dir / "config.yaml"
     if not cfg_path.is_file():
         raise FileNotFoundError(f"{cfg_path} not found: is {run_dir} a run directory?")
-    run_study(load_config(cfg_path), run_dir)
-    return _finish(run_dir, True)
+    with _writing(run_dir, f"ouroboros resume {run_dir}"):
+        run_study(load_config(cfg_path), run_dir)
+        return _finish(run_dir, True)
 
 
 def cmd_status(run_dir: Path) -> int:
@@ -254,7 +303,8 @@ def main(argv: list[str] | None = None) -> int:
                 print()
                 print(slices_text(read_slices(args.run_dir),
                                   None if args.slices < 0 else args.slices))
-            print(f"report: {render_report(args.run_dir)}")
+            with _writing(args.run_dir, f"ouroboros report {args.run_dir}"):
+                print(f"report: {render_report(args.run_dir)}")
             return 0
         return cmd_ls()
     except ConfigError as e:
@@ -266,6 +316,9 @@ def main(argv: list[str] | None = None) -> int:
     except RunLockedError as e:
         print(f"error: {e}", file=sys.stderr)
         return 3
+    except RunIOError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     except BrokenPipeError:  # output piped into `head` and closed early: not a failure
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - stays open until exit
         return 0

@@ -72,3 +72,50 @@ def test_devices_checked_before_work(tmp_path, capsys):
         assert main(["run", "--out", str(out), "runtime.device=cuda:0"]) == 2
         assert "runtime.device: cuda:0 asked for, but PyTorch" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_out_that_cannot_be_a_run_directory(tmp_path, capsys):
+    """--out that is a file, under a file, or unwritable: one error line, exit 2, before any
+    work, and the file is left as it was."""
+    import os
+
+    import pytest
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("keep me")
+    assert main(["run", "--out", str(a_file)]) == 2
+    assert f"--out {a_file}: is a file, not a run directory" in capsys.readouterr().err
+    assert main(["run", "--out", str(a_file / "run")]) == 2
+    assert "is a file, so no directory can be made under it" in capsys.readouterr().err
+    assert a_file.read_text() == "keep me"
+    if os.geteuid() == 0:
+        pytest.skip("root can write a read-only directory")
+    locked = tmp_path / "ro"
+    locked.mkdir(mode=0o555)
+    assert main(["run", "--out", str(locked / "run")]) == 2
+    assert "is not writable" in capsys.readouterr().err
+
+
+def test_unwritable_or_full_disk_mid_run_is_one_error(tmp_path, capsys, monkeypatch):
+    """A location that refuses writes once the run starts (read-only file system), and a full
+    disk: exit 2 with one `error:` line naming the path and how to continue, no traceback."""
+    import errno
+
+    from ouroboros.experiment import rundir
+
+    def refuse(path, *a, **k):
+        raise OSError(errno.EROFS, "Read-only file system", str(path))
+    monkeypatch.setattr(rundir.Path, "mkdir", refuse)
+    out = tmp_path / "run"
+    assert main(["run", "--out", str(out), "generations=1", "seeds=[0]"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot write {out}: Read-only file system")
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    monkeypatch.undo()
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(rundir, "write_config", full)
+    assert main(["run", "--out", str(out), "generations=1", "seeds=[0]"]) == 2
+    err = capsys.readouterr().err
+    assert f"no space left on the device while writing {out}" in err
+    assert f"`ouroboros resume {out}` continues" in err
