@@ -130,3 +130,21 @@ def test_no_two_distinct_stages_share_a_random_stream():
                 derive_seed(s.spec["seed"], s.kind, g, *_stream(s.spec)))
     assert not seeds[(0, "wide")] & seeds[(1, "study")]  # no other cell's streams
     assert not seeds[(0, "wide")] & seeds[(0, "study")]  # nor its own cell's main model's
+
+
+def test_failed_atomic_write_keeps_the_old_file_and_no_temporary(tmp_path, monkeypatch):
+    import errno
+
+    import pytest
+
+    from ouroboros import atomic
+    path = tmp_path / "metrics.csv"
+    atomic.write_atomic(path, "old\n")
+
+    def no_space(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(atomic.os, "fsync", no_space)
+    with pytest.raises(OSError):
+        atomic.write_atomic(path, "new\n")
+    assert path.read_text() == "old\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.csv"]

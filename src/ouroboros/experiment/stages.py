@@ -19,6 +19,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from ouroboros.atomic import write_atomic
 from ouroboros.experiment.versions import version
 
 RECORD = "_complete.json"
@@ -125,16 +126,6 @@ class StageStore:
         write_atomic(tmp / RECORD, json.dumps(record, indent=2, default=str))
         os.rename(tmp, final)
         return True
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write a text file so that readers see the old or the new content, never a part."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:

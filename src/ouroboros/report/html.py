@@ -7,6 +7,7 @@ import html
 import json
 from pathlib import Path
 
+from ouroboros.atomic import write_atomic
 from ouroboros.report.plots import plot_all, plot_sample_perplexity
 from ouroboros.report.tables import (
     KEY_METRICS,
@@ -33,7 +34,7 @@ def _table_html(rows: list[dict], metrics: list[str]) -> str:
             cells = []
             for g in gens:
                 s = stats.get((policy, m, g))
-                cells.append(f"<td title='{_tooltip(s)}'>{s.mean:.4g} "
+                cells.append(f"<td title='{html.escape(_tooltip(s))}'>{s.mean:.4g} "
                              f"<small>(n={s.n_seeds})</small></td>" if s else "<td></td>")
             out.append(f"<tr><td>{html.escape(policy)}</td><td>{html.escape(m)}</td>"
                        + "".join(cells) + "</tr>")
@@ -102,7 +103,7 @@ def render_report(run_dir: Path) -> Path:
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
     seeds = sorted({r["seed"] for r in rows})
     images = "\n".join(
-        f"<figure><img alt='{p.stem}' src='data:image/png;base64,"
+        f"<figure><img alt='{html.escape(p.stem)}' src='data:image/png;base64,"
         f"{base64.b64encode(p.read_bytes()).decode()}'></figure>" for p in pngs)
     signatures = sorted({r["signature"] for r in rows})
     doc = f"""<!doctype html><html><head><meta charset="utf-8">
@@ -138,5 +139,5 @@ score_* are the mean curation scores.</p>
 <h2>Manifest</h2><pre>{html.escape(json.dumps(manifest, indent=2))}</pre>
 </body></html>"""
     path = out / "report.html"
-    path.write_text(doc, encoding="utf-8")
+    write_atomic(path, doc)
     return path

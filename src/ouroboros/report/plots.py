@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import math
+import re
 import textwrap
 from pathlib import Path
 
@@ -12,6 +15,7 @@ matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from ouroboros.atomic import write_atomic  # noqa: E402
 from ouroboros.report.tables import directions, policies_in_order, summarise  # noqa: E402
 
 
@@ -53,9 +57,7 @@ def plot_metric(rows: list[dict], metric: str, path: Path) -> Path:
     else:
         ax.text(0.5, 0.5, "no finite values", ha="center", transform=ax.transAxes)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def seed_counts(cells: list) -> str:
@@ -65,10 +67,29 @@ def seed_counts(cells: list) -> str:
     return text + (", no band" if hi < 2 else "")
 
 
+def safe_filename(name: str) -> str:
+    """A file name for a metric read from metrics.csv (which anyone may have edited): letters,
+    digits, '.', '_' and '-' only, never starting with '.', plus a short hash of the name when
+    anything had to change, so no name can reach outside its folder or collide."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", name).lstrip(".")[:80]
+    if safe != name or not safe:
+        safe = f"{safe}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+    return safe
+
+
+def save(fig, path: Path) -> Path:
+    """Write a figure's PNG atomically (a full disk leaves no half-written image)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    write_atomic(path, buf.getvalue())
+    return path
+
+
 def plot_all(rows: list[dict], out_dir: Path, metrics: list[str]) -> list[Path]:
     """A PNG per metric in ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    return [plot_metric(rows, m, out_dir / f"{m}.png") for m in metrics]
+    return [plot_metric(rows, m, out_dir / f"{safe_filename(m)}.png") for m in metrics]
 
 
 def _closed_form_label(row) -> str:
@@ -101,9 +122,7 @@ def plot_toy(rows, title: str, path: Path) -> Path:
         ax.legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def plot_sample_perplexity(csv_path: Path, path: Path) -> Path:
@@ -130,6 +149,4 @@ def plot_sample_perplexity(csv_path: Path, path: Path) -> Path:
     axes[0][0].set_ylabel("density")
     axes[0][-1].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save(fig, path)

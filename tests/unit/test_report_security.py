@@ -1,0 +1,65 @@
+"""A crafted run directory cannot put script into report.html or write outside report/."""
+
+import csv
+from html.parser import HTMLParser
+
+from ouroboros.experiment.rundir import METRIC_COLUMNS
+from ouroboros.report.html import render_report
+from ouroboros.report.plots import safe_filename
+
+HOSTILE = ["x' onload='alert(3)", "<script>alert(1)</script>", "../../evil",
+           "\"><img src=x onerror=alert(2)>"]
+
+
+class _Elements(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags, self.attrs, self.text = [], [], []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        self.attrs += [name for name, _ in attrs]
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def test_hostile_names_stay_text_and_inside_the_report(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    with open(run / "metrics.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=METRIC_COLUMNS)
+        w.writeheader()
+        for i, name in enumerate(HOSTILE):
+            for g in (0, 1):
+                w.writerow({"cell": f"{name}-s0", "policy": name, "seed": 0, "generation": g,
+                            "metric": name, "value": 1.0 + i + g, "higher_is_better": "True",
+                            "signature": f"{name}|v1"})
+    with open(run / "composition.csv", "w", encoding="utf-8") as f:
+        f.write("cell,policy,seed,generation,origin,count\n"
+                f"c,\"{HOSTILE[0]}\",0,0,\"{HOSTILE[1]}\",3\n")
+    (run / "config.yaml").write_text(f"name: '{HOSTILE[1]}'\n")
+    before = {p for p in tmp_path.rglob("*")}
+    page = render_report(run).read_text()
+
+    parsed = _Elements()
+    parsed.feed(page)
+    assert "script" not in parsed.tags
+    assert not [a for a in parsed.attrs if a.startswith("on")]
+    assert set(parsed.tags) <= {"html", "head", "meta", "title", "style", "body", "h1", "h2",
+                                "p", "pre", "figure", "img", "table", "tr", "th", "td", "small",
+                                "details", "summary"}
+    text = "".join(parsed.text)
+    assert all(name in text for name in HOSTILE)  # shown as text, not markup
+    written = {p for p in tmp_path.rglob("*")} - before
+    assert all(p.is_relative_to(run / "report") for p in written), written
+    assert not (tmp_path / "evil.png").exists()
+
+
+def test_safe_filenames():
+    assert safe_filename("perplexity") == "perplexity"
+    for name in HOSTILE + ["", ".hidden", "a/b", "é"]:
+        safe = safe_filename(name)
+        assert safe and "/" not in safe and not safe.startswith(".")
+        assert set(safe) <= set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+    assert safe_filename("a/b") != safe_filename("a_b")
