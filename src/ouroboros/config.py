@@ -30,9 +30,25 @@ class ConfigError(ValueError):
 
 
 class Section(BaseModel):
-    """A config section: unknown keys are errors, so typos never pass silently."""
+    """A config section: unknown keys are errors, so typos never pass silently; values are
+    never coerced (``true`` is not 1, ``"3"`` is not 3) and numbers must be finite."""
 
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    model_config = ConfigDict(extra="forbid", validate_default=True, strict=True,
+                              allow_inf_nan=False)
+
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$"
+
+
+def _path_name(value: str | None) -> str | None:
+    """A name that becomes part of a file or folder name: letters, digits and ._+- only,
+    starting with a letter or digit, at most 64 characters (so never '', '..', '/' or an
+    absolute path)."""
+    import re as _re
+    if value is not None and not _re.match(NAME_PATTERN, value):
+        raise ValueError(f"{value!r} becomes part of a file name: use letters, digits and "
+                         "._+- only, starting with a letter or digit (at most 64 characters)")
+    return value
 
 
 def _valid(section, problems: list[str]):
@@ -187,9 +203,9 @@ class ModelConfig(Section):
         pretrained_family = self.name.startswith("hf-")
         if pretrained_family and not self.pretrained:
             problems.append(f"model {self.name} needs pretrained: a model name or folder")
-        if not pretrained_family and (self.pretrained or self.lora):
-            problems.append(f"model {self.name} is trained from scratch: pretrained and lora "
-                            "are for hf-causal / hf-seq2seq")
+        if not pretrained_family and (self.pretrained or self.lora or self.trust_remote_code):
+            problems.append(f"model {self.name} is trained from scratch: pretrained, lora and "
+                            "trust_remote_code are for hf-causal / hf-seq2seq")
         return _valid(self, problems)
 
 
@@ -350,6 +366,7 @@ class GeneratorConfig(Section):
     the same training set as the others."""
 
     label: str = Field(description="Source tag of its samples, e.g. small or wide.")
+    _safe_label = field_validator("label")(_path_name)
     share: Fraction = Field(gt=0, description="Its share of each generation's synthetic data.")
     n_layer: int | None = Field(None, gt=0, description="Its blocks (null: model.n_layer).")
     n_embd: int | None = Field(None, gt=0, description="Its width (null: model.n_embd).")
@@ -388,6 +405,7 @@ class PolicyConfig(Section):
     real_fraction: Fraction | None = Field(
         None, description="mix: share of real data at fixed size; fresh: share of new real data.")
     label: str | None = Field(None, description="Name in tables and plots (default: derived).")
+    _safe_label = field_validator("label")(_path_name)
     curation: list[CurationStepConfig] | None = Field(
         None, description="Curation steps for this policy's cells (null: the study's).")
     order: Literal["shuffle", "given", "fixed"] | None = Field(
@@ -436,6 +454,7 @@ class TraitConfig(Section):
     """One trait measured on the generated samples (metric plug-in ``traits``)."""
 
     trait: str = Field(description="Name in tables: toxicity, formality, emotion_intensity...")
+    _safe_trait = field_validator("trait")(_path_name)
     scorer: Literal["vader", "classifier", "hf"] = Field(
         description="vader (offline emotion intensity), classifier (trained from a labeled "
                     "file), hf (a Hugging Face sequence classifier)")
@@ -518,6 +537,8 @@ class StudyConfig(Section):
     """A study: a grid of cells (policy x seed); each cell is a chain of generations."""
 
     name: str = Field("demo", description="Study name (default run directory: runs/<name>).")
+
+    _safe_name = field_validator("name")(_path_name)
     generations: int = Field(3, ge=1, description="Models per cell, generation 0 included.")
     seeds: list[int] = Field([0, 1, 2], min_length=1, description="One cell per seed and policy.")
     policies: list[PolicyConfig] = Field(default_factory=_default_policies, min_length=1)
@@ -535,12 +556,14 @@ class StudyConfig(Section):
     @model_validator(mode="after")
     def _distinct_cells(self) -> StudyConfig:
         labels = [p.display for p in self.policies]
-        repeated = sorted({x for x in labels if labels.count(x) > 1})
         problems = self._fit_problems()
+        for j, label in enumerate(labels):
+            if label in labels[:j]:
+                problems.append(f"policies.{j}.label: policies have the same label {label!r} "
+                                f"as policies.{labels.index(label)} (give each a label)")
+        repeated = sorted({s for s in self.seeds if self.seeds.count(s) > 1})
         if repeated:
-            problems.append(f"policies have the same label {repeated}; give each a label")
-        if len(set(self.seeds)) != len(self.seeds):
-            problems.append("seeds repeat")
+            problems.append(f"seeds: {repeated} repeat (one cell per seed and policy)")
         return _valid(self, problems)
 
     def _fit_problems(self) -> list[str]:
@@ -612,11 +635,33 @@ def _format_error(err: dict) -> list[str]:
     path = ".".join(str(p) for p in err["loc"])
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
-        msg = "unknown key"
+        msg = "unknown key" + _did_you_mean(err["loc"])
     if path:
         return [f"{path}: {msg}"]
     return [part if re.match(r"^[a-z_]+(\.[\w-]+)*: ", part) else f"(top level): {part}"
             for part in msg.split("; ")]
+
+
+def _did_you_mean(loc: tuple) -> str:
+    """`` (did you mean 'lr'?)`` for an unknown key close to a field of its section."""
+    import difflib
+    model: Any = StudyConfig
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part) if isinstance(model, type) else None
+        if field is None:
+            return ""
+        inner = field.annotation
+        for arg in (*getattr(inner, "__args__", ()), inner):
+            for sub in (*getattr(arg, "__args__", ()), arg):
+                if isinstance(sub, type) and issubclass(sub, BaseModel):
+                    inner = sub
+        model = inner
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return ""
+    close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
@@ -624,7 +669,13 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     key, sep, raw = item.partition("=")
     if not sep or not key.strip():
         raise ConfigError([f"{item}: an override must look like dotted.key=value"], "override")
-    return key.strip().split("."), yaml.safe_load(raw) if raw.strip() else None
+    try:
+        value = yaml.load(raw, Loader=_UniqueKeyLoader) if raw.strip() else None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError([f"{key.strip()}: the value {raw!r} is not valid YAML ({mark})"],
+                          "override") from e
+    return key.strip().split("."), value
 
 
 def _child(node: dict, key: str, default: Any) -> Any:
@@ -673,17 +724,49 @@ def apply_overrides(data: dict, overrides: list[str], defaults: dict | None = No
     return problems
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe YAML loader that refuses a key given twice in one mapping (plain YAML keeps the
+    last one silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} given twice (first on line {seen[key] + 1})",
+                    key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _yaml_problem(where: str, e: yaml.YAMLError) -> str:
+    """``FILE:LINE: what`` for a YAML error."""
+    mark = getattr(e, "problem_mark", None)
+    line = f":{mark.line + 1}" if mark is not None else ""
+    what = " ".join(str(x) for x in (getattr(e, "context", None), getattr(e, "problem", None))
+                    if x) or str(e)
+    return f"{where}{line}: not valid YAML ({what})"
+
+
 def read_yaml(path: str | Path) -> dict:
-    """The mapping in a YAML file; a missing file or a non-mapping is a ConfigError."""
+    """The mapping in a YAML file; a missing or empty file, a duplicate key or a non-mapping
+    is a ConfigError."""
     p = Path(path)
+    if p.is_dir():
+        raise ConfigError([f"{p}: is a directory, not a config file"], "config")
     if not p.is_file():
         raise ConfigError([f"{p}: no such file"], "config")
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise ConfigError([f"{p}: not valid YAML ({e})"], "config") from e
+        data = yaml.load(p.read_text(encoding="utf-8-sig"), Loader=_UniqueKeyLoader)
+    except UnicodeDecodeError as e:
+        raise ConfigError([f"{p}: not UTF-8 text ({e.reason} at byte {e.start})"],
+                          "config") from e
+    except yaml.YAMLError as e:
+        raise ConfigError([_yaml_problem(str(p), e)], "config") from e
     if data is None:
-        return {}
+        raise ConfigError([f"{p}: empty config (for the built-in demo give no CONFIG)"],
+                          "config")
     if not isinstance(data, dict):
         raise ConfigError([f"{p}: the top level must be a mapping of sections"], "config")
     return data
