@@ -319,6 +319,14 @@ def main(argv: list[str] | None = None) -> int:
     except RunIOError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except RuntimeError as e:
+        # Training diverged (a NaN or infinite loss): a setting to change, not a bug. The
+        # trainer (and torch) is only imported by commands that train, hence the lookup.
+        trainer = sys.modules.get("ouroboros.training.trainer")
+        if trainer is None or not isinstance(e, trainer.TrainingDiverged):
+            raise
+        print(f"error: {e} (finished stages are kept)", file=sys.stderr)
+        return 2
     except BrokenPipeError:  # output piped into `head` and closed early: not a failure
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - stays open until exit
         return 0

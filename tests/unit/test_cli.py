@@ -119,3 +119,17 @@ def test_unwritable_or_full_disk_mid_run_is_one_error(tmp_path, capsys, monkeypa
     err = capsys.readouterr().err
     assert f"no space left on the device while writing {out}" in err
     assert f"`ouroboros resume {out}` continues" in err
+
+
+def test_diverging_training_is_one_error(tmp_path, capsys, monkeypatch):
+    """A training loss that stops being finite ends the run with one error line (exit 2)."""
+    from ouroboros.training import trainer
+
+    def diverge(*a, **k):
+        raise trainer.TrainingDiverged("train s0-g0: the training loss is nan at step 3 of 9 "
+                                       "(peak lr 1e+30); lower training.lr or check the data")
+    monkeypatch.setattr("ouroboros.experiment.loop.train_model", diverge)
+    out = tmp_path / "run"
+    assert main(["run", "--out", str(out), "generations=1", "seeds=[0]", "--no-report"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: train s0-g0: the training loss is nan") and "Traceback" not in err
