@@ -137,8 +137,8 @@ def cmd_run(config: str | None, overrides: list[str], out: Path | None,
     if problems:
         raise ConfigError(problems, "command")
     with _writing(run_dir, f"ouroboros resume {run_dir}"):
-        run_study(cfg, run_dir)
-        return _finish(run_dir, report)
+        run_study(cfg, run_dir, finish=lambda: _finish(run_dir, report))
+    return 0
 
 
 def _finish(run_dir: Path, report: bool) -> int:
@@ -157,10 +157,12 @@ def cmd_resume(run_dir: Path) -> int:
     from ouroboros.experiment.loop import run_study
     cfg_path = run_dir / "config.yaml"
     if not cfg_path.is_file():
-        raise FileNotFoundError(f"{cfg_path} not found: is {run_dir} a run directory?")
+        raise FileNotFoundError(f"{cfg_path} not found: {run_dir} is not a run directory, or "
+                                f"its run stopped before writing its config: start it again "
+                                f"with `ouroboros run CONFIG --out {run_dir}`")
     with _writing(run_dir, f"ouroboros resume {run_dir}"):
-        run_study(load_config(cfg_path), run_dir)
-        return _finish(run_dir, True)
+        run_study(load_config(cfg_path), run_dir, finish=lambda: _finish(run_dir, True))
+    return 0
 
 
 def cmd_status(run_dir: Path) -> int:
@@ -170,7 +172,13 @@ def cmd_status(run_dir: Path) -> int:
     if not cfg_path.is_file():
         raise FileNotFoundError(f"{cfg_path} not found: is {run_dir} a run directory?")
     st = study_status(load_config(cfg_path), run_dir)
-    print(f"{run_dir}: {'complete' if st['complete'] else 'incomplete'}")
+    if st["complete"]:
+        print(f"{run_dir}: complete")
+    elif st["stages_done"]:
+        print(f"{run_dir}: incomplete: every stage is finished, but the CSVs and report were not "
+              f"all written; `ouroboros resume {run_dir}` writes them")
+    else:
+        print(f"{run_dir}: incomplete")
     for kind, (done, total) in st["stages"].items():
         print(f"  {kind:<10} {done}/{total} stages finished")
     for cell, done in st["cells"].items():

@@ -133,3 +133,34 @@ def test_diverging_training_is_one_error(tmp_path, capsys, monkeypatch):
     assert main(["run", "--out", str(out), "generations=1", "seeds=[0]", "--no-report"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: train s0-g0: the training loss is nan") and "Traceback" not in err
+
+
+def test_status_is_complete_only_once_the_outputs_are_written(tmp_path, capsys, monkeypatch):
+    """A run that fails while writing its report has every stage but is not complete; resume
+    writes the rest. The lock is held while the report is written."""
+    from ouroboros.experiment import rundir
+    from ouroboros.report import html
+    out = tmp_path / "run"
+    args = ["generations=1", "seeds=[0]", "data.train_size=100", "data.test_size=50",
+            "training.tokens=2000", "policies=[{name: replace}]", "runtime.progress=false"]
+    real_render = html.render_report
+
+    def locked_then_fail(run_dir):
+        import pytest
+        with pytest.raises(rundir.RunLockedError):  # still ours while the report is written
+            with rundir.locked(run_dir):
+                pass
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(html, "render_report", locked_then_fail)
+    assert main(["run", "--out", str(out), *args]) == 2
+    capsys.readouterr()
+    assert main(["status", str(out)]) == 0
+    assert "every stage is finished, but the CSVs and report were not" in capsys.readouterr().out
+    monkeypatch.setattr(html, "render_report", real_render)
+    assert main(["resume", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["status", str(out)]) == 0
+    assert capsys.readouterr().out.startswith(f"{out}: complete")
+    (tmp_path / "bare").mkdir()
+    assert main(["resume", str(tmp_path / "bare")]) == 2
+    assert "start it again with `ouroboros run CONFIG --out" in capsys.readouterr().err

@@ -776,9 +776,12 @@ def configure_torch(cfg: StudyConfig) -> None:
     hf_logging.disable_progress_bar()  # "Loading weights" bars would drown the stage log
 
 
-def run_study(cfg: StudyConfig, run_dir: Path, log: Callable[[str], None] = _log) -> Plan:
+def run_study(cfg: StudyConfig, run_dir: Path, log: Callable[[str], None] = _log,
+              finish: Callable[[], None] | None = None) -> Plan:
     """Run (or resume) a study in ``run_dir``; finished stages with matching fingerprints are
-    skipped. Writes config.yaml, manifest.json, the stages and metrics.csv."""
+    skipped. Writes config.yaml, manifest.json, the stages and metrics.csv; then ``finish``
+    (the summary and report), still holding the lock. manifest.json gets ``finished`` only
+    once everything is written, which is what ``status`` calls complete."""
     run_dir = Path(run_dir)
     preflight(cfg)
     with rundir.locked(run_dir):
@@ -811,6 +814,8 @@ def run_study(cfg: StudyConfig, run_dir: Path, log: Callable[[str], None] = _log
             run_dir, {s.relpath for s in plan.stages}))
         if moved:
             log(f"stages no longer in the plan were moved to {moved}")
+        if finish is not None:
+            finish()
         info["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         info["stages_built"] = built
         rundir.write_json(run_dir / "manifest.json", info)
@@ -827,5 +832,11 @@ def study_status(cfg: StudyConfig, run_dir: Path) -> dict:
         done_total[0] += store.is_done(s)
         done_total[1] += 1
     cells = {c.name: sum(store.is_done(s) for s in c.evaluations) for c in plan.cells}
+    manifest = Path(run_dir) / "manifest.json"
+    try:
+        written = "finished" in json.loads(manifest.read_text())
+    except (OSError, json.JSONDecodeError):
+        written = False
+    stages_done = all(store.is_done(s) for s in plan.stages)
     return {"stages": kinds, "cells": cells, "generations": cfg.generations,
-            "complete": all(store.is_done(s) for s in plan.stages)}
+            "stages_done": stages_done, "complete": stages_done and written}
