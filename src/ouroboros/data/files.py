@@ -17,15 +17,22 @@ class DataError(ValueError):
     """Real data that cannot be used, with the file (and line) at fault."""
 
 
+def _must_be_file(path: Path) -> None:
+    """A DataError unless ``path`` is a file, saying what it is instead."""
+    if not path.is_file():
+        what = "is a directory, not a file" if path.is_dir() else "no such file"
+        raise DataError(f"{path}: {what}")
+
+
 def _lines(path: Path) -> list[str]:
     """The lines of a UTF-8 text file, without line endings; bad bytes name file and line."""
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
+    _must_be_file(path)
     out = []
     with open(path, "rb") as f:
         for i, raw in enumerate(f, 1):
             try:
-                out.append(raw.decode("utf-8").rstrip("\r\n"))
+                # A byte-order mark (spreadsheet exports) is not part of the first line.
+                out.append(raw.decode("utf-8-sig" if i == 1 else "utf-8").rstrip("\r\n"))
             except UnicodeDecodeError as e:
                 raise DataError(f"{path}:{i}: not valid UTF-8 "
                                 f"(byte {e.start}: {e.reason})") from None
@@ -63,8 +70,7 @@ def read_delimited(path: Path, delimiter: str) -> list[dict]:
 
 def read_parquet(path: Path) -> list[dict]:
     """Rows of a Parquet file (via pyarrow)."""
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
+    _must_be_file(path)
     import pyarrow.parquet as pq
     return [{**row, "_line": i} for i, row in enumerate(pq.read_table(path).to_pylist(), 1)]
 
@@ -75,6 +81,10 @@ def read_parallel(source: Path, target: Path) -> list[dict]:
     if len(src) != len(tgt):
         raise DataError(f"parallel files differ in length: {source} has {len(src)} lines, "
                         f"{target} has {len(tgt)}")
+    for i, (s, t) in enumerate(zip(src, tgt, strict=True), 1):
+        if not s.strip() or not t.strip():  # would become an empty example, or a pair shifted
+            raise DataError(f"{source if not s.strip() else target}:{i}: blank line in "
+                            f"parallel data (every line pairs with the other file's line {i})")
     return [{"source": s.strip(), "target": t.strip(), "_line": i}
             for i, (s, t) in enumerate(zip(src, tgt, strict=True), 1)]
 
@@ -91,9 +101,7 @@ def split_paths(spec: str | list[str], root: Path | None) -> list[Path]:
 
 def file_digest(path: Path) -> str:
     """SHA-256 of a file's bytes: data is identified by content, not by where it lies."""
-    if not path.is_file():
-        what = "is a directory, not a file" if path.is_dir() else "no such file"
-        raise DataError(f"{path}: {what}")
+    _must_be_file(path)
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -129,11 +137,17 @@ def map_fields(records: list[dict], fields: dict[str, str], needed: tuple[str, .
         for name in needed:
             column = fields.get(name, name)
             value = r.get(column)
-            if value is None:
+            line = f"{where}:{r.get('_line', '?')}"
+            if column not in r:
                 present = sorted(k for k in r if k != "_line")
-                raise DataError(f"{where}:{r.get('_line', '?')}: no field '{column}' for "
-                                f"{name} (present: {', '.join(present)}); map it with "
-                                f"data.files.fields")
+                raise DataError(f"{line}: no field '{column}' for {name} (present: "
+                                f"{', '.join(present)}); map it with data.files.fields")
+            if value is None:
+                raise DataError(f"{line}: field '{column}' ({name}) is null, not text")
+            if isinstance(value, list | dict):
+                raise DataError(f"{line}: field '{column}' ({name}) is a "
+                                f"{type(value).__name__}, not text (pick one element when "
+                                f"preparing the data)")
             row[name] = value if isinstance(value, str) else str(value)
         out.append(row)
     return out

@@ -173,7 +173,18 @@ def select_splits(split_examples: dict[str, list[dict] | None], cfg: DataConfig,
         valid, order = [train_all[i] for i in sorted(order[:n_valid])], order[n_valid:]
     else:
         valid = _take(valid, cfg.valid_size, np.random.default_rng([2**31, 2]))
-    n_train = len(order) if cfg.train_size is None else min(cfg.train_size, len(order))
+    short = [(f"data.{k}_size", n, len(rows)) for k, n, rows in
+             (("train", cfg.train_size, order),
+              ("valid", cfg.valid_size if split_examples.get("valid") is not None else None,
+               split_examples.get("valid") or []),
+              ("test", cfg.test_size, split_examples["test"] or []))
+             if n is not None and n > len(rows)]
+    if short:  # asking for more than there is would silently run on less
+        raise DataError(", and ".join(
+            f"{key}: asks for {n} examples, but the data hold {have}" for key, n, have in short)
+            + " (after the seed's validation split where it is carved from train); lower it, "
+              "or give null for all")
+    n_train = len(order) if cfg.train_size is None else cfg.train_size
     train = [train_all[i] for i in sorted(order[:n_train])]  # file order, for readability
     test = _take(split_examples["test"] or [], cfg.test_size, np.random.default_rng([2**31, 3]))
     for name, rows in (("train", train), ("valid", valid), ("test", test)):

@@ -36,6 +36,7 @@ from ouroboros.config import (
     TrainingConfig,
     dump_config,
 )
+from ouroboros.data.files import DataError
 from ouroboros.data.sources import RealSplits, select_splits
 from ouroboros.experiment import rundir
 from ouroboros.experiment.stages import (
@@ -250,7 +251,11 @@ def real_splits(cfg: StudyConfig, source, task, seed: int) -> RealSplits:
                 for split, rows in records.items()}
     for split, rows in examples.items():
         if rows is not None and not rows:
-            raise ValueError(f"the real {split} split has no examples for task {cfg.task.name}")
+            why = (f"its text is shorter than one block of task.block_words="
+                   f"{cfg.task.block_words} words" if cfg.task.block_words
+                   else "an empty file, or every line blank?")
+            raise DataError(f"the real {split} split has no examples for task {cfg.task.name} "
+                            f"({why})")
     return select_splits(examples, cfg.data, seed, exact=getattr(source, "exact_sizes", False))
 
 

@@ -29,7 +29,7 @@ _GENERATE = ["ouroboros.generation.hf", "ouroboros.generation.sampling",
 _QUALITY = ["ouroboros.experiment.loop:Runner._quality_scorer"]
 
 CODE: dict[str, tuple[int, list[str]]] = {
-    "data": (2, _DATA + ["ouroboros.experiment.loop:Runner.build_data"]),
+    "data": (3, _DATA + ["ouroboros.experiment.loop:Runner.build_data"]),
     "pool": (2, _DATA + ["ouroboros.experiment.loop:Runner.build_pool"]),
     "tokenizer": (2, _MODELS + _TASKS + ["ouroboros.experiment.loop:Runner.build_tokenizer"]),
     "trainset": (2, _DATA + _SEEDS + ["ouroboros.policies.core",

@@ -1,0 +1,115 @@
+"""The bad-data matrix: every problem with real data files is exit code 2 with its file:line
+or dotted path, from `run` and `validate` alike, before anything is written."""
+
+import pytest
+
+from ouroboros.cli import main
+
+LM = ["data.source=files", "task.name=lm", "model.tokenizer=bpe", "model.vocab_size=300",
+      "data.train_size=null", "data.valid_size=null", "data.test_size=null",
+      "metrics.names=[perplexity]"]
+SUM = LM[:1] + ["task.name=summarization", *LM[2:],
+                "data.files.fields={source: document, target: summary}"]
+LINES = "".join(f"line number {i} of some text\n" for i in range(40))
+JSONL = "".join(f'{{"document": "dialogue {i}", "summary": "summary {i}"}}\n' for i in range(30))
+
+
+def _files(**files):
+    return files
+
+
+CASES = [  # (files to write, overrides, what the error must say)
+    ({"test.txt": LINES}, LM + ["data.files.train=train.txt", "data.files.test=test.txt"],
+     "train.txt: no such file"),
+    ({"test.txt": LINES, "train.txt/": None}, LM + ["data.files.train=train.txt",
+                                                    "data.files.test=test.txt"],
+     "train.txt: is a directory, not a file"),
+    ({"train.txt": LINES, "test.txt": LINES},
+     LM + ["data.files.train=train.txt", "data.files.test=test.txt", "data.train_size=100"],
+     "data.train_size: asks for 100 examples, but the data hold 36"),
+    ({"train.txt": LINES, "test.txt": LINES},
+     LM + ["data.files.train=train.txt", "data.files.test=test.txt", "data.test_size=41"],
+     "data.test_size: asks for 41 examples, but the data hold 40"),
+    ({"train.txt": "", "test.txt": LINES}, LM + ["data.files.train=train.txt",
+                                                 "data.files.test=test.txt"],
+     "train.txt) has no examples"),
+    ({"train.txt": b"good line\n\xff\xfe bad bytes\n", "test.txt": LINES},
+     LM + ["data.files.train=train.txt", "data.files.test=test.txt"],
+     "train.txt:2: not valid UTF-8"),
+    ({"train.dat": LINES, "test.txt": LINES},
+     LM + ["data.files.train=train.dat", "data.files.test=test.txt"],
+     "train.dat: cannot tell the format from the extension"),
+    ({"train.txt": LINES, "test.txt": LINES},
+     LM + ["data.files.train=train.txt", "data.files.test=test.txt", "task.block_words=10000"],
+     "shorter than one block of task.block_words=10000 words"),
+    ({"src.txt": "a\nb\n\nd\n", "tgt.txt": "A\nB\nC\nD\n", "test.txt": LINES},
+     SUM[:1] + ["task.name=translation", *LM[2:], "data.files.train=[src.txt, tgt.txt]",
+                "data.files.test=[src.txt, tgt.txt]"],
+     "src.txt:3: blank line in parallel data"),
+    ({"src.txt": "a\nb\n", "tgt.txt": "A\n"},
+     SUM[:1] + ["task.name=translation", *LM[2:], "data.files.train=[src.txt, tgt.txt]",
+                "data.files.test=[src.txt, tgt.txt]"],
+     "parallel files differ in length"),
+    ({"train.jsonl": JSONL + '{"document": "d", "summary": null}\n', "test.jsonl": JSONL},
+     SUM + ["data.files.train=train.jsonl", "data.files.test=test.jsonl"],
+     "train.jsonl:31: field 'summary' (target) is null, not text"),
+    ({"train.jsonl": JSONL + '{"document": "d", "summary": ["a", "b"]}\n',
+      "test.jsonl": JSONL},
+     SUM + ["data.files.train=train.jsonl", "data.files.test=test.jsonl"],
+     "train.jsonl:31: field 'summary' (target) is a list, not text"),
+    ({"train.jsonl": JSONL + '{"document": "d"}\n', "test.jsonl": JSONL},
+     SUM + ["data.files.train=train.jsonl", "data.files.test=test.jsonl"],
+     "train.jsonl:31: no field 'summary' for target (present: document)"),
+    ({"train.jsonl": JSONL + "{broken\n", "test.jsonl": JSONL},
+     SUM + ["data.files.train=train.jsonl", "data.files.test=test.jsonl"],
+     "train.jsonl:31: not valid JSON"),
+    ({"train.jsonl": JSONL + "[1, 2]\n", "test.jsonl": JSONL},
+     SUM + ["data.files.train=train.jsonl", "data.files.test=test.jsonl"],
+     "train.jsonl:31: each line must be a JSON object"),
+    ({"train.csv": "document,summ\nd,s\n", "test.jsonl": JSONL},
+     SUM + ["data.files.train=train.csv", "data.files.test=test.jsonl"],
+     "train.csv:2: no field 'summary' for target"),
+]
+
+
+def _write(root, files):
+    for name, content in files.items():
+        path = root / name.rstrip("/")
+        if name.endswith("/"):
+            path.mkdir()
+        elif isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content)
+
+
+@pytest.mark.parametrize("verb", ["run", "validate"])
+@pytest.mark.parametrize(("files", "overrides", "message"), CASES,
+                         ids=[str(i) for i in range(len(CASES))])
+def test_bad_data_is_refused_before_anything_is_written(tmp_path, capsys, verb, files,
+                                                        overrides, message):
+    data = tmp_path / "data"
+    data.mkdir()
+    _write(data, files)
+    out = tmp_path / "run"
+    args = [verb, *(["--out", str(out)] if verb == "run" else []),
+            f"data.files.root={data}", *overrides]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err, err
+    assert "Traceback" not in err and not out.exists()
+
+
+def test_csv_with_a_byte_order_mark_is_read(tmp_path, capsys):
+    """Spreadsheet exports start with a BOM; the header's first column is still 'document'."""
+    data = tmp_path / "data"
+    data.mkdir()
+    rows = "".join(f"dialogue {i},summary {i}\n" for i in range(30))
+    (data / "train.csv").write_text("\ufeffdocument,summary\n" + rows, encoding="utf-8")
+    (data / "test.csv").write_text("\ufeffdocument,summary\n" + rows, encoding="utf-8")
+    assert main(["validate", f"data.files.root={data}", *SUM, "data.files.train=train.csv",
+                 "data.files.test=test.csv"]) == 0, capsys.readouterr().err
+
+
+def test_matrix_is_large():
+    assert len(CASES) >= 15
