@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from ouroboros.config import ConfigError, load_config
+from ouroboros.config import ConfigError, load_config, notices
 
 EXAMPLES = """examples:
   ouroboros run                                  # the built-in demo study -> runs/demo
@@ -132,6 +132,8 @@ def cmd_run(config: str | None, overrides: list[str], out: Path | None,
     """Validate, run the study, write metrics.csv, render the report, print a summary."""
     from ouroboros.experiment.loop import run_study
     cfg = load_config(config, overrides)
+    for line in notices(cfg):
+        print(f"note: {line}", file=sys.stderr)
     run_dir = out or Path("runs") / cfg.name
     problems = out_problems(run_dir)
     if problems:
@@ -282,6 +284,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.verb == "validate":
             config, overrides = _split_args(args.args)
             cfg = load_config(config, overrides)
+            for line in notices(cfg):
+                print(f"note: {line}", file=sys.stderr)
             from ouroboros.experiment.loop import preflight
             preflight(cfg)  # the same data, plan and model checks as `run`, writing nothing
             print(f"{config or 'built-in demo'}: valid ({len(cfg.policies)} policies x "

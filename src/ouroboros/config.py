@@ -155,8 +155,14 @@ class TaskConfig(Section):
     @field_validator("template")
     @classmethod
     def _one_source(cls, value: str | None) -> str | None:
-        if value is not None and value.replace("{{", "").count("{source}") != 1:
+        if value is None:
+            return value
+        if value.replace("{{", "").count("{source}") != 1:
             raise ValueError("template needs {source} exactly once")
+        others = sorted(set(re.findall(r"(?<!\{)\{(\w*)\}(?!\})", value)) - {"source"})
+        if others:
+            raise ValueError(f"template: {{{others[0]}}} is not a placeholder (only {{source}} "
+                             "is: the source text; write {{ and }} for literal braces)")
         return value
 
     _check_name = field_validator("name")(_plugin(registry.TASKS))
@@ -640,6 +646,16 @@ def _format_error(err: dict) -> list[str]:
         return [f"{path}: {msg}"]
     return [part if re.match(r"^[a-z_]+(\.[\w-]+)*: ", part) else f"(top level): {part}"
             for part in msg.split("; ")]
+
+
+def notices(cfg: StudyConfig) -> list[str]:
+    """What a user must know before a run starts: settings that run code from elsewhere."""
+    models = [("model", cfg.model.pretrained, cfg.model.trust_remote_code)] + [
+        (f"policies.{i}.generators.{j} (from model)", g.pretrained, cfg.model.trust_remote_code)
+        for i, p in enumerate(cfg.policies) for j, g in enumerate(p.generators or [])
+        if g.pretrained]
+    return [f"{where}.trust_remote_code is on: code shipped with '{name}' will run on this "
+            f"machine" for where, name, on in models if on]
 
 
 def _did_you_mean(loc: tuple) -> str:

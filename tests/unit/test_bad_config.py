@@ -74,3 +74,30 @@ def test_bad_config_is_refused_before_anything_is_written(tmp_path, capsys, text
 
 def test_matrix_is_large():
     assert len(CASES) >= 30
+
+
+def test_trust_remote_code_is_named_shown_and_recorded(tmp_path, capsys):
+    """A model folder that ships code: without the setting the error names it (not the
+    network); with it, validate and run say so before anything runs."""
+    from ouroboros.config import load_config, notices
+    folder = tmp_path / "custom"
+    folder.mkdir()
+    (folder / "config.json").write_text(
+        '{"model_type": "my-custom-lm", "auto_map": {"AutoConfig": "conf.CustomConfig"}}')
+    (folder / "conf.py").write_text("raise SystemExit('remote code ran')\n")
+    args = ["model.name=hf-causal", f"model.pretrained={folder}"]
+    assert main(["validate", *args]) == 2
+    err = capsys.readouterr().err
+    assert "ships its own code, which runs only with model.trust_remote_code: true" in err
+    cfg = load_config(overrides=[*args, "model.trust_remote_code=true"])
+    assert notices(cfg) == [f"model.trust_remote_code is on: code shipped with '{folder}' will "
+                            "run on this machine"]
+    assert notices(load_config()) == []
+
+
+def test_template_placeholders():
+    from ouroboros.config import ConfigError, load_config
+    assert load_config(overrides=["task.template='{source} {{literal}} Summary:'"])
+    with pytest.raises(ConfigError, match=r"task.template: template: \{document\} is not a "
+                                          r"placeholder"):
+        load_config(overrides=["task.template='{source} {document}'"])

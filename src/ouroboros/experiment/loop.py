@@ -35,6 +35,7 @@ from ouroboros.config import (
     StudyConfig,
     TrainingConfig,
     dump_config,
+    notices,
 )
 from ouroboros.data.files import DataError
 from ouroboros.data.sources import RealSplits, select_splits
@@ -796,7 +797,7 @@ def run_study(cfg: StudyConfig, run_dir: Path, log: Callable[[str], None] = _log
             update={"device": resolve_device(cfg.runtime.device)})})
         prov = rundir.provenance(cfg.runtime.device, cfg.runtime.threads,
                                   cfg.training.precision)
-        info = rundir.manifest(run_dir, prov)
+        info = {**rundir.manifest(run_dir, prov), "notices": notices(cfg)}
         rundir.write_json(run_dir / "manifest.json", info)
         configure_torch(cfg)
         plan = plan_study(cfg)

@@ -26,6 +26,11 @@ class _Pretrained:
             config = AutoConfig.from_pretrained(cfg.pretrained,
                                                 trust_remote_code=cfg.trust_remote_code)
         except Exception as e:  # OSError offline, ValueError for remote code, ...
+            if "trust_remote_code" in str(e) and not cfg.trust_remote_code:
+                raise ModelLoadError(
+                    f"model '{cfg.pretrained}' ships its own code, which runs only with "
+                    f"model.trust_remote_code: true (read that code first: it will run on this "
+                    f"machine)") from None
             raise ModelLoadError(
                 f"model '{cfg.pretrained}' cannot be loaded: {type(e).__name__}: "
                 f"{str(e).splitlines()[0]} (offline? give a local folder, or set "
