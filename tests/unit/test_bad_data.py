@@ -113,3 +113,13 @@ def test_csv_with_a_byte_order_mark_is_read(tmp_path, capsys):
 
 def test_matrix_is_large():
     assert len(CASES) >= 15
+
+
+def test_missing_trait_file_is_refused_before_training(tmp_path, capsys):
+    out = tmp_path / "run"
+    trait = ("metrics.traits=[{trait: toxicity, scorer: classifier, file: "
+             f"{tmp_path}/labels.csv, text: tweet, label: class, positive: ['1']}}]")
+    assert main(["run", "--out", str(out), "metrics.names=[perplexity, traits]", trait]) == 2
+    assert f"metrics.traits.0.file: {tmp_path}/labels.csv: no such file" in \
+        capsys.readouterr().err
+    assert not out.exists()

@@ -307,6 +307,11 @@ def preflight(cfg: StudyConfig) -> None:
         if getattr(source, "exact_sizes", False):
             break  # the grammar: every seed has the configured sizes and an endless pool
     problems += device_problems(cfg.runtime.device)
+    if "traits" in cfg.metrics.names:  # read only at evaluation, after generation 0 trained
+        for i, t in enumerate(cfg.metrics.traits):
+            if t.file is not None and not Path(t.file).is_file():
+                what = "is a directory, not a file" if Path(t.file).is_dir() else "no such file"
+                problems.append(f"metrics.traits.{i}.file: {t.file}: {what}")
     if problems:
         raise ConfigError(sorted(set(problems)), "study plan")
     registry.MODELS.get(cfg.model.name)().check(cfg.model)
