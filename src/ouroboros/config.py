@@ -614,7 +614,8 @@ class StudyConfig(Section):
         if any(s.name == "verifier" for s in steps) and self.data.source != "grammar":
             problems.append("curation: the verifier step needs data.source grammar")
         if lm and self.model.name == "hf-seq2seq":
-            problems.append("task lm needs a decoder-only model (tiny-gpt2 or hf-causal)")
+            problems.append("model.name: task lm needs a decoder-only model (tiny-gpt2 or "
+                            "hf-causal)")
         if (self.model.name == "tiny-gpt2" and self.model.tokenizer == "word"
                 and self.data.source != "grammar"):
             problems.append("model.tokenizer: word-level on real text maps every test word the "
@@ -625,7 +626,8 @@ class StudyConfig(Section):
                             "apart, so they have no exact probability: use whole sentences "
                             "(null) with data.source grammar")
         if not lm and self.data.source == "grammar":
-            problems.append(f"task {self.task.name} needs source/target data (files or hf)")
+            problems.append(f"task.name: task {self.task.name} needs source/target data "
+                            "(data.source files or hf)")
         return problems
 
     def results_part(self) -> dict[str, Any]:
