@@ -531,7 +531,18 @@ class RuntimeConfig(Section):
                                 "(less memory, the same optimiser step); null: the whole batch.")
     eval_batch_size: int = Field(128, gt=0, description="Sequences per scoring batch.")
     generation_batch_size: int = Field(256, gt=0, description="Prompts per generation batch.")
-    progress: bool = Field(True, description="Progress bars with ETA on a terminal.")
+    progress: bool = Field(True, description="Progress bars with ETA on a terminal (local "
+                                             "executor only).")
+    executor: Literal["local", "processes", "ray"] = Field(
+        "local", description="Who builds the stages: local (one at a time, this process), "
+                             "processes (independent stages at once on this machine) or ray "
+                             "(Ray tasks on a cluster). Results do not depend on it.")
+    workers: int | None = Field(
+        None, gt=0, description="Stages at once (processes, ray); null: the cores (or the "
+                                "cluster's CPUs) divided by threads.")
+    ray_address: str | None = Field(
+        None, description="executor ray: the cluster to join (e.g. 10.0.0.5:6379 or auto); "
+                          "null: start a local cluster for the run.")
 
 
 def _default_policies() -> list[PolicyConfig]:

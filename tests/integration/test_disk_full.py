@@ -8,7 +8,8 @@ import pytest
 
 from ouroboros import atomic
 from ouroboros.cli import main
-from ouroboros.experiment import loop, rundir
+from ouroboros.experiment import builders, rundir
+from ouroboros.experiment.builders import data, trainset  # noqa: F401 (patched below)
 
 from .test_resume import STUDY
 
@@ -27,7 +28,7 @@ def test_disk_full_mid_stage_and_mid_csv_then_resume(tmp_path, monkeypatch, caps
 
     # 1. The disk fills while a later generation's training set is half written.
     out = tmp_path / "full"
-    real_write = loop.write_jsonl
+    real_write = builders.data.write_jsonl
     calls = []
 
     def write_until_full(path, rows):
@@ -36,7 +37,8 @@ def test_disk_full_mid_stage_and_mid_csv_then_resume(tmp_path, monkeypatch, caps
             real_write(path, rows[:len(rows) // 2])
             raise OSError(errno.ENOSPC, "No space left on device")
         real_write(path, rows)
-    monkeypatch.setattr(loop, "write_jsonl", write_until_full)
+    for module in (builders.data, builders.trainset):  # data stage, then a training set
+        monkeypatch.setattr(module, "write_jsonl", write_until_full)
     assert main(["run", "--out", str(out), "--no-report", *STUDY]) == 2
     err = capsys.readouterr().err
     assert "error: no space left on the device while writing" in err

@@ -157,7 +157,8 @@ def test_pretrained_models_by_local_folder_with_lora(tmp_path, seq2seq):
 
 
 def test_hf_datasets_source_reads_local_files(tmp_path):
-    from ouroboros.experiment.loop import make_source, real_splits
+    from ouroboros.experiment.builders.data import real_splits
+    from ouroboros.experiment.plan import make_source
     from ouroboros.registry import TASKS
     rows = [{"dialogue": f"d{i} words here", "summary": f"s{i}"} for i in range(20)]
     for split in ("train", "test"):
@@ -170,7 +171,8 @@ def test_hf_datasets_source_reads_local_files(tmp_path):
         f"test: {tmp_path / 'test.jsonl'}}}",
         "data.hf.splits={train: train, test: test}",
         "data.hf.fields={source: dialogue, target: summary}"])
-    splits = real_splits(cfg, make_source(cfg), TASKS.get("summarization")(cfg.task), seed=0)
+    splits = real_splits(cfg.data, cfg.task, make_source(cfg),
+                         TASKS.get("summarization")(cfg.task), seed=0)
     assert len(splits.train) == 10 and len(splits.valid) == 2 and len(splits.test) == 5
     assert splits.train[0]["source"].startswith("d") and splits.pool and len(splits.pool) == 8
     assert plan_study(cfg).stages

@@ -128,7 +128,7 @@ def test_diverging_training_is_one_error(tmp_path, capsys, monkeypatch):
     def diverge(*a, **k):
         raise trainer.TrainingDiverged("train s0-g0: the training loss is nan at step 3 of 9 "
                                        "(peak lr 1e+30); lower training.lr or check the data")
-    monkeypatch.setattr("ouroboros.experiment.loop.train_model", diverge)
+    monkeypatch.setattr("ouroboros.experiment.builders.train.train_model", diverge)
     out = tmp_path / "run"
     assert main(["run", "--out", str(out), "generations=1", "seeds=[0]", "--no-report"]) == 2
     err = capsys.readouterr().err

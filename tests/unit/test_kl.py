@@ -15,7 +15,9 @@ import torch
 
 from ouroboros.config import load_config
 from ouroboros.data.grammar import GroundTruthLanguage, LanguageSpec
-from ouroboros.experiment.loop import Runner, plan_study
+from ouroboros.experiment.executors import run_local
+from ouroboros.experiment.loop import plan_study
+from ouroboros.experiment.stages import StageStore, read_jsonl
 from ouroboros.metrics.groundtruth import ground_truth
 from ouroboros.metrics.signature import EvalContext
 from ouroboros.models.encoding import Encoder
@@ -69,13 +71,15 @@ def study(tmp_path_factory):
                                  "data.valid_size=10",
                                  "data.test_size=400", "seeds=[0]", "runtime.progress=false"])
     run = tmp_path_factory.mktemp("run")
-    runner = Runner(cfg, run, log=lambda _: None)
     plan = plan_study(cfg)
-    runner.run(type(plan)([s for s in plan.stages if s.kind in ("data", "tokenizer")], []))
+    store = StageStore(run)
+    run_local(type(plan)([s for s in plan.stages if s.kind in ("data", "tokenizer")], []),
+              store, cfg.runtime, cfg.data, log=lambda _: None)
     data, tok_stage = (next(s for s in plan.stages if s.kind == k) for k in ("data", "tokenizer"))
+    from ouroboros.experiment.plan import make_source
     from ouroboros.models.checkpoint import load_tokenizer
-    return (runner.source.truth, load_tokenizer(runner.dir(tok_stage)),
-            runner.real(data, "test"), cfg)
+    return (make_source(cfg).truth, load_tokenizer(store.path(tok_stage)),
+            read_jsonl(store.path(data) / "test.jsonl"), cfg)
 
 
 def _measure(model_lang, study) -> dict:

@@ -115,7 +115,8 @@ def test_no_two_distinct_stages_share_a_random_stream():
     """A generator's own seed used to be added to the cell's seed, so the wide generator of
     cell 0 (seed offset 1) trained and sampled with cell 1's streams."""
     from ouroboros.config import load_config
-    from ouroboros.experiment.loop import _stream, plan_study
+    from ouroboros.experiment.builders.job import stream as _stream
+    from ouroboros.experiment.loop import plan_study
     from ouroboros.experiment.stages import derive_seed
     cfg = load_config(overrides=[
         "seeds=[0, 1]", "generations=2",

@@ -15,47 +15,40 @@ import importlib
 import inspect
 import json
 
+_B = "ouroboros.experiment.builders"
 _TASKS = ["ouroboros.tasks", "ouroboros.tasks.lm", "ouroboros.tasks.conditional"]
+_JOB = [f"{_B}.job:data_stage", f"{_B}.job:make_source", f"{_B}.job:Job.task_config",
+        f"{_B}.job:Job.task", f"{_B}.job:Job.real", f"{_B}.job:Job.checked_source"]
 _DATA = ["ouroboros.data.sources", "ouroboros.data.files", "ouroboros.data.grammar",
-         "ouroboros.data.lexicon", *_TASKS, "ouroboros.experiment.loop:real_splits"]
+         "ouroboros.data.lexicon", *_TASKS, *_JOB, f"{_B}.data:real_splits"]
 _MODELS = ["ouroboros.models.tokenizer", "ouroboros.models.tiny", "ouroboros.models.pretrained",
            "ouroboros.models.encoding", "ouroboros.models.scoring",
-           "ouroboros.models.checkpoint", "ouroboros.experiment.loop:Runner.encoder",
-           "ouroboros.experiment.loop:Runner.model_encoder"]
-_SEEDS = ["ouroboros.experiment.stages:derive_seed", "ouroboros.experiment.loop:_stream"]
-_GENERATE = ["ouroboros.generation.hf", "ouroboros.generation.sampling",
-             "ouroboros.experiment.loop:Runner._sample",
-             "ouroboros.experiment.loop:Runner.prompt_ids"]
-_QUALITY = ["ouroboros.experiment.loop:Runner._quality_scorer"]
+           "ouroboros.models.checkpoint", *_JOB, f"{_B}.job:Job.encoder",
+           f"{_B}.job:Job.model_encoder"]
+_SEEDS = ["ouroboros.experiment.stages:derive_seed", f"{_B}.job:stream"]
+_GENERATE = ["ouroboros.generation.hf", "ouroboros.generation.sampling", f"{_B}.job:Job.backend",
+             f"{_B}.generate:sample", f"{_B}.job:Job.prompt_ids"]
+_QUALITY = [f"{_B}.job:Job.quality_scorer"]
 
 CODE: dict[str, tuple[int, list[str]]] = {
-    "data": (3, _DATA + ["ouroboros.experiment.loop:Runner.build_data"]),
-    "pool": (2, _DATA + ["ouroboros.experiment.loop:Runner.build_pool"]),
-    "tokenizer": (2, _MODELS + _TASKS + ["ouroboros.experiment.loop:Runner.build_tokenizer"]),
-    "trainset": (2, _DATA + _SEEDS + ["ouroboros.policies.core",
-                                      "ouroboros.experiment.loop:Runner._fresh",
-                                      "ouroboros.experiment.loop:Runner.build_trainset"]),
-    "train": (2, _MODELS + _TASKS + _SEEDS + [
-        "ouroboros.training.trainer", "ouroboros.experiment.loop:Runner._selection_split",
-        "ouroboros.experiment.loop:Runner.build_train"]),
-    "generate": (3, _MODELS + _TASKS + _SEEDS + _GENERATE + [
-        "ouroboros.experiment.loop:Runner.build_generate"]),
-    "mixture": (1, ["ouroboros.experiment.loop:Runner.build_mixture"]),
+    "data": (3, _DATA + [f"{_B}.data:build_data", f"{_B}.data:_splits"]),
+    "pool": (2, _DATA + [f"{_B}.data:build_pool", f"{_B}.data:_splits"]),
+    "tokenizer": (2, _MODELS + _TASKS + [f"{_B}.tokenizer"]),
+    "trainset": (2, _DATA + _SEEDS + ["ouroboros.policies.core", f"{_B}.trainset"]),
+    "train": (2, _MODELS + _TASKS + _SEEDS + ["ouroboros.training.trainer", f"{_B}.train"]),
+    "generate": (3, _MODELS + _TASKS + _SEEDS + _GENERATE + [f"{_B}.generate:build_generate"]),
+    "mixture": (1, [f"{_B}.generate:build_mixture"]),
     "curate": (3, _MODELS + _TASKS + _SEEDS + _GENERATE + _QUALITY + [
         "ouroboros.curation.steps", "ouroboros.curation.classifiers", "ouroboros.splits",
-        "ouroboros.experiment.loop:Runner.build_curate",
-        "ouroboros.experiment.loop:Runner._refill"]),
+        f"{_B}.curate"]),
     # Metric modules carry their own VERSION in the evaluate spec; this covers the rest,
     # including what every evaluation computes whatever metrics are configured.
     "evaluate": (3, _MODELS + _TASKS + _GENERATE + [
         "ouroboros.metrics.signature", "ouroboros.metrics.perplexity:test_items",
         "ouroboros.metrics.perplexity:test_nll",
-        "ouroboros.metrics.references:unfinished",
-        "ouroboros.experiment.loop:Runner._predict",
-        "ouroboros.experiment.loop:Runner.build_evaluate"]),
+        "ouroboros.metrics.references:unfinished", f"{_B}.evaluate"]),
     "slice": (1, _MODELS + _TASKS + _QUALITY + ["ouroboros.data.grammar",
-                                                 "ouroboros.metrics.slices",
-                                                 "ouroboros.experiment.loop:Runner.build_slice"]),
+                                                 "ouroboros.metrics.slices", f"{_B}.slice"]),
 }
 
 
@@ -70,6 +63,7 @@ def _source(ref: str) -> str:
     obj = importlib.import_module(module)
     for part in name.split(".") if name else []:
         obj = getattr(obj, part)
+    obj = getattr(obj, "func", getattr(obj, "fget", obj))  # cached_property, property
     return inspect.getsource(obj)
 
 

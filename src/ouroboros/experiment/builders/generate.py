@@ -1,0 +1,70 @@
+"""The generate and mixture stages: a model's synthetic samples, each row with its provenance,
+and several generators' samples in one set."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ouroboros.config import GenerationConfig
+from ouroboros.experiment.builders.job import Job, stream
+from ouroboros.experiment.stages import derive_seed, read_jsonl, write_jsonl
+from ouroboros.models.checkpoint import load_tokenizer
+
+
+def sample(job: Job, model_id: str, requests: list[dict], gcfg: GenerationConfig, seed: int,
+           g: int, prefix: str, extra: dict) -> tuple[list[dict], dict]:
+    """``gcfg.candidates`` samples per request from the model of stage folder ``model_id``,
+    each row with its provenance; and a summary of the sampling."""
+    prompts = [p for p in requests for _ in range(gcfg.candidates)]
+    checkpoint = Path(job.run_dir) / model_id / "model"
+    encoder = job.model_encoder(Path(job.run_dir) / model_id, load_tokenizer(checkpoint))
+    t0 = time.perf_counter()
+    completions = job.backend(gcfg).generate(
+        checkpoint, job.prompt_ids(encoder, [p["source"] for p in prompts]), gcfg,
+        seed=seed, batch_size=job.runtime.generation_batch_size, device=job.device,
+        progress=job.runtime.progress)
+    seconds = time.perf_counter() - t0
+    decoding = gcfg.model_dump(exclude={"backend", "num_samples"})
+    rows = [{"id": f"{prefix}{i}", "source": p["source"], "target": c.text,
+             "origin": "synthetic", "generation": g, "model": model_id,
+             "prompted_by": p["prompted_by"], "request": p["request"],
+             "finished": c.finished, "decoding": decoding, **extra}
+            for i, (p, c) in enumerate(zip(prompts, completions, strict=True))]
+    tokens = sum(c.new_tokens for c in completions)
+    return rows, {"samples": len(prompts), "new_tokens": tokens, "seconds": seconds,
+                  "tokens_per_second": tokens / max(seconds, 1e-9),
+                  "unfinished": sum(not c.finished for c in completions)}
+
+
+def build_generate(job: Job, out: Path) -> dict:
+    """Synthetic samples of generation g's model."""
+    gcfg = GenerationConfig.model_validate(job.spec["generation"])  # this cell's settings
+    seed, g = job.spec["seed"], job.spec["g"]
+    real_train = job.real("train")
+    n = max(1, round(job.spec.get("share", 1.0) * (gcfg.num_samples or len(real_train))))
+    requests = job.task.prompts(real_train, n, gcfg,
+                                np.random.default_rng(derive_seed(seed, "prompts", g)))
+    # N candidates per request (best-of-N curation keeps one); sample j of the stage always
+    # draws the same noise, so candidates of one request differ only by their noise.
+    requests = [{**p, "request": i} for i, p in enumerate(requests)]
+    extra = {"generator": job.spec["generator"]} if "generator" in job.spec else {}
+    rows, info = sample(job, job.stage.deps["model"].relpath, requests, gcfg,
+                        derive_seed(seed, "generate", g, *stream(job.spec)), g, f"g{g}-", extra)
+    write_jsonl(out / "samples.jsonl", rows)
+    return {**info, "requests": n}
+
+
+def build_mixture(job: Job, out: Path) -> dict:
+    """Several generators' samples in one set, each row tagged with its source."""
+    rows, counts = [], {}
+    for part in job.stage.deps["parts"]:
+        tag = part.spec["generator"]
+        part_rows = read_jsonl(job.dir(part) / "samples.jsonl")
+        rows += [{**r, "id": f"{tag}:{r['id']}", "request": f"{tag}:{r['request']}"}
+                 for r in part_rows]
+        counts[tag] = len(part_rows)
+    write_jsonl(out / "samples.jsonl", rows)
+    return {"generators": counts}

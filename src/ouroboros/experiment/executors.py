@@ -1,0 +1,184 @@
+"""Executors: who builds the unfinished stages of a plan (``runtime.executor``).
+
+- ``local``: one stage at a time in this process, in plan order (the plan is topological).
+- ``processes``: independent stages (cells, seeds, policies, generators) at once, each in a
+  worker process of this machine with ``runtime.threads`` threads; ``runtime.workers`` workers
+  (default: as many as the cores allow at that thread count).
+- ``ray``: each stage a Ray task asking for ``runtime.threads`` CPUs (and one GPU on CUDA), on
+  the cluster at ``runtime.ray_address`` or a local one started for the run. Every node must
+  see the run directory at the same path (shared storage).
+
+A stage is built by exactly one worker: the driver submits a stage once, when all its inputs
+are finished. A worker's stage is written to a temporary folder and renamed into place with
+its record last (stages.py), so a worker killed mid-stage leaves nothing that looks finished:
+Ray retries the task, the processes executor stops with an error and ``resume`` rebuilds it.
+Stage results do not depend on the executor: the same per-stage thread count gives the same
+bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from pathlib import Path
+
+from ouroboros.config import DataConfig, RuntimeConfig
+from ouroboros.experiment.builders import Job, build
+from ouroboros.experiment.plan import Plan
+from ouroboros.experiment.stages import Stage, StageStore
+
+RAY_TASK_RETRIES = 2  # a stage whose worker died is built again, from scratch, this often
+
+
+def configure_torch(threads: int) -> None:
+    """Threads and deterministic kernels for reproducible stages; quiet library logs."""
+    import torch
+    from transformers.utils import logging as hf_logging
+    # cuBLAS needs a fixed workspace for deterministic matrix products (set before CUDA starts).
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()  # "Loading weights" bars would drown the stage log
+
+
+def build_stage(stage: Stage, run_dir: str, runtime: RuntimeConfig, data: DataConfig,
+                provenance: dict, configure: bool = True) -> float:
+    """Build one stage (unless finished) in ``run_dir``; returns the seconds it took. The
+    unit of work of every executor, in whatever process runs it."""
+    if configure:
+        configure_torch(runtime.threads)
+    start = time.perf_counter()
+    job = Job(stage, Path(run_dir), runtime, data)
+    StageStore(Path(run_dir), provenance).run(stage, lambda out: build(job, out))
+    return time.perf_counter() - start
+
+
+def default_workers(runtime: RuntimeConfig) -> int:
+    """Workers that fit this machine's cores at ``runtime.threads`` threads each."""
+    return runtime.workers or max(1, (os.cpu_count() or 1) // runtime.threads)
+
+
+class _Reporter:
+    """The driver's log line per finished stage."""
+
+    def __init__(self, total: int, log: Callable[[str], None]) -> None:
+        self.total, self.log, self.t0, self.built = total, log, time.perf_counter(), 0
+
+    def done(self, index: int, stage: Stage, seconds: float) -> None:
+        self.built += 1
+        self.log(f"[{index}/{self.total}] {stage.kind:<9} {stage.label:<28} {seconds:6.1f}s  "
+                 f"(elapsed {time.perf_counter() - self.t0:.0f}s)")
+
+
+def run_local(plan: Plan, store: StageStore, runtime: RuntimeConfig, data: DataConfig,
+              log: Callable[[str], None]) -> int:
+    """Every unfinished stage in plan order, in this process."""
+    report = _Reporter(len(plan.stages), log)
+    configure_torch(runtime.threads)
+    for i, stage in enumerate(plan.stages, 1):
+        if not store.is_done(stage):
+            seconds = build_stage(stage, str(store.root), runtime, data, store.provenance,
+                                  configure=False)
+            report.done(i, stage, seconds)
+    return report.built
+
+
+def _inputs(stage: Stage) -> list[Stage]:
+    return [d for v in stage.deps.values() for d in (v if isinstance(v, list) else [v])]
+
+
+def run_graph(plan: Plan, store: StageStore, submit: Callable[[Stage], Future], slots: int,
+              log: Callable[[str], None]) -> int:
+    """Submit every unfinished stage once all its inputs are finished, at most ``slots`` at a
+    time; stop submitting at the first failure, wait for the running stages (their work is
+    kept) and raise it."""
+    index = {s.fp: i for i, s in enumerate(plan.stages, 1)}
+    finished = {s.fp for s in plan.stages if store.is_done(s)}
+    waiting = [s for s in plan.stages if s.fp not in finished]
+    report = _Reporter(len(plan.stages), log)
+    running: dict[Future, Stage] = {}
+    error: BaseException | None = None
+    while waiting or running:
+        if error is None:
+            for stage in [s for s in waiting if all(d.fp in finished for d in _inputs(s))]:
+                if len(running) >= slots:
+                    break
+                waiting.remove(stage)
+                running[submit(stage)] = stage
+        if not running:
+            break
+        done, _ = wait(running, return_when=FIRST_COMPLETED)
+        for future in done:
+            stage = running.pop(future)
+            try:
+                seconds = future.result()
+            except BaseException as e:  # noqa: BLE001 - re-raised once the others finish
+                error = error or e
+                continue
+            finished.add(stage.fp)
+            report.done(index[stage.fp], stage, seconds)
+    if error is not None:
+        raise error
+    if waiting:
+        raise RuntimeError(f"{len(waiting)} stages could not be scheduled (a dependency cycle?)")
+    return report.built
+
+
+def run_processes(plan: Plan, store: StageStore, runtime: RuntimeConfig, data: DataConfig,
+                  log: Callable[[str], None]) -> int:
+    """Independent stages at once in worker processes of this machine."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    workers = default_workers(runtime)
+    quiet = runtime.model_copy(update={"progress": False})  # bars of parallel stages garble
+    # spawn, not fork: a forked copy of a process that already started torch threads can hang.
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=configure_torch, initargs=(runtime.threads,)) as pool:
+        log(f"executor processes: {workers} workers x {runtime.threads} threads")
+        try:
+            return run_graph(plan, store, lambda s: pool.submit(
+                build_stage, s, str(store.root), quiet, data, store.provenance, False),
+                workers, log)
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+
+
+def run_ray(plan: Plan, store: StageStore, runtime: RuntimeConfig, data: DataConfig,
+            log: Callable[[str], None]) -> int:
+    """Each stage a Ray task, on a cluster or a local one started (and stopped) here."""
+    try:
+        import ray
+    except ImportError as e:
+        raise RuntimeError("runtime.executor: ray needs Ray: pip install 'ouroboros[ray]'") from e
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=runtime.ray_address, include_dashboard=False, log_to_driver=True,
+                 num_cpus=None if runtime.ray_address else os.cpu_count(),
+                 runtime_env={"env_vars": {"CUBLAS_WORKSPACE_CONFIG": ":4096:8"}})
+    try:
+        cpus = ray.cluster_resources().get("CPU", 1)
+        gpu = 1 if runtime.device.startswith("cuda") else 0
+        quiet = runtime.model_copy(update={"progress": False})
+        task = ray.remote(build_stage).options(num_cpus=runtime.threads, num_gpus=gpu,
+                                               max_retries=RAY_TASK_RETRIES)
+        slots = runtime.workers or max(1, int(cpus // runtime.threads))
+        log(f"executor ray: {cpus:g} CPUs in the cluster, up to {slots} stages at once")
+        return run_graph(plan, store, lambda s: task.remote(
+            s, str(store.root), quiet, data, store.provenance).future(), slots, log)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+EXECUTORS = {"local": run_local, "processes": run_processes, "ray": run_ray}
+
+
+def execute(plan: Plan, store: StageStore, runtime: RuntimeConfig, data: DataConfig,
+            log: Callable[[str], None]) -> int:
+    """Build every unfinished stage of ``plan`` with the configured executor; returns how many
+    were built now."""
+    return EXECUTORS[runtime.executor](plan, store, runtime, data, log)

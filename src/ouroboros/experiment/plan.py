@@ -1,0 +1,208 @@
+"""Planning: a pure function from a study config to the graph of its stages.
+
+For every seed: sample the real data, build the frozen tokenizer. For every cell (policy x
+seed), generation by generation:
+
+    trainset(g)  = real data (g = 0) or policy(real, samples of generations < g, fresh data)
+    train(g)     = a model trained on trainset(g) (from scratch or from model g-1)
+    generate(g)  = model g's synthetic samples (the data of generation g+1)
+    evaluate(g)  = metrics of model g and its samples against REAL held-out data
+
+Each stage's spec holds every setting its build reads (the task through the data stage every
+stage depends on), so its fingerprint is right by construction. Generation 0 does not depend
+on the policy, so cells with the same seed share it (same fingerprint, computed once).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ouroboros import registry
+from ouroboros.config import PolicyConfig, StudyConfig
+from ouroboros.experiment.builders import job
+from ouroboros.experiment.stages import Stage
+from ouroboros.metrics import slices as slicing
+
+
+@dataclass
+class Cell:
+    """One chain of generations: a policy and a seed, with its evaluation stages in order."""
+
+    policy: PolicyConfig
+    seed: int
+    evaluations: list[Stage] = field(default_factory=list)
+    slices: list[Stage] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        """``<policy label>-s<seed>``."""
+        return f"{self.policy.display}-s{self.seed}"
+
+
+@dataclass
+class Plan:
+    """Every stage of a study once, in an order where inputs come first, and the cells."""
+
+    stages: list[Stage]
+    cells: list[Cell]
+
+
+# -- planning ---------------------------------------------------------------------------------
+
+def make_source(cfg: StudyConfig):
+    """The configured data source, told which record fields the task reads."""
+    return job.make_source(cfg.data, cfg.task.name)
+
+
+def plan_study(cfg: StudyConfig) -> Plan:
+    """All stages of the study; identical stages (shared generation 0) appear once."""
+    source = make_source(cfg)
+    unique: dict[str, Stage] = {}
+
+    def add(stage: Stage) -> Stage:
+        return unique.setdefault(stage.fp, stage)
+
+    cells = []
+    for seed in cfg.seeds:
+        data = add(Stage("data", f"s{seed}", {"source": source.fingerprint(), "seed": seed,
+                                              "task": cfg.task.model_dump()}))
+        tok = add(Stage("tokenizer", f"s{seed}", tokenizer_spec(cfg.model.model_dump(), cfg),
+                        {"data": data}))
+        for policy in cfg.policies:
+            cell = Cell(policy, seed)
+            cells.append(cell)
+            _plan_cell(cfg, cell, data, tok, add)
+    return Plan(list(unique.values()), cells)
+
+
+def _generator_model(cfg: StudyConfig, source) -> dict:
+    """The model settings of one generator (None: the study's model)."""
+    return cfg.model.model_dump() if source is None else source.model_settings(cfg.model)
+
+
+def tokenizer_spec(model: dict, cfg: StudyConfig) -> dict:
+    """What a tokenizer stage depends on: the model family, its tokenizer settings, weights,
+    and for a word-level tokenizer of the ground-truth language its closed vocabulary (the
+    language's lexicon: every sentence of the language is encodable)."""
+    spec = {"model": model["name"], "tokenizer": model["tokenizer"],
+            "vocab_size": model["vocab_size"], "pretrained": model["pretrained"],
+            "trust_remote_code": model.get("trust_remote_code") or None}
+    if cfg.data.source == "grammar" and model["tokenizer"] == "word" and not model["pretrained"]:
+        spec["vocabulary"] = "lexicon"
+    return spec
+
+
+def cell_curation(cfg: StudyConfig, policy: PolicyConfig) -> list:
+    """The curation steps of a policy's cells: its own, else the study's."""
+    return cfg.curation if policy.curation is None else policy.curation
+
+
+def cell_order(cfg: StudyConfig, policy: PolicyConfig) -> str:
+    """The training order of a policy's cells from generation 1 on."""
+    return policy.order or cfg.training.order
+
+
+def metric_versions(cfg: StudyConfig) -> dict[str, int]:
+    """The code version of every configured metric: a new version re-runs the evaluations."""
+    return {name: importlib.import_module(registry.METRICS.entries[name].split(":")[0]).VERSION
+            for name in cfg.metrics.names}
+
+
+def evaluation_spec(cfg: StudyConfig) -> dict:
+    """What evaluation reads of the generation settings: how test sources are decoded for
+    conditional tasks, and the prompt length the continuation metrics skip."""
+    spec: dict = {}
+    if registry.TASKS.get(cfg.task.name).conditional:
+        spec["prediction"] = cfg.generation.model_copy(
+            update={"decoding": cfg.metrics.eval_decoding}).model_dump()
+    if cfg.generation.prompt == "real-prefix":
+        spec["prefix_words"] = cfg.generation.prefix_words
+    return spec
+
+
+def _plan_cell(cfg: StudyConfig, cell: Cell, data: Stage, tok: Stage,
+               add: Callable[[Stage], Stage]) -> None:
+    """The four stages of every generation of one cell."""
+    samples: list[Stage] = []
+    model: Stage | None = None
+    first: Stage | None = None  # generation 0's model: the frozen reference
+    curation = cell_curation(cfg, cell.policy)
+    training = cfg.training.model_dump()
+    train_spec = {"model": cfg.model.model_dump(), "training": training}
+    # Generation 0 trains on real data with the study's settings, shared by every cell; a
+    # policy's own training order applies from generation 1 on.
+    later_spec = {**train_spec, "training": {**training, "order": cell_order(cfg, cell.policy)}}
+    generation = {**cfg.generation.model_dump(),
+                  "candidates": cell.policy.candidates or cfg.generation.candidates}
+    evaluation = evaluation_spec(cfg)
+    sources: list = cell.policy.generators or [None]  # None: the study's model alone
+    previous: list = [None] * len(sources)
+    for g in range(cfg.generations):
+        label = f"s{cell.seed}-g{g}" if g == 0 else f"{cell.policy.display}-s{cell.seed}-g{g}"
+        if g == 0:
+            trainset = add(Stage("trainset", label, {"generation": 0}, {"data": data}))
+        else:
+            inputs: dict = {"data": data, "samples": list(samples)}
+            if cell.policy.name == "fresh":  # never-used real data, from the seed's pool
+                inputs["pool"] = add(Stage("pool", f"s{cell.seed}", {}, {"data": data}))
+            trainset = add(Stage("trainset", label,
+                                 {"generation": g, "policy": cell.policy.model_dump()}, inputs))
+        spec = train_spec if g == 0 else later_spec
+        models, parts = [], []
+        for j, source in enumerate(sources):
+            own_tok = tok
+            if source is not None and source.own_family:  # e.g. a pretrained model's own
+                own_tok = add(Stage("tokenizer", f"s{cell.seed}-{source.label}",
+                                    tokenizer_spec(_generator_model(cfg, source), cfg),
+                                    {"data": data}))
+            deps: dict = {"trainset": trainset, "tokenizer": own_tok, "data": data}
+            if cfg.training.init == "previous" and previous[j] is not None:
+                deps["init"] = previous[j]
+            name = label if source is None else f"{label}-{source.label}"
+            model_spec = {**spec, "model": _generator_model(cfg, source)}
+            # A generator's own seed selects its own random streams (derived, never another
+            # cell's seed); seed 0 with the study's settings is the study's model itself.
+            stream = {"generator_seed": source.seed or None} if source else {}
+            models.append(add(Stage("train", name, {**model_spec, "generation": g,
+                                                     "seed": cell.seed, **stream}, deps)))
+            share = {} if source is None else {"share": source.share, "generator": source.label}
+            parts.append(add(Stage("generate", name,
+                                   {"generation": generation, "task": cfg.task.model_dump(),
+                                    "g": g, "seed": cell.seed, **stream, **share},
+                                   {"model": models[-1], "data": data})))
+        previous = models
+        model = models[0]  # the evaluated model: the first generator
+        gen = parts[0] if len(parts) == 1 else add(Stage(
+            "mixture", f"{cell.policy.display}-s{cell.seed}-g{g}",
+            {"generators": [s.label for s in sources]}, {"parts": parts}))
+        if curation:  # the policy sees the curated samples; metrics see what was generated
+            curate_inputs = {"samples": gen, "data": data}
+            if any(s.name == "quality" for s in curation):
+                curate_inputs["reference"] = first or model  # generation 0's model
+            refill = ({"refill": cell.policy.refill, "generation": generation}
+                      if cell.policy.refill else {})
+            samples.append(add(Stage("curate", f"{cell.policy.display}-s{cell.seed}-g{g}",
+                                     {"curation": [s.model_dump() for s in curation],
+                                      "g": g, "seed": cell.seed, **refill}, curate_inputs)))
+        else:
+            samples.append(gen)
+        first = first or model
+        own = f"{cell.policy.display}-s{cell.seed}-g{g}"  # a stage this cell does not share
+        inputs = {"model": model, "samples": gen, "data": data}
+        if "reference-perplexity" in cfg.metrics.names:
+            inputs["reference"] = first
+        cell.evaluations.append(add(Stage(
+            "evaluate", label if len(sources) == 1 else own,
+            {"metrics": cfg.metrics.model_dump(exclude={"slices"}), "g": g, "seed": cell.seed,
+             "metric_versions": metric_versions(cfg), **evaluation}, inputs)))
+        if cfg.metrics.slices:  # metrics by origin, generator and curation outcome
+            slice_inputs = {"trainset": trainset, "samples": gen, "data": data,
+                            "reference": first}
+            if curation and "candidates" in cfg.metrics.slices:
+                slice_inputs["curate"] = samples[-1]
+            cell.slices.append(add(Stage(
+                "slice", label if len(sources) == 1 and not curation else own,
+                {"sets": cfg.metrics.slices, "g": g, "seed": cell.seed,
+                 "version": slicing.VERSION}, slice_inputs)))
