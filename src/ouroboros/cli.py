@@ -335,9 +335,12 @@ def main(argv: list[str] | None = None) -> int:
         # Training diverged (a NaN or infinite loss): a setting to change, not a bug. The
         # trainer (and torch) is only imported by commands that train, hence the lookup.
         trainer = sys.modules.get("ouroboros.training.trainer")
-        if trainer is None or not isinstance(e, trainer.TrainingDiverged):
+        executors = sys.modules.get("ouroboros.experiment.executors")
+        if not ((trainer and isinstance(e, trainer.TrainingDiverged))
+                or (executors and isinstance(e, executors.StageLost))):
             raise
-        print(f"error: {e} (finished stages are kept)", file=sys.stderr)
+        kept = "" if "finished stages are kept" in str(e) else " (finished stages are kept)"
+        print(f"error: {e}{kept}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into `head` and closed early: not a failure
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - stays open until exit

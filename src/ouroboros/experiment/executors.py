@@ -32,6 +32,10 @@ from ouroboros.experiment.stages import Stage, StageStore
 RAY_TASK_RETRIES = 2  # a stage whose worker died is built again, from scratch, this often
 
 
+class StageLost(RuntimeError):
+    """A worker died while building a stage (killed, out of memory, its node lost)."""
+
+
 def configure_torch(threads: int) -> None:
     """Threads and deterministic kernels for reproducible stages; quiet library logs."""
     import torch
@@ -91,10 +95,10 @@ def _inputs(stage: Stage) -> list[Stage]:
 
 
 def run_graph(plan: Plan, store: StageStore, submit: Callable[[Stage], Future], slots: int,
-              log: Callable[[str], None]) -> int:
+              log: Callable[[str], None], lost: tuple[type, ...] = ()) -> int:
     """Submit every unfinished stage once all its inputs are finished, at most ``slots`` at a
     time; stop submitting at the first failure, wait for the running stages (their work is
-    kept) and raise it."""
+    kept) and raise it. ``lost``: the errors that mean a worker died."""
     index = {s.fp: i for i, s in enumerate(plan.stages, 1)}
     finished = {s.fp for s in plan.stages if store.is_done(s)}
     waiting = [s for s in plan.stages if s.fp not in finished]
@@ -115,6 +119,13 @@ def run_graph(plan: Plan, store: StageStore, submit: Callable[[Stage], Future], 
             stage = running.pop(future)
             try:
                 seconds = future.result()
+            except lost as e:
+                error = error or StageLost(
+                    f"a worker died while building {stage.kind} {stage.label} (killed, out of "
+                    f"memory, or its node lost); finished stages are kept: `ouroboros resume "
+                    f"{store.root}` builds the rest")
+                error.__cause__ = e
+                continue
             except BaseException as e:  # noqa: BLE001 - re-raised once the others finish
                 error = error or e
                 continue
@@ -132,6 +143,7 @@ def run_processes(plan: Plan, store: StageStore, runtime: RuntimeConfig, data: D
     """Independent stages at once in worker processes of this machine."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
     workers = default_workers(runtime)
     quiet = runtime.model_copy(update={"progress": False})  # bars of parallel stages garble
     # spawn, not fork: a forked copy of a process that already started torch threads can hang.
@@ -141,7 +153,7 @@ def run_processes(plan: Plan, store: StageStore, runtime: RuntimeConfig, data: D
         try:
             return run_graph(plan, store, lambda s: pool.submit(
                 build_stage, s, str(store.root), quiet, data, store.provenance, False),
-                workers, log)
+                workers, log, lost=(BrokenProcessPool,))
         except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)
             raise
@@ -168,7 +180,8 @@ def run_ray(plan: Plan, store: StageStore, runtime: RuntimeConfig, data: DataCon
         slots = runtime.workers or max(1, int(cpus // runtime.threads))
         log(f"executor ray: {cpus:g} CPUs in the cluster, up to {slots} stages at once")
         return run_graph(plan, store, lambda s: task.remote(
-            s, str(store.root), quiet, data, store.provenance).future(), slots, log)
+            s, str(store.root), quiet, data, store.provenance).future(), slots, log,
+            lost=(ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError))
     finally:
         if started:
             ray.shutdown()
