@@ -518,6 +518,22 @@ class MetricsConfig(Section):
         return [registry.METRICS.check(n) for n in names]
 
 
+class VLLMSettings(Section):
+    """vLLM engine settings for generation.backend=vllm (speed and memory, not results)."""
+
+    python: str | None = Field(
+        None, description="The Python that has vLLM (e.g. a separate environment with the CPU "
+                          "build); null: this one.")
+    dtype: str = Field("auto", pattern=r"^(auto|float32|float16|bfloat16)$",
+                       description="Weights and activations: auto, float32, float16, bfloat16.")
+    tensor_parallel_size: int = Field(1, gt=0, description="GPUs one model is split over.")
+    gpu_memory_utilization: float | None = Field(
+        None, gt=0, le=1, description="Share of GPU memory (on CPU: of RAM) vLLM reserves; "
+                                      "null: 0.8 on CUDA, 0.3 on CPU.")
+    max_model_len: int | None = Field(None, gt=0, description="Context vLLM plans for; null: "
+                                                               "the model's.")
+
+
 class RuntimeConfig(Section):
     """Speed and display settings: never part of a fingerprint."""
 
@@ -540,6 +556,7 @@ class RuntimeConfig(Section):
     workers: int | None = Field(
         None, gt=0, description="Stages at once (processes, ray); null: the cores (or the "
                                 "cluster's CPUs) divided by threads.")
+    vllm: VLLMSettings = VLLMSettings()
     ray_address: str | None = Field(
         None, description="executor ray: the cluster to join (e.g. 10.0.0.5:6379 or auto); "
                           "null: start a local cluster for the run.")

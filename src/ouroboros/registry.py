@@ -54,6 +54,7 @@ MODELS = Registry("model", {
 })
 BACKENDS = Registry("generation backend", {
     "hf": "ouroboros.generation.hf:HFBackend",
+    "vllm": "ouroboros.generation.vllm_backend:VLLMBackend",
 })
 POLICIES = Registry("data policy", {
     "replace": "ouroboros.policies.core:replace",

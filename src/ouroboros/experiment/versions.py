@@ -27,6 +27,7 @@ _MODELS = ["ouroboros.models.tokenizer", "ouroboros.models.tiny", "ouroboros.mod
            f"{_B}.job:Job.model_encoder"]
 _SEEDS = ["ouroboros.experiment.stages:derive_seed", f"{_B}.job:stream"]
 _GENERATE = ["ouroboros.generation.hf", "ouroboros.generation.sampling", f"{_B}.job:Job.backend",
+             "ouroboros.generation.vllm_backend", "ouroboros.generation.vllm_worker",
              f"{_B}.generate:sample", f"{_B}.job:Job.prompt_ids"]
 _QUALITY = [f"{_B}.job:Job.quality_scorer"]
 

@@ -104,8 +104,8 @@ class HFBackend:
     """The ``hf`` backend: loads a checkpoint folder and generates on the configured device."""
 
     def generate(self, checkpoint: Path, prompts: list[list[int]], cfg: GenerationConfig, *,
-                 seed: int, batch_size: int, device: str = "cpu",
-                 progress: bool = False) -> list[Completion]:
+                 seed: int, batch_size: int, device: str = "cpu", progress: bool = False,
+                 runtime=None) -> list[Completion]:
         """Continuations of encoded ``prompts`` by the model saved in ``checkpoint``."""
         model, tokenizer = load_checkpoint(checkpoint, device)
         return generate_with_model(model, tokenizer, prompts, cfg, seed=seed,

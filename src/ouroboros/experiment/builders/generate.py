@@ -22,10 +22,11 @@ def sample(job: Job, model_id: str, requests: list[dict], gcfg: GenerationConfig
     checkpoint = Path(job.run_dir) / model_id / "model"
     encoder = job.model_encoder(Path(job.run_dir) / model_id, load_tokenizer(checkpoint))
     t0 = time.perf_counter()
-    completions = job.backend(gcfg).generate(
+    backend = job.backend(gcfg)
+    completions = backend.generate(
         checkpoint, job.prompt_ids(encoder, [p["source"] for p in prompts]), gcfg,
         seed=seed, batch_size=job.runtime.generation_batch_size, device=job.device,
-        progress=job.runtime.progress)
+        progress=job.runtime.progress, runtime=job.runtime)
     seconds = time.perf_counter() - t0
     decoding = gcfg.model_dump(exclude={"backend", "num_samples"})
     rows = [{"id": f"{prefix}{i}", "source": p["source"], "target": c.text,
@@ -36,7 +37,8 @@ def sample(job: Job, model_id: str, requests: list[dict], gcfg: GenerationConfig
     tokens = sum(c.new_tokens for c in completions)
     return rows, {"samples": len(prompts), "new_tokens": tokens, "seconds": seconds,
                   "tokens_per_second": tokens / max(seconds, 1e-9),
-                  "unfinished": sum(not c.finished for c in completions)}
+                  "unfinished": sum(not c.finished for c in completions),
+                  **getattr(backend, "info", {"backend": gcfg.backend})}
 
 
 def build_generate(job: Job, out: Path) -> dict:
