@@ -88,7 +88,8 @@ class VLLMBackend:
             raise VLLMError(f"vLLM failed with exit code {done.returncode}{hint}:\n{tail}")
         result = json.loads(done.stdout.strip().splitlines()[-1])
         self.info = {"backend": "vllm", "vllm": result["vllm"], "dtype": settings.dtype,
-                     "gpu_memory_utilization": utilization}
+                     "gpu_memory_utilization": utilization,
+                     "engine_generate_seconds": result["seconds"]}
         import torch
         width = max(len(t) for t in result["tokens"]) or 1
         pad = tokenizer.pad_token_id

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 
 
 def _sampling(req: dict, params_cls) -> tuple[list[dict], list]:
@@ -49,6 +50,7 @@ def main() -> None:
     engine = {k: v for k, v in req["engine"].items() if v is not None}
     llm = LLM(model=req["checkpoint"], tokenizer=req["checkpoint"], seed=req["engine_seed"],
               enforce_eager=True, **engine)
+    start = time.perf_counter()
     if req["decoding"] == "beam":
         results = llm.beam_search(
             [{"prompt_token_ids": p} for p in req["prompts"]],
@@ -59,7 +61,8 @@ def main() -> None:
         prompts, params = _sampling(req, SamplingParams)
         results = llm.generate(prompts, params, use_tqdm=False)
         tokens = [list(c.token_ids) for r in results for c in r.outputs]
-    out.write(json.dumps({"tokens": tokens, "vllm": vllm.__version__}) + "\n")
+    seconds = time.perf_counter() - start  # generation alone, without the engine's start
+    out.write(json.dumps({"tokens": tokens, "vllm": vllm.__version__, "seconds": seconds}) + "\n")
     out.flush()
 
 
