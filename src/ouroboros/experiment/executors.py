@@ -179,8 +179,9 @@ def run_ray(plan: Plan, store: StageStore, runtime: RuntimeConfig, data: DataCon
                                                max_retries=RAY_TASK_RETRIES)
         slots = runtime.workers or max(1, int(cpus // runtime.threads))
         log(f"executor ray: {cpus:g} CPUs in the cluster, up to {slots} stages at once")
+        root = str(Path(store.root).absolute())  # workers on other nodes: not our cwd
         return run_graph(plan, store, lambda s: task.remote(
-            s, str(store.root), quiet, data, store.provenance).future(), slots, log,
+            s, root, quiet, data, store.provenance).future(), slots, log,
             lost=(ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError))
     finally:
         if started:
