@@ -49,6 +49,14 @@ def _run(out: Path, *extra: str, env: dict | None = None,
                           env={**os.environ, **(env or {})})
 
 
+def _killer_env(tmp_path: Path, mark: Path) -> dict:
+    """Environment variables that make every Python process of a run load KILLER."""
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(KILLER)
+    return {"KILL_MARK": str(mark),
+            "PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), *sys.path])}
+
+
 def _finished_looking(run_dir: Path) -> list[str]:
     """Stage folders whose name says finished but which hold no completion record."""
     return [str(p) for p in run_dir.glob("stages/*/*")
@@ -77,11 +85,8 @@ def test_executors_give_byte_identical_tables(local, tmp_path, executor):
 
 
 def test_processes_worker_killed_mid_stage_then_resume(local, tmp_path):
-    (tmp_path / "site").mkdir()
-    (tmp_path / "site" / "sitecustomize.py").write_text(KILLER)
     out, mark = tmp_path / "killed", tmp_path / "mark"
-    env = {"KILL_MARK": str(mark),
-           "PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), *sys.path])}
+    env = _killer_env(tmp_path, mark)
     done = _run(out, "runtime.executor=processes", "runtime.workers=2", env=env)
     assert done.returncode != 0 and mark.exists()
     assert "Traceback" not in done.stderr, done.stderr
@@ -93,11 +98,8 @@ def test_processes_worker_killed_mid_stage_then_resume(local, tmp_path):
 
 def test_ray_retries_a_stage_whose_worker_died(local, tmp_path):
     pytest.importorskip("ray")
-    (tmp_path / "site").mkdir()
-    (tmp_path / "site" / "sitecustomize.py").write_text(KILLER)
     out, mark = tmp_path / "killed", tmp_path / "mark"
-    env = {"KILL_MARK": str(mark),
-           "PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), *sys.path])}
+    env = _killer_env(tmp_path, mark)
     done = _run(out, "runtime.executor=ray", "runtime.workers=2", env=env)
     assert mark.exists(), done.stdout + done.stderr  # a worker did die mid-stage
     assert done.returncode == 0, done.stderr
