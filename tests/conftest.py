@@ -2,9 +2,25 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 from ouroboros.config import load_config
+
+# vLLM lives in its own environment (scripts/setup-vllm: .venv-vllm). Tests that need it skip
+# when it is absent, except where OUROBOROS_REQUIRE_VLLM is set (CI), where they fail.
+VLLM_PYTHON = Path(os.environ.get("OUROBOROS_VLLM_PYTHON",
+                                  Path(__file__).parents[1] / ".venv-vllm" / "bin" / "python"))
+
+
+def require_vllm() -> None:
+    """Skip (or, in CI, fail) without the vLLM environment."""
+    if not VLLM_PYTHON.is_file():
+        if os.environ.get("OUROBOROS_REQUIRE_VLLM"):
+            pytest.fail(f"no vLLM environment at {VLLM_PYTHON}: run scripts/setup-vllm")
+        pytest.skip(f"no vLLM environment at {VLLM_PYTHON} (scripts/setup-vllm makes one)")
 
 
 def pytest_addoption(parser):

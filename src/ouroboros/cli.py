@@ -334,10 +334,13 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeError as e:
         # Training diverged (a NaN or infinite loss): a setting to change, not a bug. The
         # trainer (and torch) is only imported by commands that train, hence the lookup.
-        trainer = sys.modules.get("ouroboros.training.trainer")
-        executors = sys.modules.get("ouroboros.experiment.executors")
-        if not ((trainer and isinstance(e, trainer.TrainingDiverged))
-                or (executors and isinstance(e, executors.StageLost))):
+        # So is a server that refuses or keeps failing requests, or vLLM failing to start.
+        expected = [getattr(sys.modules.get(module), name, None) for module, name in (
+            ("ouroboros.training.trainer", "TrainingDiverged"),
+            ("ouroboros.experiment.executors", "StageLost"),
+            ("ouroboros.generation.server", "ServerError"),
+            ("ouroboros.generation.vllm_backend", "VLLMError"))]
+        if not isinstance(e, tuple(cls for cls in expected if cls is not None)):
             raise
         kept = "" if "finished stages are kept" in str(e) else " (finished stages are kept)"
         print(f"error: {e}{kept}", file=sys.stderr)

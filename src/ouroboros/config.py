@@ -365,11 +365,48 @@ class CurationStepConfig(Section):
         return _valid(self, problems)
 
 
+class ServerConfig(Section):
+    """An LLM behind an OpenAI-compatible server (vLLM's, a hosted API) used as a generator.
+    Only ``model``, ``api``, ``template`` and ``system`` change what it generates (and enter
+    its stages' fingerprints); where it is reached and how hard it is pushed do not."""
+
+    base_url: str = Field(pattern=r"^https?://\S+$",
+                          description="The API root, e.g. http://127.0.0.1:8000/v1.")
+    model: str = Field(min_length=1, description="The served model's name.")
+    api: Literal["completions", "chat"] = Field(
+        "completions", description="completions (prompt in, text out) or chat (messages).")
+    api_key_env: str | None = Field(
+        None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="The NAME of the environment variable holding the API key (the key itself "
+                    "is never in a config, a log or the run); null: no key.")
+    template: str = Field("{source}", description="The prompt (completions) or user message "
+                                                  "(chat); {source} is the real source text "
+                                                  "or prefix.")
+    system: str | None = Field(None, description="chat: a system message.")
+    concurrency: int = Field(8, gt=0, description="Requests in flight at once.")
+    max_retries: int = Field(5, ge=0, description="Retries of a request after a 429, a 5xx, "
+                                                  "a timeout or a lost connection, with "
+                                                  "exponential backoff.")
+    timeout: float = Field(120.0, gt=0, description="Seconds one request may take.")
+
+    @model_validator(mode="after")
+    def _system_for_chat(self) -> ServerConfig:
+        problems = []
+        if self.system is not None and self.api != "chat":
+            problems.append("system is a chat message: it needs api chat")
+        return _valid(self, problems)
+
+    def spec(self) -> dict:
+        """What changes its samples: the model, the API and the prompt."""
+        return {"model": self.model, "api": self.api, "template": self.template,
+                "system": self.system}
+
+
 class GeneratorConfig(Section):
     """One of several models whose samples are mixed into a cell's synthetic data (Zhang et
-    al.'s strategy 2): the study's model with its own size and seed, or another model family
-    (a pretrained Hugging Face model by name or folder); every generation trains each one on
-    the same training set as the others."""
+    al.'s strategy 2): the study's model with its own size and seed, another model family (a
+    pretrained Hugging Face model by name or folder), both trained each generation on the same
+    training set as the others; or an LLM behind a server, never trained."""
 
     label: str = Field(description="Source tag of its samples, e.g. small or wide.")
     _safe_label = field_validator("label")(_path_name)
@@ -386,11 +423,35 @@ class GeneratorConfig(Section):
                                                      "model name or local folder.")
     lora: LoraConfig | None = Field(None, description="Its LoRA adapters (pretrained models; "
                                                       "null: full fine-tuning).")
+    server: ServerConfig | None = Field(
+        None, description="An LLM behind an OpenAI-compatible server: never trained, it "
+                          "samples each generation's share from the real prompts.")
+    generations: list[int] | None = Field(
+        None, min_length=1, description="The generations whose synthetic data it makes, e.g. "
+                                        "[0] for a broad model that seeds the loop (null: "
+                                        "every generation).")
+
+    @model_validator(mode="after")
+    def _server_is_not_trained(self) -> GeneratorConfig:
+        problems = []
+        if self.server is not None:
+            trained = [k for k in ("n_layer", "n_embd", "n_head", "model", "pretrained", "lora")
+                       if getattr(self, k) is not None]
+            if trained:
+                problems.append(f"a server generator is not trained: {', '.join(trained)} "
+                                f"do not apply")
+        if self.generations is not None and len(set(self.generations)) != len(self.generations):
+            problems.append("generations: each generation once")
+        return _valid(self, problems)
 
     @property
     def own_family(self) -> bool:
         """Whether it is another model than the study's (own plug-in or pretrained weights)."""
         return self.model is not None or self.pretrained is not None
+
+    def makes(self, g: int) -> bool:
+        """Whether it makes synthetic data in generation ``g``."""
+        return self.generations is None or g in self.generations
 
     def model_settings(self, study: ModelConfig) -> dict:
         """Its complete model settings: the study's, with its own size or family."""
@@ -437,8 +498,8 @@ class PolicyConfig(Section):
             problems.append(f"policy {self.name} needs real_fraction (between 0 and 1)")
         if not uses_fraction and self.real_fraction is not None:
             problems.append(f"policy {self.name} takes no real_fraction")
-        if self.generators:
-            total = sum(g.share for g in self.generators)
+        if self.generators and all(g.generations is None for g in self.generators):
+            total = sum(g.share for g in self.generators)  # else per generation, in the study
             if abs(total - 1) > 1e-9:
                 problems.append(f"generators' shares sum to {total:g}, not 1")
             labels = [g.label for g in self.generators]
@@ -614,8 +675,11 @@ class StudyConfig(Section):
                 problems.append("metrics.names: traits needs metrics.traits (what to score how)")
         steps = self.curation + [s for p in self.policies for s in (p.curation or [])]
         for i, p in enumerate(self.policies):
+            problems += self._server_problems(i, p)
             for j, g in enumerate(p.generators or []):
                 where = f"policies.{i}.generators.{j}"
+                if g.server is not None:
+                    continue
                 settings = g.model_settings(self.model)
                 sized = (g.n_layer, g.n_embd, g.n_head) != (None, None, None)
                 if sized and settings["name"] != "tiny-gpt2":
@@ -656,6 +720,47 @@ class StudyConfig(Section):
         if not lm and self.data.source == "grammar":
             problems.append(f"task.name: task {self.task.name} needs source/target data "
                             "(data.source files or hf)")
+        return problems
+
+    def _server_problems(self, i: int, policy: PolicyConfig) -> list[str]:
+        """A policy's generators: the shares of each generation, and servers' settings."""
+        problems: list[str] = []
+        generators = policy.generators or []
+        where = f"policies.{i}.generators"
+        if generators and generators[0].server is not None:
+            problems.append(f"{where}.0: the first generator is the evaluated model, so it "
+                            f"must be trained: list the server generator after it")
+        for j, g in enumerate(generators):
+            outside = sorted(k for k in g.generations or [] if not 0 <= k < self.generations)
+            if outside:
+                problems.append(f"{where}.{j}.generations: {outside} not among the study's "
+                                f"generations 0..{self.generations - 1}")
+        if any(g.generations is not None for g in generators):
+            for k in range(self.generations):
+                total = sum(g.share for g in generators if g.makes(k))
+                if abs(total - 1) > 1e-9:
+                    problems.append(f"{where}: in generation {k} the shares of the generators "
+                                    f"that make data sum to {total:g}, not 1")
+        servers = [j for j, g in enumerate(generators) if g.server is not None]
+        if not servers:
+            return problems
+        if self.generation.decoding == "beam":
+            problems.append(f"{where}.{servers[0]}.server: decoding beam is not an option of "
+                            "OpenAI-compatible servers (use sample or greedy)")
+        if policy.refill:
+            problems.append(f"policies.{i}.refill: re-asking a server generator is not "
+                            "supported (use refill with trained generators only)")
+        unconditional = self.task.name == "lm" and self.generation.prompt == "none"
+        for j in servers:
+            server = generators[j].server
+            if unconditional and not server.template.replace("{source}", "").strip():
+                problems.append(f"{where}.{j}.server.template: unconditional samples (task lm, "
+                                f"generation.prompt none) leave {{source}} empty, so the "
+                                f"prompt is empty: give text to continue, such as the model's "
+                                f"BOS token")
+            elif not unconditional and "{source}" not in server.template:
+                problems.append(f"{where}.{j}.server.template: needs {{source}}, the real "
+                                f"source or prefix the samples answer")
         return problems
 
     def results_part(self) -> dict[str, Any]:

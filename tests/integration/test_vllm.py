@@ -3,14 +3,12 @@ its samples from a trained checkpoint follow the same distribution as the hf bac
 test sensitive enough to catch a wrong temperature.
 
 vLLM lives in its own environment (``scripts/setup-vllm``: .venv-vllm), named by
-``runtime.vllm.python``. The tests skip when it is absent, except where OUROBOROS_REQUIRE_VLLM
-is set (CI), where they fail.
+``runtime.vllm.python`` (see ``require_vllm`` in tests/conftest.py).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,12 +19,10 @@ from scipy import stats
 
 from ouroboros.data.grammar import GroundTruthLanguage
 
-from ..conftest import TINY
+from ..conftest import TINY, VLLM_PYTHON, require_vllm
 
 pytestmark = pytest.mark.integration
 
-VLLM_PYTHON = Path(os.environ.get("OUROBOROS_VLLM_PYTHON",
-                                  Path(__file__).parents[2] / ".venv-vllm" / "bin" / "python"))
 N = 1200  # samples per backend: enough to see a 0.8 temperature in the length distribution
 
 # Head size 64 (128 / 2): the CPU build refuses head size 16.
@@ -39,10 +35,7 @@ STUDY = TINY + ["generations=1", "model.n_embd=128", "model.n_head=2", "training
 
 @pytest.fixture(scope="module", autouse=True)
 def needs_vllm():
-    if not VLLM_PYTHON.is_file():
-        if os.environ.get("OUROBOROS_REQUIRE_VLLM"):
-            pytest.fail(f"no vLLM environment at {VLLM_PYTHON}: run scripts/setup-vllm")
-        pytest.skip(f"no vLLM environment at {VLLM_PYTHON} (scripts/setup-vllm makes one)")
+    require_vllm()
 
 
 def _samples(out: Path, *extra: str) -> list[dict]:

@@ -63,9 +63,30 @@ def plan_problems(cfg: StudyConfig, splits: RealSplits, source) -> list[str]:
     return problems
 
 
-def preflight(cfg: StudyConfig) -> None:
+def server_problems(cfg: StudyConfig, run_dir: Path | None = None) -> list[str]:
+    """Server generators that would fail their first request (key unset or refused, server
+    unreachable, model not served), checked once each; in a run directory only those whose
+    samples are not all made yet."""
+    plan = plan_study(cfg) if run_dir is not None else None
+    store = StageStore(run_dir) if run_dir is not None else None
+    seen, problems = set(), []
+    for i, p in enumerate(cfg.policies):
+        for j, g in enumerate(p.generators or []):
+            if g.server is None or g.server.model_dump_json() in seen:
+                continue
+            if plan is not None and all(store.is_done(s) for s in plan.stages
+                                        if s.access.get("server") == g.server.model_dump()):
+                continue
+            seen.add(g.server.model_dump_json())
+            from ouroboros.generation.server import check
+            problems += check(g.server, f"policies.{i}.generators.{j}.server")
+    return problems
+
+
+def preflight(cfg: StudyConfig, run_dir: Path | None = None) -> None:
     """Everything that can fail before training, checked before anything is written: the
-    data of the first seed reads and splits, and the model can be loaded."""
+    data of the first seed reads and splits, the model can be loaded, server generators
+    answer."""
     task = registry.TASKS.get(cfg.task.name)(cfg.task)
     source = make_source(cfg)
     problems = []
@@ -79,6 +100,7 @@ def preflight(cfg: StudyConfig) -> None:
             if t.file is not None and not Path(t.file).is_file():
                 what = "is a directory, not a file" if Path(t.file).is_dir() else "no such file"
                 problems.append(f"metrics.traits.{i}.file: {t.file}: {what}")
+    problems += server_problems(cfg, run_dir)
     if problems:
         raise ConfigError(sorted(set(problems)), "study plan")
     registry.MODELS.get(cfg.model.name)().check(cfg.model)
@@ -121,7 +143,7 @@ def run_study(cfg: StudyConfig, run_dir: Path, log: Callable[[str], None] = _log
     (the summary and report), still holding the lock. manifest.json gets ``finished`` only
     once everything is written, which is what ``status`` calls complete."""
     run_dir = Path(run_dir)
-    preflight(cfg)
+    preflight(cfg, run_dir)
     with rundir.locked(run_dir):
         rundir.write_config(run_dir, dump_config(cfg))
         # Stages see the device that runs them (auto resolved); config.yaml keeps the setting.

@@ -94,6 +94,16 @@ def tokenizer_spec(model: dict, cfg: StudyConfig) -> dict:
     return spec
 
 
+def policy_spec(policy: PolicyConfig) -> dict:
+    """A policy's settings as its training sets depend on them: a server generator by what
+    it generates, not where it is reached or how hard it is pushed."""
+    spec = policy.model_dump()
+    for g, settings in zip(policy.generators or [], spec.get("generators") or [], strict=True):
+        if g.server is not None:
+            settings["server"] = g.server.spec()
+    return spec
+
+
 def cell_curation(cfg: StudyConfig, policy: PolicyConfig) -> list:
     """The curation steps of a policy's cells: its own, else the study's."""
     return cfg.curation if policy.curation is None else policy.curation
@@ -122,6 +132,17 @@ def evaluation_spec(cfg: StudyConfig) -> dict:
     return spec
 
 
+def _server_stage(source, label: str, generation: dict, cfg: StudyConfig, cell: Cell, g: int,
+                  data: Stage) -> Stage:
+    """Generation g's samples from an LLM behind a server: they depend on the real prompts
+    and the server's model, not on the cell's training (cells of one seed share them)."""
+    spec = {"generation": generation, "task": cfg.task.model_dump(), "g": g, "seed": cell.seed,
+            "generator_seed": source.seed or None, "share": source.share,
+            "generator": source.label, "server": source.server.spec()}
+    return Stage("generate", f"s{cell.seed}-g{g}-{source.label}", spec, {"data": data},
+                 access={"server": source.server.model_dump()})
+
+
 def _plan_cell(cfg: StudyConfig, cell: Cell, data: Stage, tok: Stage,
                add: Callable[[Stage], Stage]) -> None:
     """The four stages of every generation of one cell."""
@@ -148,10 +169,18 @@ def _plan_cell(cfg: StudyConfig, cell: Cell, data: Stage, tok: Stage,
             if cell.policy.name == "fresh":  # never-used real data, from the seed's pool
                 inputs["pool"] = add(Stage("pool", f"s{cell.seed}", {}, {"data": data}))
             trainset = add(Stage("trainset", label,
-                                 {"generation": g, "policy": cell.policy.model_dump()}, inputs))
+                                 {"generation": g, "policy": policy_spec(cell.policy)},
+                                 inputs))
         spec = train_spec if g == 0 else later_spec
         models, parts = [], []
+        trained = []  # this generation's model of each source (None: a server)
         for j, source in enumerate(sources):
+            if source is not None and source.server is not None:  # never trained
+                trained.append(None)
+                if source.makes(g):
+                    parts.append(add(_server_stage(source, label, generation, cfg, cell, g,
+                                                   data)))
+                continue
             own_tok = tok
             if source is not None and source.own_family:  # e.g. a pretrained model's own
                 own_tok = add(Stage("tokenizer", f"s{cell.seed}-{source.label}",
@@ -167,16 +196,19 @@ def _plan_cell(cfg: StudyConfig, cell: Cell, data: Stage, tok: Stage,
             stream = {"generator_seed": source.seed or None} if source else {}
             models.append(add(Stage("train", name, {**model_spec, "generation": g,
                                                      "seed": cell.seed, **stream}, deps)))
+            trained.append(models[-1])
+            if source is not None and not source.makes(g):
+                continue
             share = {} if source is None else {"share": source.share, "generator": source.label}
             parts.append(add(Stage("generate", name,
                                    {"generation": generation, "task": cfg.task.model_dump(),
                                     "g": g, "seed": cell.seed, **stream, **share},
                                    {"model": models[-1], "data": data})))
-        previous = models
-        model = models[0]  # the evaluated model: the first generator
+        previous = trained
+        model = models[0]  # the evaluated model: the first generator (always trained)
         gen = parts[0] if len(parts) == 1 else add(Stage(
             "mixture", f"{cell.policy.display}-s{cell.seed}-g{g}",
-            {"generators": [s.label for s in sources]}, {"parts": parts}))
+            {"generators": [s.label for s in sources if s.makes(g)]}, {"parts": parts}))
         if curation:  # the policy sees the curated samples; metrics see what was generated
             curate_inputs = {"samples": gen, "data": data}
             if any(s.name == "quality" for s in curation):

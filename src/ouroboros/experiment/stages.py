@@ -57,6 +57,9 @@ class Stage:
     label: str
     spec: dict
     deps: dict[str, Stage | list[Stage]] = field(default_factory=dict)
+    # Settings that cannot change the result, so not in the fingerprint: where a server
+    # generator is reached and how hard it is pushed.
+    access: dict = field(default_factory=dict)
 
     @property
     def full_spec(self) -> dict:

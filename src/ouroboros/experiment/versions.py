@@ -28,7 +28,8 @@ _MODELS = ["ouroboros.models.tokenizer", "ouroboros.models.tiny", "ouroboros.mod
 _SEEDS = ["ouroboros.experiment.stages:derive_seed", f"{_B}.job:stream"]
 _GENERATE = ["ouroboros.generation.hf", "ouroboros.generation.sampling", f"{_B}.job:Job.backend",
              "ouroboros.generation.vllm_backend", "ouroboros.generation.vllm_worker",
-             f"{_B}.generate:sample", f"{_B}.job:Job.prompt_ids"]
+             f"{_B}.generate:sample", f"{_B}.job:Job.prompt_ids", "ouroboros.generation.server",
+             f"{_B}.generate:ask_server"]
 _QUALITY = [f"{_B}.job:Job.quality_scorer"]
 
 CODE: dict[str, tuple[int, list[str]]] = {

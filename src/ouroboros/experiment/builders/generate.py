@@ -8,9 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ouroboros.config import GenerationConfig
+from ouroboros.config import GenerationConfig, ServerConfig
 from ouroboros.experiment.builders.job import Job, stream
 from ouroboros.experiment.stages import derive_seed, read_jsonl, write_jsonl
+from ouroboros.generation.sampling import row_seeds
+from ouroboros.generation.server import complete as server_complete
 from ouroboros.models.checkpoint import load_tokenizer
 
 
@@ -53,10 +55,39 @@ def build_generate(job: Job, out: Path) -> dict:
     # draws the same noise, so candidates of one request differ only by their noise.
     requests = [{**p, "request": i} for i, p in enumerate(requests)]
     extra = {"generator": job.spec["generator"]} if "generator" in job.spec else {}
-    rows, info = sample(job, job.stage.deps["model"].relpath, requests, gcfg,
-                        derive_seed(seed, "generate", g, *stream(job.spec)), g, f"g{g}-", extra)
+    stage_seed = derive_seed(seed, "generate", g, *stream(job.spec))
+    if "server" in job.spec:
+        rows, info = ask_server(job, requests, gcfg, stage_seed, g, f"g{g}-", extra)
+    else:
+        rows, info = sample(job, job.stage.deps["model"].relpath, requests, gcfg, stage_seed,
+                            g, f"g{g}-", extra)
     write_jsonl(out / "samples.jsonl", rows)
     return {**info, "requests": n}
+
+
+def ask_server(job: Job, requests: list[dict], gcfg: GenerationConfig, seed: int, g: int,
+               prefix: str, extra: dict) -> tuple[list[dict], dict]:
+    """``gcfg.candidates`` samples per request from an LLM behind an OpenAI-compatible server
+    (the model and prompt from the spec; the address, key and limits from the stage's
+    access settings)."""
+    server = ServerConfig.model_validate(job.stage.access["server"])
+    if server.spec() != job.spec["server"]:
+        raise ValueError("the server settings differ from the stage's spec")
+    prompts = [p for p in requests for _ in range(gcfg.candidates)]
+    answers, info = server_complete(
+        server, [p["source"] for p in prompts], row_seeds(seed, 0, len(prompts)), gcfg,
+        job.run_dir, where=f"generator {job.spec['generator']}: server")
+    decoding = gcfg.model_dump(exclude={"backend", "num_samples"})
+    rows = [{"id": f"{prefix}{i}", "source": p["source"], "target": a.text,
+             "origin": "synthetic", "generation": g, "model": f"server:{server.model}",
+             "prompted_by": p["prompted_by"], "request": p["request"],
+             "finished": a.finished, "decoding": decoding, **extra}
+            for i, (p, a) in enumerate(zip(prompts, answers, strict=True))]
+    seconds = info["request_seconds"]
+    return rows, {"samples": len(rows), "new_tokens": info["completion_tokens"],
+                  "seconds": seconds, "unfinished": sum(not a.finished for a in answers),
+                  "tokens_per_second": info["paid_completion_tokens"] / max(seconds, 1e-9),
+                  "backend": "openai", **info}
 
 
 def build_mixture(job: Job, out: Path) -> dict:

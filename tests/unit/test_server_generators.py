@@ -1,0 +1,118 @@
+"""Server generators (an LLM behind an OpenAI-compatible server) in configs and plans: what is
+refused before any work, what enters fingerprints and the request cache, and how a broad model
+seeds the loop. The real server is in tests/integration/test_openai.py."""
+
+import pytest
+
+from ouroboros.config import ConfigError, GenerationConfig, ServerConfig, load_config
+from ouroboros.experiment.plan import plan_study
+from ouroboros.generation.server import ServerError, api_key, cache_key, request_body
+
+SERVER = "{base_url: 'http://127.0.0.1:9/v1', model: big, template: '[BOS]'}"
+BASE = ["generations=2", "seeds=[0]"]
+
+
+def _config(policy: str, *extra: str):
+    return load_config(overrides=[*BASE, f"policies=[{policy}]", *extra])
+
+
+def _problems(policy: str, *extra: str) -> str:
+    with pytest.raises(ConfigError) as e:
+        _config(policy, *extra)
+    return "\n".join(e.value.problems)
+
+
+MIXED = f"{{name: replace, generators: [{{label: own, share: 0.5}}, " \
+        f"{{label: llm, share: 0.5, server: {SERVER}}}]}}"
+SEEDED = f"{{name: replace, generators: [{{label: own, share: 1.0, generations: [1]}}, " \
+         f"{{label: llm, share: 1.0, generations: [0], server: {SERVER}}}]}}"
+
+
+@pytest.mark.parametrize(("policy", "extra", "expected"), [
+    (f"{{name: replace, generators: [{{label: llm, share: 1.0, server: {SERVER}}}]}}", [],
+     "policies.0.generators.0: the first generator is the evaluated model, so it must be "
+     "trained"),
+    (f"{{name: replace, generators: [{{label: own, share: 1.0, generations: [1]}}, "
+     f"{{label: llm, share: 0.5, generations: [0], server: {SERVER}}}]}}", [],
+     "policies.0.generators: in generation 0 the shares of the generators that make data "
+     "sum to 0.5, not 1"),
+    (f"{{name: replace, generators: [{{label: own, share: 1.0, generations: [1]}}, "
+     f"{{label: llm, share: 1.0, generations: [0, 2], server: {SERVER}}}]}}", [],
+     "policies.0.generators.1.generations: [2] not among the study's generations 0..1"),
+    (MIXED, ["generation.decoding=beam"], "decoding beam is not an option"),
+    (MIXED, ["curation=[{name: length, min_words: 2}]", "policies.0.refill=2"],
+     "policies.0.refill: re-asking a server generator is not supported"),
+    (MIXED.replace("template: '[BOS]'", "template: '{source}'"), [],
+     "policies.0.generators.1.server.template: unconditional samples"),
+    (MIXED.replace("template: '[BOS]'", "template: 'Say something'"),
+     ["generation.prompt=real-prefix"],
+     "policies.0.generators.1.server.template: needs {source}"),
+    (MIXED.replace("model: big", "model: big, api_key: sk-secret"), [],
+     "policies.0.generators.1.server.api_key: unknown key"),
+    (MIXED.replace("label: llm,", "label: llm, n_layer: 2,"), [],
+     "a server generator is not trained: n_layer do not apply"),
+    (MIXED.replace("template: '[BOS]'", "system: be brief"), [],
+     "system is a chat message: it needs api chat"),
+])
+def test_what_is_refused(policy, extra, expected):
+    assert expected in _problems(policy, *extra)
+
+
+def test_a_key_given_as_the_variable_name_is_refused_without_being_echoed():
+    text = _problems(MIXED.replace("model: big", "model: big, api_key_env: sk-abc123-secret"))
+    assert "policies.0.generators.1.server.api_key_env" in text
+    assert "sk-abc123" not in text
+
+
+def test_server_stages_read_only_the_real_prompts_and_seed_the_loop():
+    plan = plan_study(_config(SEEDED))
+    generate = {s.label: s for s in plan.stages if s.kind == "generate"}
+    assert sorted(generate) == ["replace-s0-g1-own", "s0-g0-llm"]
+    llm = generate["s0-g0-llm"]
+    assert set(llm.deps) == {"data"} and llm.spec["server"]["model"] == "big"
+    assert "base_url" not in llm.spec["server"] and llm.access["server"]["base_url"]
+    assert not [s for s in plan.stages if s.kind == "train" and "llm" in s.label]
+    # Generation 1 trains on generation 0's samples: the served model's alone.
+    (trainset,) = [s for s in plan.stages if s.kind == "trainset" and s.spec["generation"] == 1]
+    assert [s.label for s in trainset.deps["samples"]] == ["s0-g0-llm"]
+
+
+def test_where_and_how_hard_a_server_is_asked_is_not_in_a_fingerprint():
+    def fingerprints(*changes: str) -> set[str]:
+        policy = MIXED
+        for old, new in changes:
+            policy = policy.replace(old, new)
+        return {s.fp for s in plan_study(_config(policy)).stages}
+
+    same = fingerprints()
+    assert fingerprints(("127.0.0.1:9", "10.0.0.5:8000"),
+                        ("model: big", "model: big, concurrency: 64, api_key_env: KEY, "
+                                       "timeout: 5.0, max_retries: 0")) == same
+    assert fingerprints(("model: big", "model: bigger")) != same
+    assert fingerprints(("'[BOS]'", "'<s>'")) != same
+
+
+def test_the_request_cache_key_is_the_request_not_the_address():
+    server = ServerConfig(base_url="http://a:1/v1", model="m", template="Translate: {source}")
+    gcfg = GenerationConfig(top_k=5)
+    body = request_body(server, "hello", gcfg, seed=2**40 + 7, max_tokens=9)
+    assert body == {"model": "m", "max_tokens": 9, "seed": 7, "temperature": 1.0,
+                    "top_p": 1.0, "top_k": 5, "prompt": "Translate: hello"}
+    moved = server.model_copy(update={"base_url": "http://b:2/v1", "concurrency": 1})
+    assert cache_key(moved, body) == cache_key(server, body)
+    other = request_body(server, "hello", gcfg, seed=8, max_tokens=9)
+    assert cache_key(server, other) != cache_key(server, body)
+    chat = server.model_copy(update={"api": "chat", "system": "be brief"})
+    assert request_body(chat, "hi", GenerationConfig(decoding="greedy"), 1, 3)["messages"] == [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "Translate: hi"}]
+
+
+def test_the_key_comes_from_the_named_variable(monkeypatch):
+    server = ServerConfig(base_url="http://a:1/v1", model="m", api_key_env="MY_KEY")
+    monkeypatch.delenv("MY_KEY", raising=False)
+    with pytest.raises(ServerError, match="MY_KEY is not set"):
+        api_key(server, "x")
+    monkeypatch.setenv("MY_KEY", "sk-1")
+    assert api_key(server) == "sk-1"
+    assert api_key(server.model_copy(update={"api_key_env": None})) == "EMPTY"
