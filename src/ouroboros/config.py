@@ -617,6 +617,10 @@ class RuntimeConfig(Section):
     workers: int | None = Field(
         None, gt=0, description="Stages at once (processes, ray); null: the cores (or the "
                                 "cluster's CPUs) divided by threads.")
+    keep_checkpoints: Literal["all", "needed"] = Field(
+        "all", description="Model weights kept: all, or needed (a checkpoint is deleted once "
+                           "every stage that reads it is finished; the last generation's are "
+                           "kept, and a later run that reads a deleted one trains it again).")
     vllm: VLLMSettings = VLLMSettings()
     ray_address: str | None = Field(
         None, description="executor ray: the cluster to join (e.g. 10.0.0.5:6379 or auto); "

@@ -15,7 +15,7 @@ import torch
 
 from ouroboros.config import load_config
 from ouroboros.data.grammar import GroundTruthLanguage, LanguageSpec
-from ouroboros.experiment.executors import run_local
+from ouroboros.experiment.executors import execute
 from ouroboros.experiment.loop import plan_study
 from ouroboros.experiment.stages import StageStore, read_jsonl
 from ouroboros.metrics.groundtruth import ground_truth
@@ -73,8 +73,8 @@ def study(tmp_path_factory):
     run = tmp_path_factory.mktemp("run")
     plan = plan_study(cfg)
     store = StageStore(run)
-    run_local(type(plan)([s for s in plan.stages if s.kind in ("data", "tokenizer")], []),
-              store, cfg.runtime, cfg.data, log=lambda _: None)
+    execute(type(plan)([s for s in plan.stages if s.kind in ("data", "tokenizer")], []),
+            store, cfg.runtime, cfg.data, log=lambda _: None)
     data, tok_stage = (next(s for s in plan.stages if s.kind == k) for k in ("data", "tokenizer"))
     from ouroboros.experiment.plan import make_source
     from ouroboros.models.checkpoint import load_tokenizer

@@ -27,6 +27,7 @@ from pathlib import Path
 from ouroboros.config import DataConfig, RuntimeConfig
 from ouroboros.experiment.builders import Job, build
 from ouroboros.experiment.plan import Plan
+from ouroboros.experiment.retention import Retention, to_build
 from ouroboros.experiment.stages import Stage, StageStore
 
 RAY_TASK_RETRIES = 2  # a stage whose worker died is built again, from scratch, this often
@@ -78,15 +79,16 @@ class _Reporter:
 
 
 def run_local(plan: Plan, store: StageStore, runtime: RuntimeConfig, data: DataConfig,
-              log: Callable[[str], None]) -> int:
-    """Every unfinished stage in plan order, in this process."""
+              log: Callable[[str], None], todo: list[Stage], retention: Retention) -> int:
+    """The stages to build, in plan order, in this process."""
     report = _Reporter(len(plan.stages), log)
+    index = {s.fp: i for i, s in enumerate(plan.stages, 1)}
     configure_torch(runtime.threads)
-    for i, stage in enumerate(plan.stages, 1):
-        if not store.is_done(stage):
-            seconds = build_stage(stage, str(store.root), runtime, data, store.provenance,
-                                  configure=False)
-            report.done(i, stage, seconds)
+    for stage in todo:
+        seconds = build_stage(stage, str(store.root), runtime, data, store.provenance,
+                              configure=False)
+        retention.finished(stage)
+        report.done(index[stage.fp], stage, seconds)
     return report.built
 
 
@@ -95,13 +97,14 @@ def _inputs(stage: Stage) -> list[Stage]:
 
 
 def run_graph(plan: Plan, store: StageStore, submit: Callable[[Stage], Future], slots: int,
-              log: Callable[[str], None], lost: tuple[type, ...] = ()) -> int:
-    """Submit every unfinished stage once all its inputs are finished, at most ``slots`` at a
+              log: Callable[[str], None], todo: list[Stage], retention: Retention,
+              lost: tuple[type, ...] = ()) -> int:
+    """Submit every stage to build once all its inputs are finished, at most ``slots`` at a
     time; stop submitting at the first failure, wait for the running stages (their work is
     kept) and raise it. ``lost``: the errors that mean a worker died."""
     index = {s.fp: i for i, s in enumerate(plan.stages, 1)}
-    finished = {s.fp for s in plan.stages if store.is_done(s)}
-    waiting = [s for s in plan.stages if s.fp not in finished]
+    waiting = list(todo)
+    finished = {s.fp for s in plan.stages} - {s.fp for s in waiting}
     report = _Reporter(len(plan.stages), log)
     running: dict[Future, Stage] = {}
     error: BaseException | None = None
@@ -130,6 +133,7 @@ def run_graph(plan: Plan, store: StageStore, submit: Callable[[Stage], Future], 
                 error = error or e
                 continue
             finished.add(stage.fp)
+            retention.finished(stage)
             report.done(index[stage.fp], stage, seconds)
     if error is not None:
         raise error
@@ -139,7 +143,7 @@ def run_graph(plan: Plan, store: StageStore, submit: Callable[[Stage], Future], 
 
 
 def run_processes(plan: Plan, store: StageStore, runtime: RuntimeConfig, data: DataConfig,
-                  log: Callable[[str], None]) -> int:
+                  log: Callable[[str], None], todo: list[Stage], retention: Retention) -> int:
     """Independent stages at once in worker processes of this machine."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
@@ -153,14 +157,14 @@ def run_processes(plan: Plan, store: StageStore, runtime: RuntimeConfig, data: D
         try:
             return run_graph(plan, store, lambda s: pool.submit(
                 build_stage, s, str(store.root), quiet, data, store.provenance, False),
-                workers, log, lost=(BrokenProcessPool,))
+                workers, log, todo, retention, lost=(BrokenProcessPool,))
         except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)
             raise
 
 
 def run_ray(plan: Plan, store: StageStore, runtime: RuntimeConfig, data: DataConfig,
-            log: Callable[[str], None]) -> int:
+            log: Callable[[str], None], todo: list[Stage], retention: Retention) -> int:
     """Each stage a Ray task, on a cluster or a local one started (and stopped) here."""
     try:
         import ray
@@ -181,7 +185,7 @@ def run_ray(plan: Plan, store: StageStore, runtime: RuntimeConfig, data: DataCon
         log(f"executor ray: {cpus:g} CPUs in the cluster, up to {slots} stages at once")
         root = str(Path(store.root).absolute())  # workers on other nodes: not our cwd
         return run_graph(plan, store, lambda s: task.remote(
-            s, root, quiet, data, store.provenance).future(), slots, log,
+            s, root, quiet, data, store.provenance).future(), slots, log, todo, retention,
             lost=(ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError))
     finally:
         if started:
@@ -193,6 +197,18 @@ EXECUTORS = {"local": run_local, "processes": run_processes, "ray": run_ray}
 
 def execute(plan: Plan, store: StageStore, runtime: RuntimeConfig, data: DataConfig,
             log: Callable[[str], None]) -> int:
-    """Build every unfinished stage of ``plan`` with the configured executor; returns how many
-    were built now."""
-    return EXECUTORS[runtime.executor](plan, store, runtime, data, log)
+    """Build every unfinished stage of ``plan`` (and pruned ones whose weights an unfinished
+    one reads) with the configured executor, deleting weights as ``runtime.keep_checkpoints``
+    says; returns how many were built now."""
+    todo = to_build(plan, store)
+    rebuilt = [s for s in todo if store.is_done(s)]
+    if rebuilt:
+        log(f"{len(rebuilt)} pruned checkpoint(s) are read again: training them again")
+    retention = Retention(plan, store, runtime.keep_checkpoints, todo)
+    try:
+        return EXECUTORS[runtime.executor](plan, store, runtime, data, log, todo, retention)
+    finally:
+        freed = retention.sweep()
+        if freed:
+            log(f"keep_checkpoints {runtime.keep_checkpoints}: deleted {freed / 2**20:.1f} MiB "
+                f"of model weights no remaining stage reads")

@@ -106,9 +106,31 @@ class StageStore:
         """Whether the stage is finished."""
         return self.record(stage) is not None
 
+    def is_pruned(self, stage: Stage) -> bool:
+        """Whether the stage is finished but its weights were deleted (keep_checkpoints)."""
+        record = self.record(stage)
+        return bool(record and record.get("pruned"))
+
+    def prune(self, stage: Stage, parts: tuple[str, ...] = ("model",)) -> int:
+        """Delete the weights of a finished stage and return the bytes freed. The record is
+        marked first, so a crash in between leaves a stage known to lack its weights, which a
+        plan that reads them builds again."""
+        record = self.record(stage)
+        if record is None or record.get("pruned"):
+            return 0
+        folder = self.path(stage)
+        freed = sum(f.stat().st_size for part in parts if (folder / part).is_dir()
+                    for f in (folder / part).rglob("*") if f.is_file())
+        record["pruned"] = {"at": time.time(), "removed": list(parts), "bytes": freed}
+        write_atomic(folder / RECORD, json.dumps(record, indent=2, default=str))
+        for part in parts:
+            shutil.rmtree(folder / part, ignore_errors=True)
+        return freed
+
     def run(self, stage: Stage, build: Callable[[Path], dict | None]) -> bool:
-        """Build the stage unless finished; returns True if it was built now."""
-        if self.is_done(stage):
+        """Build the stage unless finished (a pruned stage is built again: something reads
+        its weights); returns True if it was built now."""
+        if self.is_done(stage) and not self.is_pruned(stage):
             return False
         final = self.path(stage)
         if final.exists():  # a folder without a valid record: never trust it
