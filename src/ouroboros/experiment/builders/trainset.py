@@ -40,7 +40,9 @@ def build_trainset(job: Job, out: Path) -> dict:
     if g == 0:
         rows = real
     else:
-        policy = PolicyConfig.model_validate(job.spec["policy"])
+        # The generators are not read here (their samples are the inputs), and a server
+        # generator's spec holds only what it generates, not a whole config.
+        policy = PolicyConfig.model_validate({**job.spec["policy"], "generators": None})
         seed = job.stage.deps["data"].spec["seed"]
         ctx = PolicyContext(
             generation=g, real=real, size=len(real),
