@@ -43,7 +43,10 @@ def _parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="re-render the report from a run directory alone "
                                            "and print its summary table")
     report.add_argument("run_dir", type=Path)
-    report.add_argument("--metrics", help="comma-separated columns of the summary table")
+    report.add_argument("--metrics", help="comma-separated key metrics: the report's first "
+                                          "figures and the summary table's columns")
+    report.add_argument("--format", help="also write a figure per metric for papers: png, "
+                                         "svg or pdf (comma-separated for several)")
     report.add_argument("--slices", nargs="?", const=-1, type=int, metavar="GENERATION",
                         help="also print metrics by origin, generator and curation outcome "
                              "(slices.csv) at GENERATION (default: the last)")
@@ -315,8 +318,9 @@ def main(argv: list[str] | None = None) -> int:
                 print()
                 print(slices_text(read_slices(args.run_dir),
                                   None if args.slices < 0 else args.slices))
+            formats = tuple(f.strip() for f in args.format.split(",")) if args.format else ()
             with _writing(args.run_dir, f"ouroboros report {args.run_dir}"):
-                print(f"report: {render_report(args.run_dir)}")
+                print(f"report: {render_report(args.run_dir, formats, columns)}")
             return 0
         return cmd_ls()
     except ConfigError as e:

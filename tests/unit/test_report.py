@@ -37,10 +37,39 @@ def test_summary_and_html(tmp_path):
     table = summary_table(read_metrics(tmp_path))
     assert "replace" in table and "10.5 -> 14.5" in table and "2 seed(s)" in table
     path = render_report(tmp_path)
-    html = path.read_text()
-    assert "data:image/png;base64," in html and "perplexity|v1|n=5" in html
-    assert "95% t-interval, n=2: " in html  # tooltips name the interval and its n
-    assert (tmp_path / "report" / "perplexity.png").stat().st_size > 1000
+    page = path.read_text()
+    assert "perplexity|v1|n=5" in page and "minus replace, g2" in page
+    assert not list((tmp_path / "report").glob("*.png"))  # static figures only when asked
+    figures = _figures(page)
+    (key,) = [f for f in figures.values() if "perplexity" in f["layout"]["title"]["text"]]
+    # The band is the 95% t-interval of the mean over seeds: seeds 14 and 15 at generation 2
+    # give 14.5 +- t(0.975, 1) * 0.7071 / sqrt(2) = 14.5 +- 6.353.
+    band = next(t for t in key["data"] if t.get("fill") == "toself" and t["name"] == "replace")
+    assert band["x"] == [0, 1, 2, 2, 1, 0]
+    assert band["y"][2] == pytest.approx(14.5 + 6.3531, abs=1e-3)
+    assert band["y"][3] == pytest.approx(14.5 - 6.3531, abs=1e-3)
+    seeds = next(t for t in key["data"] if t["mode"] == "markers" and t["name"] == "replace")
+    assert sorted(seeds["y"]) == sorted(r["value"] for r in _rows() if r["policy"] == "replace")
+    render_report(tmp_path, formats=("png", "svg", "pdf"))
+    for suffix in ("png", "svg", "pdf"):
+        assert (tmp_path / "report" / f"perplexity.{suffix}").stat().st_size > 1000
+    with pytest.raises(ValueError, match="'gif' is not one of png, svg, pdf"):
+        render_report(tmp_path, formats=("gif",))
+
+
+def _figures(page: str) -> dict:
+    import json
+    start = page.index('id="ouroboros-figures">') + len('id="ouroboros-figures">')
+    return json.loads(page[start:page.index("</script>", start)])
+
+
+def test_metrics_with_no_value_are_named_not_drawn(tmp_path):
+    rows = _rows() + [{**r, "metric": "true_logprob", "value": float("nan")} for r in _rows()]
+    _write(tmp_path, rows)
+    page = render_report(tmp_path).read_text()
+    assert "No value in any cell" in page and "true_logprob" in page
+    assert all("true_logprob" not in f["layout"]["title"]["text"]
+               for f in _figures(page).values())
 
 
 def test_html_shows_each_signature_whole_and_escaped(tmp_path):
@@ -66,3 +95,26 @@ def test_every_policy_gets_its_own_line_style():
     for n in (3, 10, 13, 25):
         styles = policy_styles([f"p{i}" for i in range(n)])
         assert len({(s["color"], s["linestyle"]) for s in styles.values()}) == n
+
+
+def test_console_tables_fit_100_columns_without_losing_a_value(tmp_path):
+    from ouroboros.report.tables import paired_table
+    rows = []
+    names = [f"metric_number_{k}" for k in range(7)]
+    for policy in ("replace", "accumulate-subsample+human-first-transformer-ordering"):
+        for seed in (0, 1, 2):
+            for g in (0, 1):
+                for k, m in enumerate(names):
+                    rows.append({"cell": f"{policy}-s{seed}", "policy": policy, "seed": seed,
+                                 "generation": g, "metric": m,
+                                 "value": 1000.123 + k + g + seed / 7,
+                                 "higher_is_better": "True", "signature": f"{m}|v1"})
+    _write(tmp_path, rows)
+    rows = read_metrics(tmp_path)
+    for text in (summary_table(rows, names), paired_table(rows, names)):
+        assert max(len(line) for line in text.splitlines()) <= 100, text
+    summary = summary_table(rows, names)
+    assert all(m in summary for m in names)
+    assert summary.count("accumulate-subsample+human-first-transformer-ordering") >= 2
+    paired = paired_table(rows, names)
+    assert paired.count("not significant (n=3 cannot reach p<0.05)") == len(names)

@@ -44,11 +44,14 @@ def test_hostile_names_stay_text_and_inside_the_report(tmp_path):
 
     parsed = _Elements()
     parsed.feed(page)
-    assert "script" not in parsed.tags
+    # Exactly the page's own three scripts: the figures' JSON, Plotly, and the page's code.
+    assert parsed.tags.count("script") == 3
+    data = page.split('id="ouroboros-figures">', 1)[1].split("</script>", 1)[0]
+    assert "<" not in data and ">" not in data  # the JSON cannot end its element
     assert not [a for a in parsed.attrs if a.startswith("on")]
     assert set(parsed.tags) <= {"html", "head", "meta", "title", "style", "body", "h1", "h2",
-                                "p", "pre", "figure", "img", "table", "tr", "th", "td", "small",
-                                "details", "summary"}
+                                "p", "pre", "div", "table", "thead", "tbody", "tr", "th", "td",
+                                "small", "details", "summary", "caption", "code", "script"}
     text = "".join(parsed.text)
     assert all(name in text for name in HOSTILE)  # shown as text, not markup
     written = {p for p in tmp_path.rglob("*")} - before
@@ -63,3 +66,13 @@ def test_safe_filenames():
         assert safe and "/" not in safe and not safe.startswith(".")
         assert set(safe) <= set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
     assert safe_filename("a/b") != safe_filename("a_b")
+
+
+def test_figure_json_cannot_close_its_script_element():
+    import json
+
+    from ouroboros.report.html import _json_for_script
+    value = {"name": "</script><script>alert(1)</script><!--", "x": [1.5, None]}
+    text = _json_for_script(value)
+    assert "<" not in text and ">" not in text and "&" not in text
+    assert json.loads(text) == value

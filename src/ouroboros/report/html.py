@@ -1,57 +1,290 @@
-"""The self-contained ``report.html`` (plots embedded) and the console summary of a run."""
+"""The self-contained, interactive ``report.html`` of a run, and static figures for papers.
+
+The page works with no network: Plotly's JavaScript (from the ``plotly`` package) is embedded,
+the figures are JSON in the page, and the only other script sorts tables and draws figures
+when their section is opened. Layout: the study in one sentence; the key metrics as small
+multiples, each with the paired comparison to the reference policy beside it; the other
+metrics grouped (quality, ground truth, diversity, tails, traits, data checks) and
+collapsible; then sortable tables (every cell with its unit and n), and the provenance.
+
+Nothing from the run directory becomes markup: text is escaped, the JSON block cannot close
+its script element, and Plotly gets escaped strings (figures.py).
+"""
 
 from __future__ import annotations
 
-import base64
+import csv
 import html
 import json
+import math
+import re
+from collections import defaultdict
 from pathlib import Path
 
+import yaml
+
 from ouroboros.atomic import write_atomic
+from ouroboros.report.figures import histogram_figure, metric_figure
 from ouroboros.report.plots import plot_all, plot_sample_perplexity
+from ouroboros.report.stats import min_p_value, paired_differences
 from ouroboros.report.tables import (
     KEY_METRICS,
-    Summary,
+    directions,
     headline,
     ordered,
-    paired_table,
     policies_in_order,
     read_metrics,
     read_slices,
     slice_summary,
     summarise,
-    summary_table,
 )
 
+FORMATS = ("png", "svg", "pdf")
 
-def _table_html(rows: list[dict], metrics: list[str]) -> str:
-    stats = summarise(rows)
+GROUPS: list[tuple[str, list[str]]] = [
+    ("Quality against real held-out data",
+     ["perplexity", "cross_entropy", "continuation_perplexity", "reference_perplexity",
+      "reference_perplexity_median", "rouge1", "rouge2", "rougeL", "rougeLsum", "bleu", "chrf",
+      "length_ratio", "prediction_words", "unique_predictions"]),
+    ("Ground truth (the built-in language)",
+     ["kl_true_model", "error_rate", "true_entropy", "true_logprob"]),
+    ("Diversity of the samples",
+     ["distinct_1", "distinct_2", "distinct_3", "entropy_2", "entropy_3", "unigram_entropy",
+      "ttr", "mattr", "self_bleu", "vocab_size", "zipf_exponent", "repetition_rate",
+      "sample_words"]),
+    ("Tails", ["tail_coverage", "missing_mass", "unigram_kl", "rare_recall_"]),
+    ("Traits", ["trait_"]),
+    ("Data checks", ["test_oov_rate", "test_targets_cut", "unfinished_rate"]),
+]
+
+# Units of metrics whose signature does not name one.
+UNITS = {"perplexity": "per token", "error_rate": "share of samples",
+         "tail_coverage": "share of rare mass", "bleu": "BLEU (0-100)", "chrf": "chrF (0-100)",
+         "self_bleu": "BLEU (0-100)", "vocab_size": "word types", "ttr": "ratio",
+         "mattr": "ratio", "zipf_exponent": "exponent", "length_ratio": "ratio",
+         "prediction_words": "words", "sample_words": "words", "unique_predictions": "share",
+         "missing_mass": "share of real tokens", "repetition_rate": "share of 4-grams",
+         "unfinished_rate": "share of samples", "test_oov_rate": "share of test words",
+         "test_targets_cut": "share of test targets", "true_logprob": "nats per sentence"}
+UNIT_PREFIXES = {"distinct_": "share of n-grams", "rouge": "F1 x 100",
+                 "rare_recall_": "share of rare n-grams", "trait_": "score"}
+
+SCRIPT = r"""
+(function () {
+  const specs = JSON.parse(document.getElementById('ouroboros-figures').textContent);
+  let drawn = 0;
+  function draw(div) {
+    if (div.dataset.drawn) return;
+    const spec = specs[div.dataset.figure];
+    Plotly.newPlot(div, spec.data, spec.layout,
+                   {displaylogo: false, responsive: true,
+                    modeBarButtonsToRemove: ['lasso2d', 'select2d']});
+    div.dataset.drawn = '1';
+    drawn += 1;
+    document.body.dataset.figuresDrawn = String(drawn);
+  }
+  function shown(div) {  // not inside a closed <details>
+    for (let d = div.closest('details'); d; d = d.parentElement.closest('details')) {
+      if (!d.open) return false;
+    }
+    return true;
+  }
+  function drawVisible(root) {
+    root.querySelectorAll('.figure').forEach(function (div) { if (shown(div)) draw(div); });
+  }
+  document.querySelectorAll('details').forEach(function (d) {
+    d.addEventListener('toggle', function () { if (d.open) drawVisible(d); });
+  });
+  drawVisible(document);
+  document.body.dataset.figuresTotal = String(Object.keys(specs).length);
+  document.querySelectorAll('table.sortable').forEach(function (table) {
+    table.querySelectorAll('th').forEach(function (th, i) {
+      th.addEventListener('click', function () {
+        const body = table.tBodies[0];
+        const dir = th.dataset.dir === 'asc' ? 'desc' : 'asc';
+        table.querySelectorAll('th').forEach(function (h) { delete h.dataset.dir; });
+        th.dataset.dir = dir;
+        const key = function (row) {
+          const cell = row.cells[i];
+          const raw = cell.dataset.v !== undefined ? cell.dataset.v : cell.textContent;
+          const n = parseFloat(raw);
+          return isNaN(n) ? raw : n;
+        };
+        const rows = Array.from(body.rows);
+        rows.sort(function (a, b) {
+          const x = key(a), y = key(b);
+          const c = (typeof x === 'number' && typeof y === 'number') ? x - y
+            : String(x).localeCompare(String(y));
+          return dir === 'asc' ? c : -c;
+        });
+        rows.forEach(function (r) { body.appendChild(r); });
+      });
+    });
+  });
+})();
+"""
+
+STYLE = """
+body{font-family:system-ui,sans-serif;margin:0 auto;padding:1.5em;max-width:1400px;color:#222}
+h1{font-size:1.5em;margin-bottom:.2em}h2{font-size:1.2em;margin-top:1.6em}
+.headline{font-size:1.05em;background:#f3f6fa;border-left:4px solid #0072B2;padding:.6em 1em}
+.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(440px,1fr));gap:14px}
+.card{border:1px solid #ddd;border-radius:6px;padding:6px;background:#fff}
+.card .note{font-size:11px;color:#555;margin:2px 6px}
+.figure{min-height:300px}
+details{margin:.5em 0}summary{cursor:pointer;font-weight:600;padding:.3em 0}
+table{border-collapse:collapse;font-size:12px;margin:.4em 0}
+td,th{border:1px solid #ddd;padding:2px 6px;text-align:right;white-space:nowrap}
+td.t,th.t{text-align:left}th{background:#f3f3f3}
+table.sortable th{cursor:pointer}table.sortable th:after{content:" \\2195";color:#aaa}
+table.sortable th[data-dir=asc]:after{content:" \\2191";color:#000}
+table.sortable th[data-dir=desc]:after{content:" \\2193";color:#000}
+.scroll{overflow-x:auto}pre{background:#f6f6f6;padding:1em;overflow:auto;font-size:12px}
+table.paired{width:100%;font-size:11px}table.paired td,table.paired th{padding:2px 3px;
+white-space:normal}
+.better{color:#1a7f37}.worse{color:#b42318}small{color:#666}
+"""
+
+
+def unit_of(metric: str, signature: str) -> str:
+    """The unit a metric is in: its signature's ``unit=``, else what the metric is."""
+    found = re.search(r"\|unit=([^|]*)", signature or "")
+    if found and found.group(1).strip():
+        unit = found.group(1).strip()
+        return {"token": "per token"}.get(unit, unit)
+    if metric in UNITS:
+        return UNITS[metric]
+    return next((u for p, u in UNIT_PREFIXES.items() if metric.startswith(p)), "")
+
+
+def group_of(metric: str) -> str:
+    """The section a metric is shown in."""
+    for name, members in GROUPS:
+        if any(metric == m or (m.endswith("_") and metric.startswith(m)) for m in members):
+            return name
+    return "Other"
+
+
+def examples_behind(signature: str) -> str:
+    """The examples one value is computed over (the signature's ``n=``)."""
+    found = re.search(r"\|n=(\d+)", signature or "")
+    return found.group(1) if found else ""
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _num(x: float) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return ""
+    return f"{x:.4g}" if abs(x) < 1e4 else f"{x:.3e}"
+
+
+def _table(header: list[str], rows: list[list], text_columns: int = 1,
+           caption: str = "") -> str:
+    """A sortable table; a cell is a value or (shown text, sort value)."""
+    head = "".join(f"<th class='{'t' if i < text_columns else ''}'>{_e(h)}</th>"
+                   for i, h in enumerate(header))
+    body = []
+    for row in rows:
+        cells = []
+        for i, cell in enumerate(row):
+            shown, key = cell if isinstance(cell, tuple) else (cell, None)
+            attr = f" data-v='{_e(key)}'" if key is not None else ""
+            cls = " class='t'" if i < text_columns else ""
+            cells.append(f"<td{cls}{attr}>{_e(shown)}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    cap = f"<caption>{_e(caption)}</caption>" if caption else ""
+    return (f"<div class='scroll'><table class='sortable'>{cap}<thead><tr>{head}</tr></thead>"
+            f"<tbody>{''.join(body)}</tbody></table></div>")
+
+
+def _study_sentence(run_dir: Path, rows: list[dict], config: dict) -> str:
+    policies = policies_in_order(rows)
+    seeds = sorted({r["seed"] for r in rows})
     gens = sorted({r["generation"] for r in rows})
-    out = ["<table><tr><th>policy</th><th>metric</th>"
-           + "".join(f"<th>g{g}</th>" for g in gens) + "</tr>"]
-    for policy in policies_in_order(rows):
-        for m in metrics:
-            cells = []
-            for g in gens:
-                s = stats.get((policy, m, g))
-                cells.append(f"<td title='{html.escape(_tooltip(s))}'>{s.mean:.4g} "
-                             f"<small>(n={s.n_seeds})</small></td>" if s else "<td></td>")
-            out.append(f"<tr><td>{html.escape(policy)}</td><td>{html.escape(m)}</td>"
-                       + "".join(cells) + "</tr>")
-    return "\n".join(out + ["</table>"])
+    task = (config.get("task") or {}).get("name")
+    data = (config.get("data") or {}).get("source")
+    model = config.get("model") or {}
+    what = ""
+    if task and data and model.get("name"):  # from config.yaml, when the run has one
+        how = f"from {model['pretrained']}" if model.get("pretrained") else "trained from scratch"
+        what = f"task {_e(task)} on {_e(data)} data, {_e(model['name'])} {_e(how)}; "
+    cells = len({(r["policy"], r["seed"]) for r in rows})
+    return (f"Study {_e(config.get('name', run_dir.name))}: {what}"
+            f"{len(policies)} polic{'y' if len(policies) == 1 else 'ies'} "
+            f"({_e(', '.join(policies))}) &times; {len(seeds)} seed(s) &times; generations "
+            f"{gens[0]}&ndash;{gens[-1]} ({cells} cells). Values are means over seeds with the "
+            f"95% Student-t interval of the mean (none with one seed); policies are compared "
+            f"with {_e(policies[0])} on shared seeds. Every metric is measured against real "
+            f"held-out data.")
 
 
-def _tooltip(s: Summary) -> str:
-    """Median, range and the t-interval of the mean over seeds, each named for what it is."""
-    iv = s.interval
-    ci = f"{iv.label}: {iv.low:.4g} .. {iv.high:.4g}" if iv.n >= 2 else iv.label
-    return f"{s.n_seeds} seeds; median {s.median:.4g}; range {s.low:.4g} .. {s.high:.4g}; {ci}"
+def _paired_html(rows: list[dict], metric: str, last: int, reference: str,
+                 better: str) -> str:
+    """The paired differences to the reference policy at the last generation, compact."""
+    hib = {"higher": True, "lower": False}.get(better)
+    pairs = paired_differences(rows, metric, last, reference, hib)
+    if not pairs:
+        return ""
+    lines = []
+    for p in pairs:
+        verdict = p.verdict()
+        cls = "better" if verdict.startswith("better") else (
+            "worse" if verdict.startswith("worse") else "")
+        interval = (f"[{_num(p.interval.low)}, {_num(p.interval.high)}]" if p.n_seeds >= 2
+                    else "[no interval]")
+        wins = f"{p.wins}/{p.n_seeds}" if hib is not None else f"-/{p.n_seeds}"
+        lines.append(f"<tr><td class='t'>{_e(p.policy)}</td><td>{_num(p.mean)} "
+                     f"<small>{interval}</small></td><td>{p.n_seeds}</td><td>{wins}</td>"
+                     f"<td>{p.p_flip:.3g}</td><td class='t v {cls}' title='{_e(verdict)}'>"
+                     f"{_e(verdict.split(' (')[0])}</td></tr>")
+    floor = min_p_value(min(p.n_seeds for p in pairs))
+    return (f"<table class='paired'><tr><th class='t'>minus {_e(reference)}, g{last}</th>"
+            f"<th>mean [95% t-interval]</th><th>n</th><th>wins</th><th>p</th>"
+            f"<th class='t'>verdict</th></tr>{''.join(lines)}</table>"
+            f"<div class='note'>Paired on shared seeds: n seeds, wins = seeds where the policy "
+            f"is better, p = exact two-sided sign-flip test; the smallest p n seeds can give "
+            f"is {floor:g}.</div>")
 
 
-def _composition_html(run_dir: Path) -> str:
-    """Mean training-set size by origin per policy and generation (composition.csv)."""
-    import csv
-    from collections import defaultdict
+def _summary_rows(rows: list[dict], metrics: list[str], units: dict[str, str],
+                  examples: dict[str, str]) -> list[list]:
+    stats = summarise(rows)
+    better = directions(rows)
+    last = max(r["generation"] for r in rows)
+    out = []
+    for m in metrics:
+        for p in policies_in_order(rows):
+            a, b = stats.get((p, m, 0)), stats.get((p, m, last))
+            if b is None:
+                continue
+            iv = b.interval
+            out.append([group_of(m), m, units[m], better.get(m) or "-", p,
+                        (_num(a.mean), a.mean) if a else "", (_num(b.mean), b.mean),
+                        (f"{_num(iv.low)} .. {_num(iv.high)}" if iv.n >= 2 else "none (n=1)",
+                         iv.high - iv.low if iv.n >= 2 else math.inf),
+                        b.n_seeds, examples[m]])
+    return out
+
+
+def _all_values_rows(rows: list[dict], metrics: list[str], units: dict[str, str],
+                     examples: dict[str, str]) -> list[list]:
+    stats = summarise(rows)
+    out = []
+    for (p, m, g), s in sorted(stats.items(), key=lambda kv: (metrics.index(kv[0][1])
+                                                             if kv[0][1] in metrics else 1e9,
+                                                             kv[0][0], kv[0][2])):
+        iv = s.interval
+        out.append([m, units.get(m, ""), p, g, (_num(s.mean), s.mean), (_num(s.median), s.median),
+                    f"{_num(s.low)} .. {_num(s.high)}",
+                    f"{_num(iv.low)} .. {_num(iv.high)}" if iv.n >= 2 else "none (n=1)",
+                    s.n_seeds, examples.get(m, "")])
+    return out
+
+
+def _composition_table(run_dir: Path) -> str:
     path = run_dir / "composition.csv"
     if not path.is_file():
         return "<p>(no composition.csv)</p>"
@@ -63,80 +296,183 @@ def _composition_html(run_dir: Path) -> str:
     origins = sorted({k[2] for k in counts}, key=lambda o: (o != "real", o))
     policies = list(dict.fromkeys(r["policy"] for r in rows))
     gens = sorted({k[1] for k in counts})
-    out = ["<table><tr><th>policy</th><th>generation</th>"
-           + "".join(f"<th>{html.escape(o)}</th>" for o in origins) + "</tr>"]
+    body = []
     for p in policies:
         for g in gens:
             cells = [counts.get((p, g, o)) for o in origins]
-            out.append(f"<tr><td>{html.escape(p)}</td><td>{g}</td>" + "".join(
-                f"<td>{sum(c) / len(c):.0f}</td>" if c else "<td></td>" for c in cells)
-                + "</tr>")
-    return "\n".join(out + ["</table>"])
+            n = max((len(c) for c in cells if c), default=0)
+            body.append([p, g, *[(f"{sum(c) / len(c):.0f}", sum(c) / len(c)) if c else ""
+                                 for c in cells], n])
+    return _table(["policy", "generation", *[f"{o} (examples)" for o in origins], "n seeds"],
+                  body, caption="Training-set composition: examples by origin, mean over seeds")
 
 
-def _slices_html(run_dir: Path) -> str:
-    """Metrics by origin, generator and curation outcome (slices.csv), mean over seeds."""
+def _slices_table(run_dir: Path) -> str:
     rows = read_slices(run_dir)
     if not rows:
         return "<p>(no slices.csv: metrics.slices is empty)</p>"
     header, lines = slice_summary(rows)
-    out = ["<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>"]
-    out += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in line) + "</tr>"
-            for line in lines]
-    return "\n".join(out + ["</table>"])
+    seeds = len({r["seed"] for r in rows})
+    return _table(header, [[line[0], *line[1:4], *[(c, c) if c else "" for c in line[4:]]]
+                           for line in lines], text_columns=4,
+                  caption=f"Metrics by origin, mean over {seeds} seed(s)")
 
 
-def render_report(run_dir: Path) -> Path:
-    """Write ``report/`` (PNG per metric and report.html) from the run directory alone."""
+def _figure_div(key: str) -> str:
+    return f"<div class='figure' data-figure='{_e(key)}'></div>"
+
+
+def _json_for_script(value: object) -> str:
+    """JSON that cannot end its <script> element or open a comment."""
+    return (json.dumps(value, separators=(",", ":"), allow_nan=False)
+            .replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"))
+
+
+def _plotly_js() -> str:
+    try:
+        from plotly.offline import get_plotlyjs
+    except ImportError as e:  # a core dependency: only a broken install gets here
+        raise RuntimeError("the report needs the plotly package (pip install plotly)") from e
+    return get_plotlyjs()
+
+
+def _clean(value: float) -> float | None:
+    return None if value is None or not math.isfinite(value) else value
+
+
+def _finite_specs(specs: dict) -> dict:
+    """NaN and infinities become null (JSON has neither)."""
+    def walk(v):
+        if isinstance(v, float):
+            return _clean(v)
+        if isinstance(v, list):
+            return [walk(x) for x in v]
+        if isinstance(v, dict):
+            return {k: walk(x) for k, x in v.items()}
+        return v
+    return walk(specs)
+
+
+def render_report(run_dir: Path, formats: tuple[str, ...] = (),
+                  key_metrics: list[str] | None = None) -> Path:
+    """Write ``report/report.html`` (and a figure per metric in each of ``formats``) from the
+    run directory alone."""
     run_dir = Path(run_dir)
     rows = read_metrics(run_dir)
     if not rows:
         raise ValueError(f"{run_dir}/metrics.csv has no rows")
-    metrics = ordered(sorted({r["metric"] for r in rows}), KEY_METRICS)
+    bad = [f for f in formats if f not in FORMATS]
+    if bad:
+        raise ValueError(f"--format: {bad[0]!r} is not one of {', '.join(FORMATS)}")
+    named = ordered(headline(sorted({r["metric"] for r in rows})), KEY_METRICS)
+    finite = {r["metric"] for r in rows if math.isfinite(r["value"])}
+    metrics = [m for m in named if m in finite]
+    empty = [m for m in named if m not in finite]  # n/a everywhere: nothing to draw
     out = run_dir / "report"
-    pngs = plot_all(rows, out, headline(metrics))
-    if (run_dir / "sample_perplexity.csv").is_file():
-        pngs.insert(0, plot_sample_perplexity(run_dir / "sample_perplexity.csv",
-                                              out / "sample_perplexity_histogram.png"))
-    config = (run_dir / "config.yaml").read_text() if (run_dir / "config.yaml").is_file() else ""
+    out.mkdir(parents=True, exist_ok=True)
+    for fmt in formats:
+        plot_all(rows, out, metrics, fmt)
+        if (run_dir / "sample_perplexity.csv").is_file():
+            plot_sample_perplexity(run_dir / "sample_perplexity.csv",
+                                   out / f"sample_perplexity_histogram.{fmt}")
+    try:
+        config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        config = {}
+    config = config if isinstance(config, dict) else {}
     manifest_path = run_dir / "manifest.json"
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
-    seeds = sorted({r["seed"] for r in rows})
-    images = "\n".join(
-        f"<figure><img alt='{html.escape(p.stem)}' src='data:image/png;base64,"
-        f"{base64.b64encode(p.read_bytes()).decode()}'></figure>" for p in pngs)
+    try:
+        manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    except json.JSONDecodeError:
+        manifest = {}
+    if not metrics:
+        raise ValueError(f"{run_dir}/metrics.csv has no finite value")
+    signature = {r["metric"]: r["signature"] for r in rows}
+    units = {m: unit_of(m, signature[m]) for m in metrics}
+    examples = {m: examples_behind(signature[m]) for m in metrics}
+    better = directions(rows)
+    last = max(r["generation"] for r in rows)
+    reference = policies_in_order(rows)[0]
+    key = [m for m in (key_metrics or []) if m in metrics] or metrics[:4]
+    specs: dict[str, dict] = {}
+    cards = []
+    for i, m in enumerate(key):
+        specs[f"key{i}"] = metric_figure(rows, m, units[m])
+        cards.append(f"<div class='card'>{_figure_div(f'key{i}')}"
+                     f"<div class='note'>{_e(units[m] or 'no unit')}; each value over "
+                     f"{_e(examples[m] or '?')} examples; points: seeds; band: 95% "
+                     f"t-interval of the mean</div>"
+                     f"{_paired_html(rows, m, last, reference, better.get(m, ''))}</div>")
+    groups: dict[str, list[str]] = defaultdict(list)
+    for m in metrics:
+        if m not in key:
+            groups[group_of(m)].append(m)
+    sections = []
+    for name in [g for g, _ in GROUPS] + ["Other"]:
+        if not groups.get(name):
+            continue
+        divs = []
+        for m in groups[name]:
+            k = f"m{len(specs)}"
+            specs[k] = metric_figure(rows, m, units[m], height=280)
+            divs.append(f"<div class='card'>{_figure_div(k)}<div class='note'>"
+                        f"{_e(units[m] or 'no unit')}; n={_e(examples[m] or '?')} examples per "
+                        f"value</div></div>")
+        sections.append(f"<details><summary>{_e(name)} ({len(groups[name])} metrics)</summary>"
+                        f"<div class='cards'>{''.join(divs)}</div></details>")
+    if empty:
+        sections.append(f"<p><small>No value in any cell (n/a, e.g. no valid sample to "
+                        f"score): {_e(', '.join(empty))}.</small></p>")
+    histogram = ""
+    if (run_dir / "sample_perplexity.csv").is_file():
+        with open(run_dir / "sample_perplexity.csv", encoding="utf-8") as f:
+            sample_rows = [{**r, "generation": int(r["generation"]), "value": float(r["value"])}
+                           for r in csv.DictReader(f)]
+        specs["histogram"] = histogram_figure(
+            sample_rows, "samples' perplexity under generation 0's model (seeds pooled)",
+            "per-sample token perplexity")
+        histogram = (f"<details open><summary>Samples' perplexity under generation 0's model"
+                     f"</summary><div class='card'>{_figure_div('histogram')}</div></details>")
+    summary = _table(["group", "metric", "unit", "better", "policy", "generation 0",
+                      f"generation {last}", f"95% t-interval (g{last})", "n seeds",
+                      "n examples"], _summary_rows(rows, metrics, units, examples),
+                     text_columns=5)
+    all_values = _table(["metric", "unit", "policy", "generation", "mean", "median", "range",
+                         "95% t-interval", "n seeds", "n examples"],
+                        _all_values_rows(rows, metrics, units, examples), text_columns=3)
     signatures = sorted({r["signature"] for r in rows})
-    doc = f"""<!doctype html><html><head><meta charset="utf-8">
-<title>ouroboros report: {html.escape(run_dir.name)}</title>
-<style>body{{font-family:sans-serif;margin:2em;max-width:1200px}}
-figure{{display:inline-block;margin:4px}}img{{width:520px}}
-table{{border-collapse:collapse;font-size:12px}}td,th{{border:1px solid #ccc;padding:2px 6px;
-text-align:right}}pre{{background:#f6f6f6;padding:1em;overflow:auto;font-size:12px}}</style>
-</head><body>
-<h1>ouroboros report: {html.escape(run_dir.name)}</h1>
-<p>{len(policies_in_order(rows))} policies x {len(seeds)} seeds (seeds {seeds}); every value is
-the mean over the seeds shown with it (n); plots shade the 95% Student-t interval of that mean
-(none with a single seed), the table's tooltips give the range. Policies are compared on shared
-seeds with exact tests, which cannot reach p &lt; 0.05 with fewer than 6 seeds. All metrics are
-measured against real held-out data.</p>
-<h2>Summary</h2><pre>{html.escape(summary_table(rows))}</pre>
-<h2>Policies compared on shared seeds</h2><pre>{html.escape(paired_table(rows))}</pre>
-<h2>Plots</h2>{images}
-<h2>Training-set composition (examples by origin, mean over seeds)</h2>
-{_composition_html(run_dir)}
-<h2>Metrics by origin (mean over seeds)</h2>
-<p>trainset: what generation g's model trained on, by origin; samples: what it generated, by
-generator; candidates: what curation saw, by outcome (kept, or the first step that dropped
-it). reference_perplexity is the median per-example perplexity under generation 0's model;
-score_* are the mean curation scores.</p>
-{_slices_html(run_dir)}
-<h2>All values (mean over seeds; hover for the median, range and t-interval)</h2>
-{_table_html(rows, metrics)}
-<h2>Metric signatures</h2>
-<details open><summary>{len(signatures)} distinct signatures in metrics.csv, each whole</summary>
-<pre>{html.escape(chr(10).join(signatures))}</pre></details>
-<h2>Config</h2><pre>{html.escape(config)}</pre>
-<h2>Manifest</h2><pre>{html.escape(json.dumps(manifest, indent=2))}</pre>
+    config_text = (run_dir / "config.yaml").read_text() if (run_dir / "config.yaml").is_file() \
+        else ""
+    figures = _json_for_script(_finite_specs(specs))
+    doc = f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>ouroboros report: {_e(run_dir.name)}</title><style>{STYLE}</style></head><body>
+<h1>ouroboros report: {_e(run_dir.name)}</h1>
+<p class="headline">{_study_sentence(run_dir, rows, config)}</p>
+<h2>Key metrics</h2>
+<div class="cards">{''.join(cards)}</div>
+<p><small>Hover a point for its value, its seeds and its interval; click a policy in a legend
+to hide or show it; double-click to show it alone; "log" switches the y axis where values span
+a wide range. Figures for papers: <code>ouroboros report RUN --format pdf</code>.</small></p>
+<h2>All metrics</h2>
+{''.join(sections)}
+{histogram}
+<h2>Tables</h2>
+<p><small>Click a column header to sort. n seeds: the seeds behind each mean; n examples: the
+examples each single value is computed over.</small></p>
+<details open><summary>Summary: generation 0 and generation {last}</summary>{summary}</details>
+<details><summary>Training-set composition</summary>{_composition_table(run_dir)}</details>
+<details><summary>Metrics by origin, generator and curation outcome</summary>
+{_slices_table(run_dir)}</details>
+<details><summary>Every value (policy x metric x generation)</summary>{all_values}</details>
+<h2>Provenance</h2>
+<details><summary>{len(signatures)} metric signatures, each whole</summary>
+<pre>{_e(chr(10).join(signatures))}</pre></details>
+<details><summary>Config</summary><pre>{_e(config_text)}</pre></details>
+<details><summary>Manifest</summary><pre>{_e(json.dumps(manifest, indent=2))}</pre></details>
+<script type="application/json" id="ouroboros-figures">{figures}</script>
+<script>{_plotly_js()}</script>
+<script>{SCRIPT}</script>
 </body></html>"""
     path = out / "report.html"
     write_atomic(path, doc)

@@ -78,18 +78,20 @@ def safe_filename(name: str) -> str:
 
 
 def save(fig, path: Path) -> Path:
-    """Write a figure's PNG atomically (a full disk leaves no half-written image)."""
+    """Write a figure atomically (a full disk leaves no half-written image), in the format
+    its suffix names (png, svg, pdf)."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png")
+    fig.savefig(buf, format=path.suffix.lstrip(".") or "png")
     plt.close(fig)
     write_atomic(path, buf.getvalue())
     return path
 
 
-def plot_all(rows: list[dict], out_dir: Path, metrics: list[str]) -> list[Path]:
-    """A PNG per metric in ``out_dir``."""
+def plot_all(rows: list[dict], out_dir: Path, metrics: list[str],
+             fmt: str = "png") -> list[Path]:
+    """A figure per metric in ``out_dir`` (png, svg or pdf)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    return [plot_metric(rows, m, out_dir / f"{safe_filename(m)}.png") for m in metrics]
+    return [plot_metric(rows, m, out_dir / f"{safe_filename(m)}.{fmt}") for m in metrics]
 
 
 def _closed_form_label(row) -> str:

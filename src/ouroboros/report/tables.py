@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import textwrap
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,11 +95,44 @@ def summary_table(rows: list[dict], metrics: list[str] | None = None) -> str:
             cells.append(f"{_fmt(a)} -> {_fmt(b)}{_bracket(b.interval, len(ns) > 1)}"
                          if a and b else "n/a")
         lines.append(cells)
-    widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
-    text = "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True))
-                     for row in lines)
-    return (f"generation 0 -> generation {last}, {_bracket_legend(ns, last)}; (higher)/(lower) "
-            f"is better\n{text}")
+    legend = (f"generation 0 -> generation {last}, {_bracket_legend(ns, last)}; "
+              f"(higher)/(lower) is better")
+    return "\n".join(textwrap.wrap(legend, WIDTH)) + f"\n{fit_columns(lines)}"
+
+
+WIDTH = 100  # console tables fit a terminal this wide
+
+
+def fit_columns(lines: list[list[str]], width: int = WIDTH, keys: int = 1) -> str:
+    """A table whose first ``keys`` columns are repeated in blocks of the other columns, each
+    block as wide as fits ``width`` (a column wider than that gets a block of its own):
+    wrapped, never cut."""
+    widths = [max(len(row[i]) for row in lines) for i in range(len(lines[0]))]
+    key_width = sum(widths[:keys]) + 2 * (keys - 1)
+    blocks, current, used = [], [], key_width
+    for i in range(keys, len(widths)):
+        if current and used + 2 + widths[i] > width:
+            blocks.append(current)
+            current, used = [], key_width
+        current.append(i)
+        used += 2 + widths[i]
+    blocks.append(current)
+    return "\n\n".join(
+        "\n".join("  ".join(row[i].ljust(widths[i]) for i in [*range(keys), *block]).rstrip()
+                  for row in lines) for block in blocks)
+
+
+def pack(parts: list[str], width: int = WIDTH, indent: str = "  ",
+         more: str = "      ") -> list[str]:
+    """Parts joined by two spaces into lines at most ``width`` wide (continued lines start
+    with ``more``); a part is never split."""
+    lines, line = [], indent
+    for part in parts:
+        if line.strip() and len(line) + 2 + len(part) > width:
+            lines.append(line.rstrip())
+            line = more
+        line += ("  " if line.strip() else "") + part
+    return [*lines, line.rstrip()]
 
 
 def _bracket(iv: Interval, with_n: bool) -> str:
@@ -131,16 +165,17 @@ def paired_table(rows: list[dict], metrics: list[str] | None = None) -> str:
         for p in paired_differences(rows, m, last, policies[0], hib):
             ns.add(p.n_seeds)
             wins = f"{p.wins}/{p.n_seeds}" if hib is not None else f"-/{p.n_seeds}"
-            lines.append(f"  {m:<22} {p.policy:<22} {_num(p.mean):>10} "
-                         f"[{_interval_text(p.interval)}]  n={p.n_seeds}  wins {wins}  "
-                         f"p_flip={p.p_flip:.3g}  p_sign={p.p_sign:.3g}  {p.verdict()}")
+            lines += pack([f"{m:<22}", f"{p.policy:<22}",
+                           f"{_num(p.mean):>10} [{_interval_text(p.interval)}]",
+                           f"n={p.n_seeds}", f"wins {wins}",
+                           f"p_flip={p.p_flip:.3g}  p_sign={p.p_sign:.3g}", p.verdict()])
     floors = ", ".join(f"n={n}: {min_p_value(n):g}" for n in sorted(ns))
     head = (f"paired difference to {policies[0]} at generation {last} on shared seeds: mean of "
             f"(policy - {policies[0]}) [95% t-interval of the mean difference], n shared seeds, "
             f"wins = seeds on which the policy is better, exact two-sided sign-flip "
-            f"(permutation) and sign test p-values, and a verdict only at p_flip < 0.05.\n"
+            f"(permutation) and sign test p-values, and a verdict only at p_flip < 0.05. "
             f"Smallest p-value either test can give: 2^(1-n) ({floors or 'no shared seeds'}).")
-    return "\n".join([head, *lines])
+    return "\n".join([*textwrap.wrap(head, WIDTH), *lines])
 
 
 def _interval_text(iv: Interval) -> str:
@@ -206,11 +241,9 @@ def slices_text(rows: list[dict], generation: int | None = None,
               and (metrics is None or r["metric"] in metrics or r["metric"] == "count")]
     header, lines = slice_summary(chosen)
     header, lines = header[1:], [line[1:] for line in lines]
-    table = [header] + lines
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     n_seeds = len({r["seed"] for r in chosen})
-    text = "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True))
-                     for row in table)
-    return (f"metrics by origin at generation {g}, mean over {n_seeds} seed(s): trainset = what "
-            f"model {g} trained on, samples = what it generated, candidates = what curation "
-            f"saw\n{text}")
+    legend = (f"metrics by origin at generation {g}, mean over {n_seeds} seed(s): trainset = "
+              f"what model {g} trained on, samples = what it generated, candidates = what "
+              f"curation saw")
+    return "\n".join(textwrap.wrap(legend, WIDTH)) + "\n" + fit_columns([header] + lines,
+                                                                          keys=3)

@@ -1,0 +1,128 @@
+"""report.html in a real browser (Debian's Chromium, headless, driven by Playwright, no
+network): no console errors, every figure renders, sorting works, nothing is fetched, and
+hostile text from a crafted run directory stays text. Screenshots are kept as test artifacts
+(``OUROBOROS_TEST_ARTIFACTS``, default ``test-artifacts/``)."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ouroboros.experiment.rundir import METRIC_COLUMNS
+from ouroboros.report.html import render_report
+
+from ..conftest import TINY
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+ARTIFACTS = Path(os.environ.get("OUROBOROS_TEST_ARTIFACTS",
+                                Path(__file__).parents[2] / "test-artifacts"))
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run"]
+HOSTILE = ["x' onload='alert(3)", "<script>alert(1)</script>", "<img src=x onerror=alert(2)>",
+           "</script><script>alert(4)</script>",
+           "<b>bold</b><a href='javascript:alert(5)'>link</a>"]  # markup Plotly would render
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if CHROMIUM is None:
+        if os.environ.get("OUROBOROS_REQUIRE_BROWSER"):
+            pytest.fail("no chromium on this machine (.ci/run installs Debian's package)")
+        pytest.skip("no chromium on this machine")
+    playwright = pytest.importorskip("playwright.sync_api")
+    with playwright.sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield chromium
+        chromium.close()
+
+
+def _open(browser, page_path: Path, problems: list, fetched: list):
+    """A page with every console error, page error, dialog and non-file request recorded."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.on("console", lambda m: m.type in ("error", "warning") and problems.append(m.text))
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.on("dialog", lambda d: (problems.append(f"dialog: {d.message}"), d.dismiss()))
+    page.on("request", lambda r: r.url.startswith("file:") or fetched.append(r.url))
+    page.goto(page_path.as_uri())
+    return page
+
+
+def _open_everything(page) -> None:
+    page.evaluate("document.querySelectorAll('details').forEach(d => { d.open = true; })")
+    page.wait_for_function("document.body.dataset.figuresDrawn === "
+                           "document.body.dataset.figuresTotal", timeout=30_000)
+
+
+def test_a_study_report_renders_every_figure_offline(browser, tmp_path):
+    run = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "ouroboros", "run", "--out", str(run), *TINY,
+                           "seeds=[0, 1]", "metrics.names=[perplexity, ground-truth, diversity, "
+                           "reference-perplexity]", "metrics.bootstrap=0"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    page_path = run / "report" / "report.html"
+    assert page_path.stat().st_size < 10 * 2**20
+    problems, fetched = [], []
+    page = _open(browser, page_path, problems, fetched)
+    page.wait_for_function("Number(document.body.dataset.figuresDrawn) >= 4")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "report-top.png"))
+    _open_everything(page)
+    total = int(page.evaluate("document.body.dataset.figuresTotal"))
+    assert total >= 10
+    # Every figure drew its axes and its lines (not an empty frame).
+    assert page.evaluate("document.querySelectorAll('.figure .main-svg').length") >= total
+    assert page.evaluate("Array.from(document.querySelectorAll('.figure'))"
+                         ".every(d => d.querySelectorAll('.scatterlayer .trace').length > 0)")
+    # Sorting: clicking "n seeds" twice puts the largest first.
+    table = page.locator("table.sortable").first
+    header = table.locator("th", has_text="generation 0")
+    header.click()
+    header.click()
+    column = page.evaluate("""() => { const t = document.querySelector('table.sortable');
+        const i = Array.from(t.tHead.rows[0].cells).findIndex(c => c.textContent.startsWith(
+            'generation 0'));
+        return Array.from(t.tBodies[0].rows).map(r => parseFloat(r.cells[i].dataset.v)); }""")
+    values = [v for v in column if v == v]  # NaN-free
+    assert values == sorted(values, reverse=True) and len(values) > 5
+    page.screenshot(path=str(ARTIFACTS / "report-full.png"), full_page=True)
+    assert problems == [] and fetched == []
+
+
+def test_hostile_text_from_a_crafted_run_stays_text(browser, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    with open(run / "metrics.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=METRIC_COLUMNS)
+        writer.writeheader()
+        for i, name in enumerate(HOSTILE):
+            for seed in (0, 1):
+                for g in (0, 1):
+                    writer.writerow({"cell": f"{name}-s{seed}", "policy": name, "seed": seed,
+                                     "generation": g, "metric": name,
+                                     "value": 1.0 + i + g + seed / 10, "higher_is_better": "True",
+                                     "signature": f"{name}|v1|n=3|unit={name}"})
+    (run / "config.yaml").write_text(f"name: '{HOSTILE[3]}'\n")
+    problems, fetched = [], []
+    page = _open(browser, render_report(run), problems, fetched)
+    _open_everything(page)
+    text = page.inner_text("body")
+    assert all(name in text for name in HOSTILE)
+    assert page.evaluate("document.querySelectorAll('img').length") == 0
+    assert page.evaluate("document.querySelectorAll('script').length") == 3
+    # Figure titles and legends show the names as text too.
+    legends = page.evaluate("Array.from(document.querySelectorAll('.legendtext'))"
+                            ".map(e => e.textContent)")
+    assert HOSTILE[2] in legends and HOSTILE[4] in legends
+    assert page.evaluate("document.querySelectorAll('a[href^=javascript]').length") == 0
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "report-hostile.png"))
+    assert problems == [] and fetched == []
