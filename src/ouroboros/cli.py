@@ -17,6 +17,7 @@ EXAMPLES = """examples:
   ouroboros run policies.0.name=accumulate-subsample training.epochs=4
   ouroboros status runs/demo
   ouroboros report runs/demo                     # re-render runs/demo/report/report.html
+  ouroboros compare runs/before runs/after --out compare.html
   ouroboros validate configs/demo.yaml
   ouroboros config                               # every setting with its documentation
   ouroboros toys gaussian-mle --policy accumulate  # analytic loop vs closed form
@@ -50,6 +51,11 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--slices", nargs="?", const=-1, type=int, metavar="GENERATION",
                         help="also print metrics by origin, generator and curation outcome "
                              "(slices.csv) at GENERATION (default: the last)")
+    compare = sub.add_parser("compare", help="one report across runs, aligned by policy and "
+                                             "generation, with the settings that differ")
+    compare.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN")
+    compare.add_argument("--out", type=Path, default=Path("compare.html"),
+                         help="the page to write (default: compare.html)")
     validate = sub.add_parser("validate", help="check a config without running (exit 2: bad)")
     validate.add_argument("args", nargs="*", metavar="[CONFIG] [dotted.key=value]")
     explain = sub.add_parser("config", help="print the resolved config, every field documented")
@@ -273,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     from ouroboros.data.files import DataError
     from ouroboros.experiment.rundir import RunLockedError
     from ouroboros.models.pretrained import ModelLoadError
+    from ouroboros.report.compare import CompareError
     parser = _parser()
     # Overrides may come before or after options (`run --out d k=v` and `run k=v --out d`).
     args, extra = parser.parse_known_args(argv)
@@ -305,6 +312,14 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_resume(args.run_dir)
         if args.verb == "status":
             return cmd_status(args.run_dir)
+        if args.verb == "compare":
+            from ouroboros.report.compare import compare_text, render_compare
+            if len(args.run_dirs) < 2:
+                parser.error("compare needs at least two run directories")
+            print(compare_text(args.run_dirs))
+            with _writing(args.out, f"ouroboros compare ... --out {args.out}"):
+                print(f"\ncomparison: {render_compare(args.run_dirs, args.out)}")
+            return 0
         if args.verb == "report":
             from ouroboros.report.html import render_report
             from ouroboros.report.tables import paired_table, read_metrics, summary_table
@@ -326,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, DataError, ModelLoadError) as e:
+    except (FileNotFoundError, DataError, ModelLoadError, CompareError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except RunLockedError as e:

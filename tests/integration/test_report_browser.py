@@ -6,6 +6,7 @@ hostile text from a crafted run directory stays text. Screenshots are kept as te
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import subprocess
@@ -61,15 +62,30 @@ def _open_everything(page) -> None:
                            "document.body.dataset.figuresTotal", timeout=30_000)
 
 
-def test_a_study_report_renders_every_figure_offline(browser, tmp_path):
-    run = tmp_path / "run"
+@pytest.fixture(scope="module")
+def study(tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("study") / "run"
     done = subprocess.run([sys.executable, "-m", "ouroboros", "run", "--out", str(run), *TINY,
-                           "seeds=[0, 1]", "metrics.names=[perplexity, ground-truth, diversity, "
+                           "seeds=[0, 1]", "policies=[{name: replace}, {name: accumulate}]",
+                           "metrics.names=[perplexity, ground-truth, diversity, "
                            "reference-perplexity]", "metrics.bootstrap=0"],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
+    return run
+
+
+def test_a_study_report_renders_every_figure_offline(browser, study):
+    run = study
     page_path = run / "report" / "report.html"
     assert page_path.stat().st_size < 10 * 2**20
+    # Samples to read: 6 per policy and generation, each judged by the language itself.
+    from ouroboros.data.grammar import GroundTruthLanguage
+    truth = GroundTruthLanguage()
+    preview = [json.loads(line) for line in
+               (run / "samples_preview.jsonl").read_text().splitlines()]
+    assert len(preview) == 2 * 2 * 6  # policies x generations x samples
+    assert all(r["valid"] == truth.is_valid(r["text"]) for r in preview)
+    assert all(r["reference_perplexity"] > 1 for r in preview)
     problems, fetched = [], []
     page = _open(browser, page_path, problems, fetched)
     page.wait_for_function("Number(document.body.dataset.figuresDrawn) >= 4")
@@ -111,11 +127,18 @@ def test_hostile_text_from_a_crafted_run_stays_text(browser, tmp_path):
                                      "value": 1.0 + i + g + seed / 10, "higher_is_better": "True",
                                      "signature": f"{name}|v1|n=3|unit={name}"})
     (run / "config.yaml").write_text(f"name: '{HOSTILE[3]}'\n")
+    (run / "samples_preview.jsonl").write_text("".join(
+        json.dumps({"policy": name, "seed": 0, "generation": 0, "slot": 0, "prompt": name,
+                    "text": name, "curation": name, "generator": name}) + "\n"
+        for name in HOSTILE))
     problems, fetched = [], []
     page = _open(browser, render_report(run), problems, fetched)
     _open_everything(page)
     text = page.inner_text("body")
     assert all(name in text for name in HOSTILE)
+    samples = page.evaluate("Array.from(document.querySelectorAll('td.sample'))"
+                            ".map(e => e.textContent)")
+    assert all(any(s.startswith(name) for s in samples) for name in HOSTILE)
     assert page.evaluate("document.querySelectorAll('img').length") == 0
     assert page.evaluate("document.querySelectorAll('script').length") == 3
     # Figure titles and legends show the names as text too.
@@ -125,4 +148,31 @@ def test_hostile_text_from_a_crafted_run_stays_text(browser, tmp_path):
     assert page.evaluate("document.querySelectorAll('a[href^=javascript]').length") == 0
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "report-hostile.png"))
+    assert problems == [] and fetched == []
+
+
+def test_compare_of_two_runs_renders_offline(browser, study, tmp_path):
+    from ouroboros.report.compare import render_compare
+    other = tmp_path / "after"
+    shutil.copytree(study, other, ignore=shutil.ignore_patterns("stages", "report"))
+    with open(study / "metrics.csv", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    with open(other / "metrics.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=METRIC_COLUMNS)
+        writer.writeheader()
+        writer.writerows({**r, "value": float(r["value"]) * 1.1} for r in rows)
+    import yaml
+    config = yaml.safe_load((other / "config.yaml").read_text())
+    config["training"]["epochs"] = 2
+    (other / "config.yaml").write_text(yaml.safe_dump(config))
+    problems, fetched = [], []
+    page = _open(browser, render_compare([study, other], tmp_path / "compare.html"), problems,
+                 fetched)
+    _open_everything(page)
+    assert int(page.evaluate("document.body.dataset.figuresTotal")) >= 5
+    assert page.evaluate("Array.from(document.querySelectorAll('.figure'))"
+                         ".every(d => d.querySelectorAll('.scatterlayer .trace').length > 0)")
+    assert "training.epochs" in page.inner_text("body")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "compare.png"), full_page=True)
     assert problems == [] and fetched == []

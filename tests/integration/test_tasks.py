@@ -90,6 +90,21 @@ def test_translation_bleu_matches_sacrebleu_on_original_references(tmp_path):
     trainset = read_jsonl(tmp_path / _stage(plan, "trainset", "mix-0.1-s0-g1").relpath
                           / "trainset.jsonl")
     assert sum(r["origin"] == "real" for r in trainset) == 4  # 10% of 40
+    # The report's samples: per policy, the same real English captions in every generation,
+    # each with the translation that generation's model made of it.
+    preview = read_jsonl(tmp_path / "samples_preview.jsonl")
+    gens = sorted({r["generation"] for r in preview})
+    for policy in {r["policy"] for r in preview}:
+        mine = [r for r in preview if r["policy"] == policy]
+        prompts = {g: [r["prompted_by"] for r in mine if r["generation"] == g] for g in gens}
+        assert len(prompts[0]) == 6 and all(p == prompts[0] for p in prompts.values())
+        for r in mine:
+            stage = _stage(plan, "generate", "s0-g0" if r["generation"] == 0
+                           else f"{policy}-s0-g{r['generation']}")
+            made = {s["id"]: s for s in read_jsonl(tmp_path / stage.relpath / "samples.jsonl")}
+            sample = made[r["id"]]
+            assert sample["prompted_by"] == r["prompted_by"] and sample["source"] == r["prompt"]
+            assert sample["target"] == r["text"] and r["valid"] is None
 
 
 @needs_shared

@@ -160,7 +160,7 @@ def run_study(cfg: StudyConfig, run_dir: Path, log: Callable[[str], None] = _log
         log(f"study {cfg.name}: {len(plan.cells)} cells, {len(plan.stages)} stages "
             f"({done} already finished) in {run_dir}")
         built = executors.execute(plan, store, cfg.runtime, cfg.data, log)
-        export_tables(store, plan, run_dir)
+        export_tables(store, plan, run_dir, getattr(make_source(cfg), "truth", None))
         moved = rundir.move_aside(run_dir, rundir.stale_stages(
             run_dir, {s.relpath for s in plan.stages}))
         if moved:

@@ -142,6 +142,10 @@ table.sortable th[data-dir=desc]:after{content:" \\2193";color:#000}
 .scroll{overflow-x:auto}pre{background:#f6f6f6;padding:1em;overflow:auto;font-size:12px}
 table.paired{width:100%;font-size:11px}table.paired td,table.paired th{padding:2px 3px;
 white-space:normal}
+table.samples td.sample{white-space:normal;vertical-align:top;min-width:16em;max-width:28em;
+font-family:Georgia,serif;font-size:13px}table.samples td.prompt{color:#555}
+.badges{font-family:system-ui,sans-serif;font-size:10px;color:#666;margin-top:3px}
+.ok{color:#1a7f37}.bad{color:#b42318}
 .better{color:#1a7f37}.worse{color:#b42318}small{color:#666}
 """
 
@@ -318,6 +322,60 @@ def _slices_table(run_dir: Path) -> str:
                   caption=f"Metrics by origin, mean over {seeds} seed(s)")
 
 
+def _samples_html(run_dir: Path) -> str:
+    """Per policy, a handful of samples of each generation side by side (the same prompt in
+    a row where samples have prompts), with what is known of each (samples_preview.jsonl)."""
+    path = run_dir / "samples_preview.jsonl"
+    if not path.is_file():
+        return "<p>(no samples_preview.jsonl in this run)</p>"
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip()]
+    if not rows:
+        return "<p>(no samples)</p>"
+    out = []
+    for k, policy in enumerate(dict.fromkeys(r["policy"] for r in rows)):
+        mine = [r for r in rows if r["policy"] == policy]
+        gens = sorted({r["generation"] for r in mine})
+        slots = sorted({r["slot"] for r in mine})
+        cell = {(r["slot"], r["generation"]): r for r in mine}
+        prompted = any(r.get("prompt") is not None for r in mine)
+        head = ("<th class='t'>prompt</th>" if prompted else "") + "".join(
+            f"<th class='t'>generation {g}</th>" for g in gens)
+        body = []
+        for slot in slots:
+            first = next(cell[(slot, g)] for g in gens if (slot, g) in cell)
+            tds = [f"<td class='t sample prompt'>{_e(first.get('prompt') or '')}</td>"
+                   if prompted else ""]
+            for g in gens:
+                r = cell.get((slot, g))
+                tds.append("<td></td>" if r is None else
+                           f"<td class='t sample'>{_e(r['text']) or '<small>(empty)</small>'}"
+                           f"<div class='badges'>{_badges(r)}</div></td>")
+            body.append("<tr>" + "".join(tds) + "</tr>")
+        seed = mine[0]["seed"]
+        out.append(f"<details{' open' if k == 0 else ''}><summary>{_e(policy)} (seed {seed})"
+                   f"</summary><div class='scroll'><table class='samples'><tr>{head}</tr>"
+                   f"{''.join(body)}</table></div></details>")
+    return "".join(out)
+
+
+def _badges(r: dict) -> str:
+    badges = []
+    if r.get("valid") is not None:
+        badges.append("<span class='ok'>grammatical</span>" if r["valid"]
+                      else "<span class='bad'>not grammatical</span>")
+    if r.get("reference_perplexity") is not None:
+        badges.append(f"perplexity under g0 {_num(r['reference_perplexity'])}")
+    if r.get("curation"):
+        cls = "ok" if r["curation"] == "kept" else "bad"
+        badges.append(f"<span class='{cls}'>{_e(r['curation'])}</span>")
+    if r.get("finished") is False:
+        badges.append("cut at max_new_tokens")
+    if r.get("generator"):
+        badges.append(f"from {_e(r['generator'])}")
+    return " &middot; ".join(badges)
+
+
 def _figure_div(key: str) -> str:
     return f"<div class='figure' data-figure='{_e(key)}'></div>"
 
@@ -457,6 +515,12 @@ a wide range. Figures for papers: <code>ouroboros report RUN --format pdf</code>
 <h2>All metrics</h2>
 {''.join(sections)}
 {histogram}
+<h2>Samples</h2>
+<p><small>What the models wrote: for each policy (its first seed), the same slots in every
+generation: the same real prompt where samples have prompts, else the first samples. Each
+with what is known of it: grammatical or not under the built-in language, its perplexity
+under generation 0's model, its curation outcome.</small></p>
+{_samples_html(run_dir)}
 <h2>Tables</h2>
 <p><small>Click a column header to sort. n seeds: the seeds behind each mean; n examples: the
 examples each single value is computed over.</small></p>

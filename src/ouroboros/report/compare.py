@@ -1,0 +1,265 @@
+"""``ouroboros compare RUN RUN [...]``: one report across runs (the same study before and after
+a change, or two studies), aligned by policy and generation, with the differences and the
+config settings that differ between the runs.
+
+Runs are aligned on the (policy, generation) pairs and metrics they all have; runs with none
+in common are refused with what each has. A difference is the later run minus the first, per
+policy at each common generation; where the runs share seeds it is paired by seed, with the
+95% t-interval of the mean difference (n = shared seeds), else only the difference of means.
+"""
+
+from __future__ import annotations
+
+import math
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from ouroboros.atomic import write_atomic
+from ouroboros.report.figures import PALETTE, text
+from ouroboros.report.stats import t_interval
+from ouroboros.report.tables import (
+    KEY_METRICS,
+    WIDTH,
+    directions,
+    fit_columns,
+    headline,
+    ordered,
+    policies_in_order,
+    read_metrics,
+    summarise,
+)
+
+DASHES = ["solid", "dash", "dot", "dashdot", "longdash", "longdashdot"]
+
+
+class CompareError(ValueError):
+    """Runs that cannot be put side by side."""
+
+
+def _labels(run_dirs: list[Path]) -> list[str]:
+    """Each run's name in the comparison: its folder name, made unique."""
+    names = [Path(r).name or str(r) for r in run_dirs]
+    return [n if names.count(n) == 1 else f"{n}#{i + 1}" for i, n in enumerate(names)]
+
+
+def _flat(value, prefix: str = "") -> dict[str, object]:
+    """A config as dotted keys (list items by index, as in overrides); null settings are left
+    out, so a setting an older run's config lacks equals its null default."""
+    if isinstance(value, dict | list):
+        out: dict[str, object] = {}
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for k, v in items:
+            out.update(_flat(v, f"{prefix}{k}."))
+        return out
+    return {} if value is None else {prefix.rstrip("."): value}
+
+
+def config_differences(run_dirs: list[Path]) -> list[tuple[str, list[str]]]:
+    """(dotted key, its value in each run) for every setting that differs between the runs;
+    ``runtime`` settings (speed only) last."""
+    flats = []
+    for run in run_dirs:
+        try:
+            flats.append(_flat(yaml.safe_load((Path(run) / "config.yaml").read_text()) or {}))
+        except (OSError, yaml.YAMLError):
+            flats.append({})
+    keys = sorted(set().union(*flats), key=lambda k: (k.startswith("runtime."), k))
+    missing = "(unset)"
+    return [(k, [str(f.get(k, missing)) for f in flats]) for k in keys
+            if len({str(f.get(k, missing)) for f in flats}) > 1]
+
+
+def align(runs: dict[str, list[dict]]) -> tuple[list[str], list[int], list[str]]:
+    """(policies, generations, metrics) every run has; CompareError if the runs share none."""
+    def have(rows, key):
+        return {r[key] for r in rows}
+    policies = set.intersection(*(have(rows, "policy") for rows in runs.values()))
+    gens = set.intersection(*(have(rows, "generation") for rows in runs.values()))
+    metrics = set.intersection(*({r["metric"] for r in rows if math.isfinite(r["value"])}
+                                 for rows in runs.values()))
+    problems = []
+    for what, common, key in (("policies", policies, "policy"),
+                              ("generations", gens, "generation"),
+                              ("metrics", metrics, "metric")):
+        if not common:
+            each = "; ".join(f"{label}: {', '.join(map(str, sorted(have(rows, key))))[:200]}"
+                             for label, rows in runs.items())
+            problems.append(f"the runs have no {what} in common ({each})")
+    if problems:
+        raise CompareError("cannot align the runs: " + " and ".join(problems))
+    first = next(iter(runs.values()))
+    order = [p for p in policies_in_order(first) if p in policies]
+    return order, sorted(gens), ordered(headline(sorted(metrics)), KEY_METRICS)
+
+
+def differences(runs: dict[str, list[dict]], policies: list[str], gens: list[int],
+                metrics: list[str]) -> list[dict]:
+    """Per later run, metric, policy and common generation: the mean in the first run and in
+    this one, their difference, and (shared seeds) the paired t-interval of it."""
+    labels = list(runs)
+    base = labels[0]
+    values = {label: {(r["metric"], r["policy"], r["generation"], r["seed"]): r["value"]
+                      for r in rows if math.isfinite(r["value"])}
+              for label, rows in runs.items()}
+    out = []
+    for label in labels[1:]:
+        for m in metrics:
+            for p in policies:
+                for g in gens:
+                    a = {k[3]: v for k, v in values[base].items() if k[:3] == (m, p, g)}
+                    b = {k[3]: v for k, v in values[label].items() if k[:3] == (m, p, g)}
+                    if not a or not b:
+                        continue
+                    shared = sorted(set(a) & set(b))
+                    # On shared seeds, the means and the difference are over those seeds only
+                    # (paired); without any, over each run's own seeds, with no interval.
+                    if shared:
+                        a, b = {s: a[s] for s in shared}, {s: b[s] for s in shared}
+                    row = {"run": label, "metric": m, "policy": p, "generation": g,
+                           "first": float(np.mean(list(a.values()))),
+                           "this": float(np.mean(list(b.values()))), "n_a": len(a),
+                           "n_b": len(b), "shared": len(shared), "interval": None}
+                    row["difference"] = row["this"] - row["first"]
+                    if len(shared) >= 2:
+                        iv = t_interval([b[s] - a[s] for s in shared])
+                        row["interval"] = (iv.low, iv.high)
+                    out.append(row)
+    return out
+
+
+def _num(x: float) -> str:
+    return f"{x:.4g}" if abs(x) < 1e4 else f"{x:.3e}"
+
+
+def compare_text(run_dirs: list[Path]) -> str:
+    """The console version: settings that differ, and each key metric's difference at the
+    last common generation."""
+    labels = _labels(run_dirs)
+    runs = {label: read_metrics(d) for label, d in zip(labels, run_dirs, strict=True)}
+    policies, gens, metrics = align(runs)
+    lines = [f"comparing {len(runs)} runs: {', '.join(labels)} (differences: later run minus "
+             f"{labels[0]})", "", "settings that differ:"]
+    diffs = config_differences(run_dirs)
+    for key, values in diffs:  # one line per run: values can be long
+        lines.append(f"  {key}")
+        for label, value in zip(labels, values, strict=True):
+            lines += textwrap.wrap(f"{label}: {value}", WIDTH, initial_indent="      ",
+                                   subsequent_indent="        ")
+    if not diffs:
+        lines.append("  (none)")
+    last = gens[-1]
+    lines += ["", *textwrap.wrap(
+        f"at generation {last}: mean in {labels[0]} -> mean in the other run, difference "
+        f"[95% t-interval of the difference, paired by seed, n shared seeds; means over the "
+        f"shared seeds where there are any]", WIDTH)]
+    rows = [["metric", "policy", *labels[1:]]]
+    for m in metrics[:6]:
+        for p in policies:
+            cells = [m, p]
+            for d in differences(runs, [p], [last], [m]):
+                iv = d.get("interval")
+                bracket = (f" [{_num(iv[0])}, {_num(iv[1])}] n={d['shared']}" if iv
+                           else f" [no interval, {d['shared']} shared seed(s)]")
+                cells.append(f"{_num(d['first'])} -> {_num(d['this'])}: "
+                             f"{_num(d['difference'])}{bracket}")
+            rows.append(cells)
+    lines.append(fit_columns(rows, keys=2))
+    return "\n".join(lines)
+
+
+def comparison_figure(runs: dict[str, list[dict]], policies: list[str], metric: str,
+                      unit: str) -> dict:
+    """One metric: a line per run and policy (colour: policy, dash: run), with t-interval
+    bands, over the generations."""
+    data = []
+    for j, (label, rows) in enumerate(runs.items()):
+        stats = summarise([r for r in rows if r["metric"] == metric])
+        for k, policy in enumerate(policies):
+            points = sorted((g, s) for (p, m, g), s in stats.items() if p == policy)
+            if not points:
+                continue
+            colour = PALETTE[k % len(PALETTE)]
+            name = f"{text(policy)} ({text(label)})"
+            banded = [(g, s) for g, s in points if s.interval.n >= 2]
+            if banded:
+                xs = [g for g, _ in banded]
+                data.append({"type": "scatter", "mode": "lines", "x": xs + xs[::-1],
+                             "y": [s.interval.high for _, s in banded]
+                             + [s.interval.low for _, s in banded][::-1],
+                             "fill": "toself", "fillcolor": colour, "opacity": 0.12,
+                             "line": {"width": 0}, "hoverinfo": "skip", "legendgroup": name,
+                             "showlegend": False, "name": name})
+            data.append({"type": "scatter", "mode": "lines+markers", "name": name,
+                         "legendgroup": name, "x": [g for g, _ in points],
+                         "y": [s.mean for _, s in points],
+                         "line": {"color": colour, "dash": DASHES[j % len(DASHES)]},
+                         "customdata": [s.n_seeds for _, s in points],
+                         "hovertemplate": f"{name} generation %{{x}}: %{{y:.4g}} "
+                                          f"(%{{customdata}} seeds)<extra></extra>"})
+    better = directions(next(iter(runs.values()))).get(metric, "")
+    title = text(metric) + (f" ({better} is better)" if better else "")
+    return {"data": data, "layout": {
+        "title": {"text": title, "font": {"size": 14}, "x": 0.02}, "height": 320,
+        "margin": {"l": 55, "r": 10, "t": 40, "b": 40},
+        "xaxis": {"title": {"text": "generation"}, "dtick": 1},
+        "yaxis": {"title": {"text": text(unit)}}, "legend": {"orientation": "h", "y": -0.3},
+        "template": None, "plot_bgcolor": "#fbfbfb"}}
+
+
+def render_compare(run_dirs: list[Path], out: Path) -> Path:
+    """Write the comparison page to ``out`` (one offline file, like report.html)."""
+    from ouroboros.report import html as page
+    labels = _labels(run_dirs)
+    runs = {label: read_metrics(d) for label, d in zip(labels, run_dirs, strict=True)}
+    policies, gens, metrics = align(runs)
+    signature = {r["metric"]: r["signature"] for r in next(iter(runs.values()))}
+    specs, cards = {}, []
+    for i, m in enumerate(metrics):
+        specs[f"c{i}"] = comparison_figure(runs, policies, m, page.unit_of(m, signature[m]))
+        cards.append(f"<div class='card'>{page._figure_div(f'c{i}')}</div>")
+    key, rest = cards[:4], cards[4:]
+    diffs = config_differences(run_dirs)
+    settings = page._table(["setting", *labels], [[k, *v] for k, v in diffs],
+                           text_columns=len(labels) + 1) if diffs else "<p>(none)</p>"
+    rows = []
+    for d in differences(runs, policies, gens, metrics):
+        iv = d.get("interval")
+        rows.append([d["run"], d["metric"], d["policy"], d["generation"],
+                     (_num(d["first"]), d["first"]), (_num(d["this"]), d["this"]),
+                     (_num(d["difference"]), d["difference"]),
+                     f"{_num(iv[0])} .. {_num(iv[1])}" if iv else "none",
+                     d["shared"], d["n_a"], d["n_b"]])
+    table = page._table(["run", "metric", "policy", "generation", f"mean in {labels[0]}",
+                         "mean in run", "difference", "95% t-interval (paired)",
+                         "shared seeds", f"n seeds ({labels[0]})", "n seeds (run)"], rows,
+                        text_columns=3)
+    figures = page._json_for_script(page._finite_specs(specs))
+    dropped = sorted(set(headline([r["metric"] for rows_ in runs.values() for r in rows_
+                                   if math.isfinite(r["value"])])) - set(metrics))
+    doc = f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>ouroboros compare: {page._e(', '.join(labels))}</title><style>{page.STYLE}</style>
+</head><body>
+<h1>ouroboros compare</h1>
+<p class="headline">{len(labels)} runs: {page._e(', '.join(labels))}, aligned on policies
+{page._e(', '.join(policies))} and generations {gens[0]}&ndash;{gens[-1]}. Lines are means over
+seeds with their 95% t-interval band; colour is the policy, the dash pattern the run.
+Differences are each later run minus {page._e(labels[0])}, paired by seed where the runs share
+seeds.</p>
+<h2>Settings that differ</h2>{settings}
+<h2>Key metrics</h2><div class="cards">{''.join(key)}</div>
+<details><summary>Every other common metric ({len(rest)})</summary>
+<div class="cards">{''.join(rest)}</div></details>
+<p><small>Not in every run, so not compared: {page._e(', '.join(dropped) or 'none')}.</small></p>
+<h2>Differences</h2>
+<details open><summary>Every metric, policy and generation</summary>{table}</details>
+<script type="application/json" id="ouroboros-figures">{figures}</script>
+<script>{page._plotly_js()}</script>
+<script>{page.SCRIPT}</script>
+</body></html>"""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(out, doc)
+    return out

@@ -1,0 +1,88 @@
+"""`ouroboros compare`: runs aligned by policy and generation, planted differences recovered
+with their paired intervals, differing settings listed, runs that cannot align refused."""
+
+import csv
+
+import pytest
+
+from ouroboros.cli import main
+from ouroboros.experiment.rundir import METRIC_COLUMNS
+from ouroboros.report.compare import (
+    CompareError,
+    align,
+    compare_text,
+    config_differences,
+    differences,
+    render_compare,
+)
+from ouroboros.report.tables import read_metrics
+
+
+def _run(path, policies=("replace", "mix-0.1"), seeds=(0, 1, 2), shift=0.0, epochs=1,
+         metric="perplexity"):
+    path.mkdir(parents=True)
+    with open(path / "metrics.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=METRIC_COLUMNS)
+        w.writeheader()
+        for p in policies:
+            for s in seeds:
+                for g in (0, 1, 2):
+                    w.writerow({"cell": f"{p}-s{s}", "policy": p, "seed": s, "generation": g,
+                                "metric": metric, "value": 10 + g * s + shift + s * s,
+                                "higher_is_better": "False",
+                                "signature": f"{metric}|v2|n=9|unit=token"})
+    (path / "config.yaml").write_text(f"name: x\ntraining:\n  epochs: {epochs}\n  lr: 0.01\n"
+                                      f"runtime:\n  threads: 2\n  vllm:\n    python: null\n")
+    return path
+
+
+def test_a_planted_shift_is_recovered_paired_by_seed(tmp_path):
+    a, b = _run(tmp_path / "a"), _run(tmp_path / "b", shift=1.5, epochs=2)
+    runs = {"a": read_metrics(a), "b": read_metrics(b)}
+    policies, gens, metrics = align(runs)
+    assert (policies, gens, metrics) == (["replace", "mix-0.1"], [0, 1, 2], ["perplexity"])
+    rows = differences(runs, policies, gens, metrics)
+    assert len(rows) == 2 * 3
+    for r in rows:  # every seed moved by exactly 1.5: the paired interval is that point
+        assert r["difference"] == pytest.approx(1.5)
+        assert r["interval"] == pytest.approx((1.5, 1.5)) and r["shared"] == 3
+
+
+def test_means_are_over_shared_seeds_and_one_shared_seed_has_no_interval(tmp_path):
+    a, b = _run(tmp_path / "a", seeds=(0, 1)), _run(tmp_path / "b", seeds=(1, 2), shift=2.0)
+    runs = {"a": read_metrics(a), "b": read_metrics(b)}
+    row = next(r for r in differences(runs, ["replace"], [2], ["perplexity"]))
+    assert row["shared"] == 1 and row["interval"] is None
+    assert row["first"] == pytest.approx(10 + 2 + 1) and row["difference"] == pytest.approx(2)
+
+
+def test_settings_that_differ_runtime_last_and_null_equals_unset(tmp_path):
+    a, b = _run(tmp_path / "a"), _run(tmp_path / "b", epochs=3)
+    (b / "config.yaml").write_text((b / "config.yaml").read_text().replace(
+        "threads: 2", "threads: 4").replace("    python: null\n", ""))
+    assert config_differences([a, b]) == [("training.epochs", ["1", "3"]),
+                                          ("runtime.threads", ["2", "4"])]
+
+
+def test_runs_that_cannot_align_are_refused_with_what_each_has(tmp_path, capsys):
+    a = _run(tmp_path / "a")
+    b = _run(tmp_path / "b", policies=("accumulate",), metric="bleu")
+    with pytest.raises(CompareError, match="no policies in common .*a: mix-0.1, replace; "
+                                           "b: accumulate.* and the runs have no metrics"):
+        align({"a": read_metrics(a), "b": read_metrics(b)})
+    assert main(["compare", str(a), str(b), "--out", str(tmp_path / "c.html")]) == 2
+    assert "cannot align the runs" in capsys.readouterr().err
+    assert not (tmp_path / "c.html").exists()
+
+
+def test_cli_writes_one_page_and_a_console_that_fits(tmp_path, capsys):
+    a, b = _run(tmp_path / "a"), _run(tmp_path / "b", shift=1.0, epochs=2)
+    out = tmp_path / "cmp" / "compare.html"
+    assert main(["compare", str(a), str(b), "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert max(len(line) for line in text.splitlines()) <= 100
+    assert "training.epochs" in text and "1 [1, 1] n=3" in text
+    page = out.read_text()
+    assert "ouroboros-figures" in page and "training.epochs" in page
+    assert compare_text([a, b]).startswith("comparing 2 runs: a, b")
+    assert render_compare([a, a], tmp_path / "same.html").is_file()  # a run with itself: 0
