@@ -68,7 +68,8 @@ def test_files_rerun_and_invalidation(tmp_path):
     assert _run(run_dir).returncode == 0
     top = sorted(p.name for p in run_dir.iterdir())
     assert top == [".lock", "composition.csv", "config.yaml", "manifest.json", "metrics.csv",
-                   "report", "sample_perplexity.csv", "slices.csv", "stages"]
+                   "report", "sample_perplexity.csv", "samples_preview.jsonl", "slices.csv",
+                   "stages"]
     assert sorted(p.name for p in (run_dir / "stages").iterdir()) == [
         "data", "evaluate", "generate", "slice", "tokenizer", "train", "trainset"]
     train = next((run_dir / "stages" / "train").glob("s0-g0-*"))
