@@ -202,10 +202,11 @@ def comparison_figure(runs: dict[str, list[dict]], policies: list[str], metric: 
     better = directions(next(iter(runs.values()))).get(metric, "")
     title = text(metric) + (f" ({better} is better)" if better else "")
     return {"data": data, "layout": {
-        "title": {"text": title, "font": {"size": 14}, "x": 0.02}, "height": 320,
+        "title": {"text": title, "font": {"size": 14}, "x": 0.02}, "height": 360,
         "margin": {"l": 55, "r": 10, "t": 40, "b": 40},
-        "xaxis": {"title": {"text": "generation"}, "dtick": 1},
-        "yaxis": {"title": {"text": text(unit)}}, "legend": {"orientation": "h", "y": -0.3},
+        "xaxis": {"dtick": 1, "tickprefix": "g", "zeroline": False},
+        "yaxis": {"title": {"text": text(unit)}, "zeroline": False},
+        "legend": {"orientation": "h", "yanchor": "top", "y": -0.1},
         "template": None, "plot_bgcolor": "#fbfbfb"}}
 
 

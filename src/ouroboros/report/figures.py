@@ -81,9 +81,10 @@ def metric_figure(rows: list[dict], metric: str, unit: str, height: int = 300) -
     layout = {
         "title": {"text": title, "font": {"size": 14}, "x": 0.02},
         "height": height, "margin": {"l": 55, "r": 10, "t": 40, "b": 40},
-        "xaxis": {"title": {"text": "generation"}, "dtick": 1, "zeroline": False},
+        # generations as g0, g1, ... (no axis title: the legend below would cover it)
+        "xaxis": {"dtick": 1, "tickprefix": "g", "zeroline": False},
         "yaxis": {"title": {"text": text(unit)}, "zeroline": False},
-        "legend": {"orientation": "h", "y": -0.25}, "hovermode": "closest",
+        "legend": {"orientation": "h", "yanchor": "top", "y": -0.12}, "hovermode": "closest",
         "template": None, "plot_bgcolor": "#fbfbfb"}
     if values and min(values) > 0 and max(values) / min(values) > 5:
         layout["updatemenus"] = [{"type": "buttons", "direction": "right", "x": 1, "y": 1.18,
