@@ -82,6 +82,8 @@ def test_html_shows_each_signature_whole_and_escaped(tmp_path):
 def test_missing_metrics_names_the_path(tmp_path):
     with pytest.raises(FileNotFoundError, match="metrics.csv"):
         render_report(tmp_path)
+    with pytest.raises(FileNotFoundError, match="is not a directory"):
+        render_report(tmp_path / "typo")
 
 
 def test_report_never_imports_the_experiment_package():

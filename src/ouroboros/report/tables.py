@@ -38,6 +38,8 @@ class Summary:
 def read_metrics(run_dir: Path) -> list[dict]:
     """Rows of ``metrics.csv`` with typed seed, generation and value."""
     path = Path(run_dir) / "metrics.csv"
+    if not Path(run_dir).is_dir():
+        raise FileNotFoundError(f"{run_dir} is not a directory (a run directory is expected)")
     if not path.is_file():
         raise FileNotFoundError(f"no metrics.csv in {run_dir}: has the study run?")
     with open(path, encoding="utf-8") as f:
