@@ -18,7 +18,7 @@ import numpy as np
 import yaml
 
 from ouroboros.atomic import write_atomic
-from ouroboros.report.figures import PALETTE, text
+from ouroboros.report.figures import PALETTE, band_trace, rgba, text
 from ouroboros.report.stats import t_interval
 from ouroboros.report.tables import (
     KEY_METRICS,
@@ -183,15 +183,7 @@ def comparison_figure(runs: dict[str, list[dict]], policies: list[str], metric: 
                 continue
             colour = PALETTE[k % len(PALETTE)]
             name = f"{text(policy)} ({text(label)})"
-            banded = [(g, s) for g, s in points if s.interval.n >= 2]
-            if banded:
-                xs = [g for g, _ in banded]
-                data.append({"type": "scatter", "mode": "lines", "x": xs + xs[::-1],
-                             "y": [s.interval.high for _, s in banded]
-                             + [s.interval.low for _, s in banded][::-1],
-                             "fill": "toself", "fillcolor": colour, "opacity": 0.12,
-                             "line": {"width": 0}, "hoverinfo": "skip", "legendgroup": name,
-                             "showlegend": False, "name": name})
+            data.extend(band_trace(points, rgba(colour, 0.12), name))
             data.append({"type": "scatter", "mode": "lines+markers", "name": name,
                          "legendgroup": name, "x": [g for g, _ in points],
                          "y": [s.mean for _, s in points],

@@ -31,9 +31,23 @@ def colours(policies: list[str]) -> dict[str, str]:
     return {p: PALETTE[i % len(PALETTE)] for i, p in enumerate(policies)}
 
 
-def _rgba(hex_colour: str, alpha: float) -> str:
+def rgba(hex_colour: str, alpha: float) -> str:
     r, g, b = (int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
     return f"rgba({r},{g},{b},{alpha})"
+
+
+def band_trace(points: list[tuple[int, Summary]], fill: str, name: str) -> list[dict]:
+    """The 95% t-interval band through the generations that have one (n >= 2 seeds), as a
+    filled polygon in the legend group ``name``; empty where no generation has one."""
+    banded = [(g, s) for g, s in points if s.interval.n >= 2]
+    if not banded:
+        return []
+    xs = [g for g, _ in banded]
+    return [{"type": "scatter", "mode": "lines", "x": xs + xs[::-1],
+             "y": [s.interval.high for _, s in banded]
+             + [s.interval.low for _, s in banded][::-1],
+             "fill": "toself", "fillcolor": fill, "line": {"width": 0},
+             "hoverinfo": "skip", "legendgroup": name, "showlegend": False, "name": name}]
 
 
 def metric_figure(rows: list[dict], metric: str, unit: str, height: int = 300) -> dict:
@@ -51,15 +65,7 @@ def metric_figure(rows: list[dict], metric: str, unit: str, height: int = 300) -
         if not points:
             continue
         name, c = text(policy), colour[policy]
-        banded = [(g, s) for g, s in points if s.interval.n >= 2]
-        if banded:
-            xs = [g for g, _ in banded]
-            data.append({"type": "scatter", "mode": "lines", "x": xs + xs[::-1],
-                         "y": [s.interval.high for _, s in banded]
-                         + [s.interval.low for _, s in banded][::-1],
-                         "fill": "toself", "fillcolor": _rgba(c, 0.15), "line": {"width": 0},
-                         "hoverinfo": "skip", "legendgroup": name, "showlegend": False,
-                         "name": name})
+        data.extend(band_trace(points, rgba(c, 0.15), name))
         data.append({
             "type": "scatter", "mode": "lines+markers", "name": name, "legendgroup": name,
             "x": [g for g, _ in points], "y": [s.mean for _, s in points],
