@@ -14,6 +14,7 @@ from ouroboros.report.compare import (
     config_differences,
     differences,
     render_compare,
+    signature_differences,
 )
 from ouroboros.report.tables import read_metrics
 
@@ -86,3 +87,37 @@ def test_cli_writes_one_page_and_a_console_that_fits(tmp_path, capsys):
     assert "ouroboros-figures" in page and "training.epochs" in page
     assert compare_text([a, b]).startswith("comparing 2 runs: a, b")
     assert render_compare([a, a], tmp_path / "same.html").is_file()  # a run with itself: 0
+
+
+def test_a_cell_with_no_value_in_one_run_is_na_not_a_crash(tmp_path, capsys):
+    a, b = _run(tmp_path / "a"), _run(tmp_path / "b", shift=1.0)
+    with open(b / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:  # b: replace at generation 2 is n/a on every seed
+        if r["policy"] == "replace" and r["generation"] == "2":
+            r["value"] = "nan"
+    with open(b / "metrics.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=METRIC_COLUMNS)
+        w.writeheader()
+        w.writerows(rows)
+    out = tmp_path / "c.html"
+    assert main(["compare", str(a), str(b), "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "replace  n/a (no finite value in one of the runs)" in text
+    assert "mix-0.1  13.67 -> 14.67: 1 [1, 1] n=3" in text
+    assert out.is_file()
+
+
+def test_a_metric_computed_differently_is_named(tmp_path, capsys):
+    a, b = _run(tmp_path / "a"), _run(tmp_path / "b")
+    (b / "metrics.csv").write_text((b / "metrics.csv").read_text().replace(
+        "perplexity|v2|n=9", "perplexity|v3|n=7"))
+    runs = {"a": read_metrics(a), "b": read_metrics(b)}
+    assert signature_differences(runs, ["perplexity"]) == [
+        ("perplexity", ["perplexity|v2|unit=token", "perplexity|v3|unit=token"])]
+    c = _run(tmp_path / "c")  # only n differs (it varies with the samples): not named
+    (c / "metrics.csv").write_text((c / "metrics.csv").read_text().replace("n=9", "n=8"))
+    assert signature_differences({"a": runs["a"], "c": read_metrics(c)}, ["perplexity"]) == []
+    assert main(["compare", str(a), str(b), "--out", str(tmp_path / "c.html")]) == 0
+    assert "metric perplexity is computed differently" in capsys.readouterr().out
+    assert "metric perplexity (signature)" in (tmp_path / "c.html").read_text()

@@ -120,3 +120,43 @@ def test_console_tables_fit_100_columns_without_losing_a_value(tmp_path):
     assert summary.count("accumulate-subsample+human-first-transformer-ordering") >= 2
     paired = paired_table(rows, names)
     assert paired.count("not significant (n=3 cannot reach p<0.05)") == len(names)
+
+
+def test_n_examples_is_per_cell_and_a_range_where_seeds_differ(tmp_path):
+    rows = _rows()
+    for r in rows:  # replace's seeds score different numbers of examples
+        if r["policy"] == "replace":
+            r["signature"] = r["signature"].replace("n=5", f"n={5 + 2 * r['seed']}")
+    rows.append({**rows[0], "seed": 2, "value": 11.0, "generation": 0,  # one seed only
+                 "cell": "replace-s2", "signature": "perplexity|v1|n=5|seed=2"})
+    _write(tmp_path, rows)
+    page = render_report(tmp_path).read_text()
+    summary = page.split("Summary: generation 0 and generation 2", 1)[1].split("</table>")[0]
+    cells = {}
+    for line in summary.split("<tr>")[2:]:
+        tds = [c.split(">", 1)[1].split("<", 1)[0] for c in line.split("<td")[1:]]
+        cells[tds[4]] = tds[-1]
+    assert cells == {"replace": "5\u20137", "accumulate": "5"}
+    assert "each value over 5\u20137 examples" in page
+
+
+def test_sort_keys_are_what_javascript_parsefloat_reads():
+    import math
+
+    from ouroboros.report.html import _table
+    table = _table(["interval"], [[("none (n=1)", math.inf)], [("x", -math.inf)],
+                                  [("y", math.nan)], [("z", 0.5)]])
+    keys = [c.split("'")[0] for c in table.split("data-v='")[1:]]
+    assert keys == ["Infinity", "-Infinity", "", "0.5"]
+
+
+def test_names_reach_plotly_as_text_never_inside_a_hover_template(tmp_path):
+    rows = _rows()
+    for r in rows:
+        r["policy"] = r["policy"].replace("replace", 'say "hi" %{y} <b>')
+    _write(tmp_path, rows)
+    figures = _figures(render_report(tmp_path).read_text())
+    traces = [t for f in figures.values() for t in f["data"]]
+    assert {t["name"] for t in traces} >= {'say "hi" %{y} &lt;b&gt;', "accumulate"}
+    templates = [t["hovertemplate"] for t in traces if "hovertemplate" in t]
+    assert templates and all("%{fullData.name}" in t and "hi" not in t for t in templates)

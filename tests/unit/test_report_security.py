@@ -1,6 +1,7 @@
 """A crafted run directory cannot put script into report.html or write outside report/."""
 
 import csv
+import json
 from html.parser import HTMLParser
 
 from ouroboros.experiment.rundir import METRIC_COLUMNS
@@ -39,6 +40,13 @@ def test_hostile_names_stay_text_and_inside_the_report(tmp_path):
         f.write("cell,policy,seed,generation,origin,count\n"
                 f"c,\"{HOSTILE[0]}\",0,0,\"{HOSTILE[1]}\",3\n")
     (run / "config.yaml").write_text(f"name: '{HOSTILE[1]}'\n")
+    sample = {"policy": HOSTILE[1], "seed": 0, "generation": 0, "slot": 0, "text": HOSTILE[3],
+              "prompt": HOSTILE[3], "valid": True, "reference_perplexity": 3.0,
+              "curation": HOSTILE[0], "generator": HOSTILE[1], "finished": True}
+    malformed = {**sample, "seed": "<img src=x onerror=alert(4)>",
+                 "generation": "<img src=x onerror=alert(5)>"}
+    (run / "samples_preview.jsonl").write_text(
+        "\n".join([json.dumps(sample), json.dumps(malformed), "<img src=x onerror=alert(6)>"]))
     before = {p for p in tmp_path.rglob("*")}
     page = render_report(run).read_text()
 
@@ -51,9 +59,11 @@ def test_hostile_names_stay_text_and_inside_the_report(tmp_path):
     assert not [a for a in parsed.attrs if a.startswith("on")]
     assert set(parsed.tags) <= {"html", "head", "meta", "title", "style", "body", "h1", "h2",
                                 "p", "pre", "div", "table", "thead", "tbody", "tr", "th", "td",
-                                "small", "details", "summary", "caption", "code", "script"}
+                                "small", "details", "summary", "caption", "code", "script",
+                                "span"}
     text = "".join(parsed.text)
     assert all(name in text for name in HOSTILE)  # shown as text, not markup
+    assert "2 malformed line(s) of samples_preview.jsonl skipped" in text
     written = {p for p in tmp_path.rglob("*")} - before
     assert all(p.is_relative_to(run / "report") for p in written), written
     assert not (tmp_path / "evil.png").exists()
@@ -69,8 +79,6 @@ def test_safe_filenames():
 
 
 def test_figure_json_cannot_close_its_script_element():
-    import json
-
     from ouroboros.report.html import _json_for_script
     value = {"name": "</script><script>alert(1)</script><!--", "x": [1.5, None]}
     text = _json_for_script(value)

@@ -11,6 +11,7 @@ policy at each common generation; where the runs share seeds it is paired by see
 from __future__ import annotations
 
 import math
+import re
 import textwrap
 from pathlib import Path
 
@@ -70,6 +71,23 @@ def config_differences(run_dirs: list[Path]) -> list[tuple[str, list[str]]]:
     missing = "(unset)"
     return [(k, [str(f.get(k, missing)) for f in flats]) for k in keys
             if len({str(f.get(k, missing)) for f in flats}) > 1]
+
+
+def signature_differences(runs: dict[str, list[dict]], metrics: list[str]
+                          ) -> list[tuple[str, list[str]]]:
+    """(metric, its signatures in each run) for every compared metric that the runs compute
+    differently: another metric version, split, unit or method. The seed and the examples
+    (``n=``, which varies with the samples) are left out; a different test size shows among
+    the settings."""
+    def definition(signature: str) -> str:
+        return re.sub(r"\|(seed|n)=[^|]*", "", signature)
+    out = []
+    for m in metrics:
+        each = [sorted({definition(r["signature"]) for r in rows if r["metric"] == m})
+                for rows in runs.values()]
+        if len({tuple(e) for e in each}) > 1:
+            out.append((m, [" or ".join(e) for e in each]))
+    return out
 
 
 def align(runs: dict[str, list[dict]]) -> tuple[list[str], list[int], list[str]]:
@@ -150,6 +168,11 @@ def compare_text(run_dirs: list[Path]) -> str:
                                    subsequent_indent="        ")
     if not diffs:
         lines.append("  (none)")
+    for metric, values in signature_differences(runs, metrics):
+        lines.append(f"  metric {metric} is computed differently (compared anyway):")
+        for label, value in zip(labels, values, strict=True):
+            lines += textwrap.wrap(f"{label}: {value}", WIDTH, initial_indent="      ",
+                                   subsequent_indent="        ")
     last = gens[-1]
     lines += ["", *textwrap.wrap(
         f"at generation {last}: mean in {labels[0]} -> mean in the other run, difference "
@@ -159,7 +182,12 @@ def compare_text(run_dirs: list[Path]) -> str:
     for m in metrics[:6]:
         for p in policies:
             cells = [m, p]
-            for d in differences(runs, [p], [last], [m]):
+            found = {d["run"]: d for d in differences(runs, [p], [last], [m])}
+            for label in labels[1:]:
+                d = found.get(label)
+                if d is None:  # all n/a in one of the two runs
+                    cells.append("n/a (no finite value in one of the runs)")
+                    continue
                 iv = d.get("interval")
                 bracket = (f" [{_num(iv[0])}, {_num(iv[1])}] n={d['shared']}" if iv
                            else f" [no interval, {d['shared']} shared seed(s)]")
@@ -189,8 +217,8 @@ def comparison_figure(runs: dict[str, list[dict]], policies: list[str], metric: 
                          "y": [s.mean for _, s in points],
                          "line": {"color": colour, "dash": DASHES[j % len(DASHES)]},
                          "customdata": [s.n_seeds for _, s in points],
-                         "hovertemplate": f"{name} generation %{{x}}: %{{y:.4g}} "
-                                          f"(%{{customdata}} seeds)<extra></extra>"})
+                         "hovertemplate": "%{fullData.name} %{x}: %{y:.4g} "
+                                          "(%{customdata} seeds)<extra></extra>"})
     better = directions(next(iter(runs.values()))).get(metric, "")
     title = text(metric) + (f" ({better} is better)" if better else "")
     return {"data": data, "layout": {
@@ -215,6 +243,7 @@ def render_compare(run_dirs: list[Path], out: Path) -> Path:
         cards.append(f"<div class='card'>{page._figure_div(f'c{i}')}</div>")
     key, rest = cards[:4], cards[4:]
     diffs = config_differences(run_dirs)
+    diffs += [(f"metric {m} (signature)", v) for m, v in signature_differences(runs, metrics)]
     settings = page._table(["setting", *labels], [[k, *v] for k, v in diffs],
                            text_columns=len(labels) + 1) if diffs else "<p>(none)</p>"
     rows = []
@@ -241,7 +270,7 @@ def render_compare(run_dirs: list[Path], out: Path) -> Path:
 seeds with their 95% t-interval band; colour is the policy, the dash pattern the run.
 Differences are each later run minus {page._e(labels[0])}, paired by seed where the runs share
 seeds.</p>
-<h2>Settings that differ</h2>{settings}
+<h2>Settings that differ, and metrics computed differently</h2>{settings}
 <h2>Key metrics</h2><div class="cards">{''.join(key)}</div>
 <details><summary>Every other common metric ({len(rest)})</summary>
 <div class="cards">{''.join(rest)}</div></details>

@@ -22,8 +22,10 @@ PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F
 
 
 def text(value: object) -> str:
-    """A string Plotly shows as text, never as markup."""
-    return html.escape(str(value), quote=True)
+    """A string Plotly shows as text, never as markup (Plotly does not decode ``&quot;``, and
+    a quote outside a tag is only text). Names reach hover labels as ``%{fullData.name}``,
+    never inside a template, where ``%{...}`` in a name would be filled in."""
+    return html.escape(str(value), quote=False)
 
 
 def colours(policies: list[str]) -> dict[str, str]:
@@ -71,7 +73,7 @@ def metric_figure(rows: list[dict], metric: str, unit: str, height: int = 300) -
             "x": [g for g, _ in points], "y": [s.mean for _, s in points],
             "line": {"color": c, "width": 2, "dash": ["solid", "dash", "dot", "dashdot"][k % 4]},
             "customdata": [_hover(s) for _, s in points],
-            "hovertemplate": f"<b>{name}</b> generation %{{x}}<br>mean %{{y:.4g}}"
+            "hovertemplate": "<b>%{fullData.name}</b> %{x}<br>mean %{y:.4g}"
                              "<br>%{customdata}<extra></extra>"})
         seeds = [r for r in mine if r["policy"] == policy]
         offset = (k - (len(policies) - 1) / 2) * 0.04  # side by side, not on top
@@ -80,7 +82,7 @@ def metric_figure(rows: list[dict], metric: str, unit: str, height: int = 300) -
             "showlegend": False, "x": [r["generation"] + offset for r in seeds],
             "y": [r["value"] for r in seeds], "customdata": [r["seed"] for r in seeds],
             "marker": {"color": c, "size": 6, "opacity": 0.45},
-            "hovertemplate": f"{name} seed %{{customdata}}: %{{y:.4g}}<extra></extra>"})
+            "hovertemplate": "%{fullData.name} seed %{customdata}: %{y:.4g}<extra></extra>"})
     title = text(metric) + (f" <span style='font-size:11px'>({better} is better)</span>"
                             if better else "")
     values = [r["value"] for r in mine]
@@ -106,7 +108,7 @@ def _hover(s: Summary) -> str:
     iv = s.interval
     interval = (f"95% t-interval {iv.low:.4g} .. {iv.high:.4g}" if iv.n >= 2
                 else "one seed: no interval")
-    return f"{s.n_seeds} seed(s); {interval}; range {s.low:.4g} .. {s.high:.4g}"
+    return f"{s.n_seeds} seed(s), range {s.low:.4g} .. {s.high:.4g}<br>{interval}"
 
 
 def histogram_figure(rows: list[dict], title: str, unit: str, bins: int = 40) -> dict:
@@ -133,7 +135,7 @@ def histogram_figure(rows: list[dict], title: str, unit: str, bins: int = 40) ->
                      "y": share.tolist(), "name": f"{text(policy)} g{g}",
                      "legendgroup": text(policy), "opacity": fade,
                      "line": {"color": colour[policy], "shape": "hvh"},
-                     "hovertemplate": f"{text(policy)} generation {g}<br>%{{x:.3g}}: "
+                     "hovertemplate": "%{fullData.name}<br>%{x:.3g}: "
                                       f"%{{y:.1%}} of {len(vals)} samples<extra></extra>"})
     layout = {"title": {"text": text(title), "font": {"size": 14}, "x": 0.02}, "height": 320,
               "margin": {"l": 55, "r": 10, "t": 40, "b": 40},

@@ -43,9 +43,10 @@ FORMATS = ("png", "svg", "pdf")
 
 GROUPS: list[tuple[str, list[str]]] = [
     ("Quality against real held-out data",
-     ["perplexity", "cross_entropy", "continuation_perplexity", "reference_perplexity",
-      "reference_perplexity_median", "rouge1", "rouge2", "rougeL", "rougeLsum", "bleu", "chrf",
-      "length_ratio", "prediction_words", "unique_predictions"]),
+     ["perplexity", "cross_entropy", "continuation_perplexity", "rouge1", "rouge2", "rougeL",
+      "rougeLsum", "bleu", "chrf", "length_ratio", "prediction_words", "unique_predictions"]),
+    ("Samples under generation 0's model", ["reference_perplexity",
+                                             "reference_perplexity_median"]),
     ("Ground truth (the built-in language)",
      ["kl_true_model", "error_rate", "true_entropy", "true_logprob"]),
     ("Diversity of the samples",
@@ -169,10 +170,23 @@ def group_of(metric: str) -> str:
     return "Other"
 
 
-def examples_behind(signature: str) -> str:
-    """The examples one value is computed over (the signature's ``n=``)."""
-    found = re.search(r"\|n=(\d+)", signature or "")
-    return found.group(1) if found else ""
+def examples_behind(signatures: list[str]) -> str:
+    """The examples each of these values is computed over (their signatures' ``n=``): one
+    number, or the range where it differs between seeds or cells."""
+    ns = sorted({int(f.group(1)) for s in signatures
+                 if (f := re.search(r"\|n=(\d+)", s or ""))})
+    if not ns:
+        return ""
+    return str(ns[0]) if len(ns) == 1 else f"{ns[0]}\u2013{ns[-1]}"
+
+
+def _examples(rows: list[dict]) -> dict:
+    """``examples_behind`` per metric and per (metric, policy, generation)."""
+    found: dict = defaultdict(list)
+    for r in rows:
+        found[r["metric"]].append(r["signature"])
+        found[(r["metric"], r["policy"], r["generation"])].append(r["signature"])
+    return {k: examples_behind(v) for k, v in found.items()}
 
 
 def _e(value: object) -> str:
@@ -195,6 +209,8 @@ def _table(header: list[str], rows: list[list], text_columns: int = 1,
         cells = []
         for i, cell in enumerate(row):
             shown, key = cell if isinstance(cell, tuple) else (cell, None)
+            if isinstance(key, float) and not math.isfinite(key):  # what parseFloat reads
+                key = "" if math.isnan(key) else ("Infinity" if key > 0 else "-Infinity")
             attr = f" data-v='{_e(key)}'" if key is not None else ""
             cls = " class='t'" if i < text_columns else ""
             cells.append(f"<td{cls}{attr}>{_e(shown)}</td>")
@@ -221,8 +237,10 @@ def _study_sentence(run_dir: Path, rows: list[dict], config: dict) -> str:
             f"({_e(', '.join(policies))}) &times; {len(seeds)} seed(s) &times; generations "
             f"{gens[0]}&ndash;{gens[-1]} ({cells} cells). Values are means over seeds with the "
             f"95% Student-t interval of the mean (none with one seed); policies are compared "
-            f"with {_e(policies[0])} on shared seeds. Every metric is measured against real "
-            f"held-out data.")
+            f"with {_e(policies[0])} on shared seeds. Metrics of the model (perplexity, KL, BLEU, "
+            f"ROUGE) are measured on real held-out data, metrics of the samples (error rate, "
+            f"diversity, tails) on each generation's own samples, tails against the real "
+            f"corpus.")
 
 
 def _paired_html(rows: list[dict], metric: str, last: int, reference: str,
@@ -254,7 +272,7 @@ def _paired_html(rows: list[dict], metric: str, last: int, reference: str,
 
 
 def _summary_rows(rows: list[dict], metrics: list[str], units: dict[str, str],
-                  examples: dict[str, str]) -> list[list]:
+                  examples: dict) -> list[list]:
     stats = summarise(rows)
     better = directions(rows)
     last = max(r["generation"] for r in rows)
@@ -269,12 +287,12 @@ def _summary_rows(rows: list[dict], metrics: list[str], units: dict[str, str],
                         (_num(a.mean), a.mean) if a else "", (_num(b.mean), b.mean),
                         (f"{_num(iv.low)} .. {_num(iv.high)}" if iv.n >= 2 else "none (n=1)",
                          iv.high - iv.low if iv.n >= 2 else math.inf),
-                        b.n_seeds, examples[m]])
+                        b.n_seeds, examples.get((m, p, last), "")])
     return out
 
 
 def _all_values_rows(rows: list[dict], metrics: list[str], units: dict[str, str],
-                     examples: dict[str, str]) -> list[list]:
+                     examples: dict) -> list[list]:
     stats = summarise(rows)
     out = []
     for (p, m, g), s in sorted(stats.items(), key=lambda kv: (metrics.index(kv[0][1])
@@ -284,7 +302,7 @@ def _all_values_rows(rows: list[dict], metrics: list[str], units: dict[str, str]
         out.append([m, units.get(m, ""), p, g, (_num(s.mean), s.mean), (_num(s.median), s.median),
                     f"{_num(s.low)} .. {_num(s.high)}",
                     f"{_num(iv.low)} .. {_num(iv.high)}" if iv.n >= 2 else "none (n=1)",
-                    s.n_seeds, examples.get(m, "")])
+                    s.n_seeds, examples.get((m, p, g), "")])
     return out
 
 
@@ -328,19 +346,20 @@ def _samples_html(run_dir: Path) -> str:
     path = run_dir / "samples_preview.jsonl"
     if not path.is_file():
         return "<p>(no samples_preview.jsonl in this run)</p>"
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()
-            if line.strip()]
+    rows, bad = _preview_rows(path)
     if not rows:
-        return "<p>(no samples)</p>"
+        return f"<p>(no readable samples in samples_preview.jsonl; {bad} malformed line(s))</p>"
+    note = (f"<p>{bad} malformed line(s) of samples_preview.jsonl skipped.</p>" if bad
+            else "")
     out = []
-    for k, policy in enumerate(dict.fromkeys(r["policy"] for r in rows)):
+    for policy in dict.fromkeys(r["policy"] for r in rows):
         mine = [r for r in rows if r["policy"] == policy]
         gens = sorted({r["generation"] for r in mine})
         slots = sorted({r["slot"] for r in mine})
         cell = {(r["slot"], r["generation"]): r for r in mine}
         prompted = any(r.get("prompt") is not None for r in mine)
         head = ("<th class='t'>prompt</th>" if prompted else "") + "".join(
-            f"<th class='t'>generation {g}</th>" for g in gens)
+            f"<th class='t'>generation {_e(g)}</th>" for g in gens)
         body = []
         for slot in slots:
             first = next(cell[(slot, g)] for g in gens if (slot, g) in cell)
@@ -353,10 +372,33 @@ def _samples_html(run_dir: Path) -> str:
                            f"<div class='badges'>{_badges(r)}</div></td>")
             body.append("<tr>" + "".join(tds) + "</tr>")
         seed = mine[0]["seed"]
-        out.append(f"<details{' open' if k == 0 else ''}><summary>{_e(policy)} (seed {seed})"
+        out.append(f"<details{' open' if not out else ''}><summary>{_e(policy)} (seed {_e(seed)})"
                    f"</summary><div class='scroll'><table class='samples'><tr>{head}</tr>"
                    f"{''.join(body)}</table></div></details>")
-    return "".join(out)
+    return note + "".join(out)
+
+
+def _preview_rows(path: Path) -> tuple[list[dict], int]:
+    """The rows of samples_preview.jsonl that have the fields the table reads, with their
+    types (a run directory is not trusted: a number could be markup); and how many did not."""
+    rows, bad = [], 0
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        try:
+            r = json.loads(line)
+            ok = (isinstance(r, dict) and isinstance(r.get("policy"), str)
+                  and isinstance(r.get("text"), str)
+                  and all(type(r.get(k)) is int for k in ("generation", "seed", "slot"))
+                  and type(r.get("reference_perplexity")) in (int, float, type(None))
+                  and type(r.get("valid")) in (bool, type(None)))
+        except json.JSONDecodeError:
+            ok = False
+        if ok:
+            rows.append(r)
+        else:
+            bad += 1
+    return rows, bad
 
 
 def _badges(r: dict) -> str:
@@ -447,7 +489,7 @@ def render_report(run_dir: Path, formats: tuple[str, ...] = (),
         raise ValueError(f"{run_dir}/metrics.csv has no finite value")
     signature = {r["metric"]: r["signature"] for r in rows}
     units = {m: unit_of(m, signature[m]) for m in metrics}
-    examples = {m: examples_behind(signature[m]) for m in metrics}
+    examples = _examples(rows)
     better = directions(rows)
     last = max(r["generation"] for r in rows)
     reference = policies_in_order(rows)[0]

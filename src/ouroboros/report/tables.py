@@ -139,7 +139,8 @@ def pack(parts: list[str], width: int = WIDTH, indent: str = "  ",
 
 def _bracket(iv: Interval, with_n: bool) -> str:
     """`` [low, high]`` (with ``n=..`` when seed counts differ between cells); nothing, or
-    ``[no interval, n=1]``, for a single seed: never a zero-width interval."""
+    ``[no interval, n=1]``, for a single seed, which is never shown as a zero-width interval
+    (seeds that all agree are: their t-interval has zero width)."""
     if iv.n < 2 and not with_n:
         return ""
     return f" [{_interval_text(iv)}]" + (f" n={iv.n}" if with_n and iv.n >= 2 else "")
