@@ -371,7 +371,22 @@ class ServerConfig(Section):
     its stages' fingerprints); where it is reached and how hard it is pushed do not."""
 
     base_url: str = Field(pattern=r"^https?://\S+$",
-                          description="The API root, e.g. http://127.0.0.1:8000/v1.")
+                          description="The API root, e.g. http://127.0.0.1:8000/v1 (no "
+                                      "user:password@ and no query: a key goes in the "
+                                      "variable api_key_env names).")
+
+    @field_validator("base_url")
+    @classmethod
+    def _no_secret_in_url(cls, value: str) -> str:
+        # The address is written to config.yaml and stage records, and shown in messages: a
+        # key in it would end up there. Refused without echoing it.
+        authority = value.split("://", 1)[-1].split("/", 1)[0]
+        if "@" in authority or "?" in value or "#" in value:
+            raise ValueError("holds credentials or a query (user:password@, ?key=): not "
+                             "allowed, since the address is written to the run and shown "
+                             "in messages. Put the key in the environment variable "
+                             "api_key_env names")
+        return value
     model: str = Field(min_length=1, description="The served model's name.")
     api: Literal["completions", "chat"] = Field(
         "completions", description="completions (prompt in, text out) or chat (messages).")

@@ -6,7 +6,15 @@ import pytest
 
 from ouroboros.config import ConfigError, GenerationConfig, ServerConfig, load_config
 from ouroboros.experiment.plan import plan_study
-from ouroboros.generation.server import ServerError, api_key, cache_key, request_body
+from ouroboros.generation import server as server_module
+from ouroboros.generation.sampling import row_seeds
+from ouroboros.generation.server import (
+    ServerError,
+    api_key,
+    cache_key,
+    complete,
+    request_body,
+)
 
 SERVER = "{base_url: 'http://127.0.0.1:9/v1', model: big, template: '[BOS]'}"
 BASE = ["generations=2", "seeds=[0]"]
@@ -95,7 +103,7 @@ def test_where_and_how_hard_a_server_is_asked_is_not_in_a_fingerprint():
 def test_the_request_cache_key_is_the_request_not_the_address():
     server = ServerConfig(base_url="http://a:1/v1", model="m", template="Translate: {source}")
     gcfg = GenerationConfig(top_k=5)
-    body = request_body(server, "hello", gcfg, seed=2**40 + 7, max_tokens=9)
+    body = request_body(server, "hello", gcfg, seed=2**60 + 7, max_tokens=9)
     assert body == {"model": "m", "max_tokens": 9, "seed": 7, "temperature": 1.0,
                     "top_p": 1.0, "top_k": 5, "prompt": "Translate: hello"}
     moved = server.model_copy(update={"base_url": "http://b:2/v1", "concurrency": 1})
@@ -116,3 +124,45 @@ def test_the_key_comes_from_the_named_variable(monkeypatch):
     monkeypatch.setenv("MY_KEY", "sk-1")
     assert api_key(server) == "sk-1"
     assert api_key(server.model_copy(update={"api_key_env": None})) == "EMPTY"
+
+
+def test_a_credential_in_the_address_is_refused_without_being_echoed():
+    for url in ("https://user:sk-zz9secret@api.example.com/v1",
+                "https://api.example.com/v1?key=sk-zz9secret"):
+        text = _problems(MIXED.replace("http://127.0.0.1:9/v1", url))
+        assert "policies.0.generators.1.server.base_url: holds credentials" in text
+        assert "zz9secret" not in text
+
+
+def test_distinct_samples_send_distinct_seeds():
+    # 200,000 samples of one prompt (an unconditional stage): with 31-bit seeds about 5 pairs
+    # of them would be the same request, and so the same sample.
+    server = ServerConfig(base_url="http://a:1/v1", model="m", template="[BOS]")
+    seeds = row_seeds(12345, 0, 200_000)
+    sent = {request_body(server, "", GenerationConfig(), s, 9)["seed"] for s in seeds}
+    assert len(sent) == len(seeds) and max(sent) < 2**53
+
+
+def test_the_same_request_twice_in_a_stage_is_sent_once(tmp_path, monkeypatch):
+    pytest.importorskip("openai")
+    from types import SimpleNamespace
+    calls = []
+
+    def create(**fields):
+        calls.append(fields["prompt"])
+        choice = SimpleNamespace(text=f"answer to {fields['prompt']}", finish_reason="stop")
+        return SimpleNamespace(choices=[choice], model="m", system_fingerprint=None,
+                               usage=SimpleNamespace(completion_tokens=3, prompt_tokens=1))
+
+    fake = SimpleNamespace(completions=SimpleNamespace(create=create))
+    monkeypatch.setattr(server_module, "_client", lambda server, key: fake)
+    server = ServerConfig(base_url="http://a:1/v1", model="m", concurrency=4)
+    answers, info = complete(server, ["a", "b", "a", "c"], [1, 2, 1, 3], GenerationConfig(),
+                             tmp_path)
+    assert sorted(calls) == ["a", "b", "c"] and info["sent"] == 3 and info["cached"] == 1
+    assert [a.text for a in answers] == ["answer to a", "answer to b", "answer to a",
+                                         "answer to c"]
+    assert len(list((tmp_path / "cache").rglob("*.json"))) == 3
+    assert not list((tmp_path / "cache").rglob("*.tmp"))
+    again, info = complete(server, ["a", "b"], [1, 2], GenerationConfig(), tmp_path)
+    assert len(calls) == 3 and info["cached"] == 2  # a repeated run pays nothing

@@ -38,7 +38,7 @@ CODE: dict[str, tuple[int, list[str]]] = {
     "tokenizer": (2, _MODELS + _TASKS + [f"{_B}.tokenizer"]),
     "trainset": (2, _DATA + _SEEDS + ["ouroboros.policies.core", f"{_B}.trainset"]),
     "train": (2, _MODELS + _TASKS + _SEEDS + ["ouroboros.training.trainer", f"{_B}.train"]),
-    "generate": (3, _MODELS + _TASKS + _SEEDS + _GENERATE + [f"{_B}.generate:build_generate"]),
+    "generate": (4, _MODELS + _TASKS + _SEEDS + _GENERATE + [f"{_B}.generate:build_generate"]),
     "mixture": (1, [f"{_B}.generate:build_mixture"]),
     "curate": (3, _MODELS + _TASKS + _SEEDS + _GENERATE + _QUALITY + [
         "ouroboros.curation.steps", "ouroboros.curation.classifiers", "ouroboros.splits",

@@ -92,7 +92,9 @@ def request_body(server: ServerConfig, source: str, gcfg: GenerationConfig, seed
                  max_tokens: int) -> dict:
     """The JSON body of one request (what the cache is keyed by)."""
     text = server.template.replace("{source}", source)
-    body: dict = {"model": server.model, "max_tokens": max_tokens, "seed": seed % 2**31}
+    # 53 bits: distinct samples keep distinct seeds (a 31-bit seed made two of 100,000
+    # samples one request), and every JSON parser, JavaScript's included, reads it exactly.
+    body: dict = {"model": server.model, "max_tokens": max_tokens, "seed": seed % 2**53}
     if gcfg.decoding == "greedy":
         body["temperature"] = 0.0
     else:
@@ -224,26 +226,29 @@ def complete(server: ServerConfig, sources: list[str], seeds: list[int],
     bodies = [request_body(server, s, gcfg, seed, gcfg.max_new_tokens)
               for s, seed in zip(sources, seeds, strict=True)]
     answers: list[Answer | None] = [None] * len(bodies)
-    todo = []
+    todo: dict[str, tuple[list[int], dict, Path]] = {}  # cache key -> samples asking it
     for i, body in enumerate(bodies):
         path = cache / (k := cache_key(server, body))[:2] / f"{k}.json"
-        if path.is_file():
+        if k in todo:  # the very same request twice: sent once, one answer for both
+            todo[k][0].append(i)
+        elif path.is_file():
             answers[i] = _answer(json.loads(path.read_text())["answer"], cached=True)
         else:
-            todo.append((i, body, path))
-    tally = Tally(cached=len(bodies) - len(todo))
+            todo[k] = ([i], body, path)
+    tally = Tally(cached=len(bodies) - len(todo))  # from the cache, or a twin request
     start = time.perf_counter()
     if todo:
         client = _client(server, key)
 
-        def one(i: int, body: dict, path: Path) -> None:
+        def one(indices: list[int], body: dict, path: Path) -> None:
             stored = _send(client, server, body, tally)
             path.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(path, json.dumps({"request": body, "answer": stored}, sort_keys=True))
-            answers[i] = _answer(stored, cached=False)
+            for n, i in enumerate(indices):
+                answers[i] = _answer(stored, cached=n > 0)
 
         with ThreadPoolExecutor(max_workers=server.concurrency) as pool:
-            futures = [pool.submit(one, *item) for item in todo]
+            futures = [pool.submit(one, *item) for item in todo.values()]
             finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
             failed = [f for f in finished if f.exception() is not None]
             if failed:  # stop sending; requests in flight finish and are cached
