@@ -357,6 +357,7 @@ def main(argv: list[str] | None = None) -> int:
         expected = [getattr(sys.modules.get(module), name, None) for module, name in (
             ("ouroboros.training.trainer", "TrainingDiverged"),
             ("ouroboros.experiment.executors", "StageLost"),
+            ("ouroboros.experiment.stages", "RebuildMismatch"),
             ("ouroboros.generation.server", "ServerError"),
             ("ouroboros.generation.vllm_backend", "VLLMError"))]
         if not isinstance(e, tuple(cls for cls in expected if cls is not None)):

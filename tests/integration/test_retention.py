@@ -55,6 +55,9 @@ def test_needed_keeps_what_is_read_and_rebuilds_what_a_later_plan_reads(tmp_path
     _run(every, MORE)
     again = _run(needed, MORE, "runtime.keep_checkpoints=needed")
     assert "3 pruned checkpoint(s) are read again" in again.stdout, again.stdout
+    rebuilt = [json.loads((f / "_complete.json").read_text()).get("rebuilt")
+               for f in needed.glob("stages/train/*")]
+    assert sum(bool(r and r["same_weights"]) for r in rebuilt) == 3  # checked by hash
     assert _models(needed) == {0: [False], 1: [False, False], 2: [True, True]}
     assert (needed / "metrics.csv").read_bytes() == (every / "metrics.csv").read_bytes()
     # Keeping them all from now on: nothing is rebuilt that nothing reads.

@@ -45,6 +45,36 @@ def test_crash_inside_a_stage_leaves_nothing_finished(tmp_path):
     assert store.run(stage, lambda out: None) is True  # the leftover is rebuilt, not trusted
 
 
+def test_a_pruned_model_rebuilt_with_other_weights_is_refused_and_kept_pruned(tmp_path):
+    from ouroboros.experiment.stages import RebuildMismatch
+    store = StageStore(tmp_path, provenance={"device": "cpu", "threads": 2})
+    stage = Stage("train", "g0", {"v": 1})
+
+    def train(weights: bytes):
+        def build(out):
+            (out / "model").mkdir()
+            (out / "model" / "model.safetensors").write_bytes(weights)
+            (out / "train.json").write_text("{}")
+        return build
+
+    store.run(stage, train(b"A" * 100))
+    assert store.prune(stage) == 100 and store.is_pruned(stage)
+    pruned = json.loads((store.path(stage) / RECORD).read_text())["pruned"]
+    store.provenance = {"device": "cpu", "threads": 1}
+    with pytest.raises(RebuildMismatch, match=r"train g0: the model rebuilt .* differs from "
+                       r"the deleted one \(built on cpu, 2 thread\(s\), torch \?, now cpu, "
+                       r"1 thread\(s\)"):
+        store.run(stage, train(b"B" * 100))
+    # still the pruned stage, whole (a resume with the old settings rebuilds it again)
+    assert store.is_pruned(stage) and (store.path(stage) / "train.json").is_file()
+    assert json.loads((store.path(stage) / RECORD).read_text())["pruned"] == pruned
+    assert store.run(stage, train(b"A" * 100)) is True
+    record = json.loads((store.path(stage) / RECORD).read_text())
+    assert record["rebuilt"]["same_weights"] and not record.get("pruned")
+    assert (store.path(stage) / "model" / "model.safetensors").read_bytes() == b"A" * 100
+    assert not [p for p in tmp_path.rglob("*") if p.name.startswith((".tmp-", ".old-"))]
+
+
 def test_dependent_fingerprints_change_with_inputs():
     a = Stage("a", "a", {"v": 1})
     b = Stage("b", "b", {"w": 1}, {"a": a})

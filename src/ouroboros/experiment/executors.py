@@ -27,7 +27,7 @@ from pathlib import Path
 from ouroboros.config import DataConfig, RuntimeConfig
 from ouroboros.experiment.builders import Job, build
 from ouroboros.experiment.plan import Plan
-from ouroboros.experiment.retention import Retention, to_build
+from ouroboros.experiment.retention import Retention, to_build, weights_read
 from ouroboros.experiment.stages import Stage, StageStore
 
 RAY_TASK_RETRIES = 2  # a stage whose worker died is built again, from scratch, this often
@@ -93,7 +93,12 @@ def run_local(plan: Plan, store: StageStore, runtime: RuntimeConfig, data: DataC
 
 
 def _inputs(stage: Stage) -> list[Stage]:
-    return [d for v in stage.deps.values() for d in (v if isinstance(v, list) else [v])]
+    """What must be finished before ``stage`` is built: its inputs, and the models it loads
+    that are not (a refill curation re-asks its samples' model, which a pruned checkpoint's
+    rebuild may be making)."""
+    direct = [d for v in stage.deps.values() for d in (v if isinstance(v, list) else [v])]
+    have = {d.fp for d in direct}
+    return direct + [d for d in weights_read(stage) if d.fp not in have]
 
 
 def run_graph(plan: Plan, store: StageStore, submit: Callable[[Stage], Future], slots: int,

@@ -11,7 +11,8 @@ when a later plan reads them.
 A pruned stage keeps its record (marked ``pruned``) and everything but ``model/``, so its
 results and provenance stay; a plan with an unfinished stage that reads its weights (a new
 metric, more generations) trains it again first. Training is deterministic for a given device
-and thread count, so the rebuilt weights are the ones deleted.
+and thread count, so the rebuilt weights are the ones deleted; ``StageStore`` checks that
+against the SHA-256 the pruned record keeps, and refuses other weights (``RebuildMismatch``).
 """
 
 from __future__ import annotations

@@ -111,6 +111,28 @@ class StageStore:
         record = self.record(stage)
         return bool(record and record.get("pruned"))
 
+    def weights_sha256(self, folder: Path) -> str | None:
+        """The SHA-256 of a stage folder's weights (``model/model.safetensors``), if any."""
+        path = Path(folder) / "model" / "model.safetensors"
+        if not path.is_file():
+            return None
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        return digest.hexdigest()
+
+    def _same_weights(self, stage: Stage, deleted: dict, built: Path) -> None:
+        """A rebuilt model must be the deleted one: the stages built on it are kept."""
+        before = deleted["pruned"].get("weights_sha256")
+        if before is None or self.weights_sha256(built) == before:
+            return
+        raise RebuildMismatch(
+            f"{stage.kind} {stage.label}: the model rebuilt for keep_checkpoints=needed differs "
+            f"from the deleted one (built on {_where(deleted.get('provenance') or {})}, now "
+            f"{_where(self.provenance)}), and stages built on the deleted weights are kept. "
+            f"Resume with the runtime.device and runtime.threads it was built with")
+
     def prune(self, stage: Stage, parts: tuple[str, ...] = ("model",)) -> int:
         """Delete the weights of a finished stage and return the bytes freed. The record is
         marked first, so a crash in between leaves a stage known to lack its weights, which a
@@ -121,7 +143,8 @@ class StageStore:
         folder = self.path(stage)
         freed = sum(f.stat().st_size for part in parts if (folder / part).is_dir()
                     for f in (folder / part).rglob("*") if f.is_file())
-        record["pruned"] = {"at": time.time(), "removed": list(parts), "bytes": freed}
+        record["pruned"] = {"at": time.time(), "removed": list(parts), "bytes": freed,
+                            "weights_sha256": self.weights_sha256(folder)}
         write_atomic(folder / RECORD, json.dumps(record, indent=2, default=str))
         for part in parts:
             shutil.rmtree(folder / part, ignore_errors=True)
@@ -130,10 +153,12 @@ class StageStore:
     def run(self, stage: Stage, build: Callable[[Path], dict | None]) -> bool:
         """Build the stage unless finished (a pruned stage is built again: something reads
         its weights); returns True if it was built now."""
-        if self.is_done(stage) and not self.is_pruned(stage):
+        record = self.record(stage)
+        if record is not None and not record.get("pruned"):
             return False
+        deleted = record  # a pruned stage: its record stays until the rebuild is in place
         final = self.path(stage)
-        if final.exists():  # a folder without a valid record: never trust it
+        if final.exists() and deleted is None:  # a folder without a valid record: never trust it
             shutil.rmtree(final)
         tmp = final.parent / f".tmp-{final.name}"
         if tmp.exists():
@@ -142,15 +167,35 @@ class StageStore:
         started = time.time()
         try:
             info = build(tmp) or {}
+            if deleted:
+                self._same_weights(stage, deleted, tmp)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)  # a failed stage leaves nothing behind
             raise
         record = {"kind": stage.kind, "label": stage.label, "fingerprint": stage.fp,
                   "spec": stage.full_spec, "started": started, "seconds": time.time() - started,
                   "provenance": self.provenance, "info": info}
+        if deleted:
+            record["rebuilt"] = {"pruned": deleted["pruned"], "same_weights": True}
         write_atomic(tmp / RECORD, json.dumps(record, indent=2, default=str))
-        os.rename(tmp, final)
+        if deleted:  # the pruned folder goes only once its replacement is complete
+            old = final.parent / f".old-{final.name}"
+            shutil.rmtree(old, ignore_errors=True)
+            os.rename(final, old)
+            os.rename(tmp, final)
+            shutil.rmtree(old)
+        else:
+            os.rename(tmp, final)
         return True
+
+
+class RebuildMismatch(RuntimeError):
+    """A model deleted by keep_checkpoints=needed came back with other weights."""
+
+
+def _where(provenance: dict) -> str:
+    return (f"{provenance.get('device', '?')}, {provenance.get('threads', '?')} thread(s), "
+            f"torch {provenance.get('packages', {}).get('torch', '?')}")
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:

@@ -1,0 +1,23 @@
+"""Checkpoint retention's plan-level rules (the real runs are in
+tests/integration/test_retention.py)."""
+
+from ouroboros.config import load_config
+from ouroboros.experiment.executors import _inputs
+from ouroboros.experiment.plan import plan_study
+from ouroboros.experiment.retention import weights_read
+
+
+def test_a_stage_waits_for_every_model_it_loads_not_only_its_inputs():
+    # A refill curation re-asks the model that made its samples; that model is not its input
+    # (the samples are). When the model was pruned and is being rebuilt, the parallel
+    # executors must not start the curation before the rebuild is finished.
+    plan = plan_study(load_config(overrides=[
+        "generations=3", "seeds=[0]", "policies=[{name: replace, refill: 2}]",
+        "curation=[{name: dedup}]"]))
+    refills = [s for s in plan.stages if s.kind == "curate" and s.spec.get("refill")]
+    assert refills
+    for stage in plan.stages:
+        waits_for = {d.fp for d in _inputs(stage)}
+        assert {d.fp for d in weights_read(stage)} <= waits_for, stage.label
+    # and the refill curations do load a model that is not among their direct inputs
+    assert all(weights_read(s) for s in refills)
