@@ -113,13 +113,19 @@ def run_graph(plan: Plan, store: StageStore, submit: Callable[[Stage], Future], 
     report = _Reporter(len(plan.stages), log)
     running: dict[Future, Stage] = {}
     error: BaseException | None = None
+    broken: BaseException | None = None  # the pool refused work: a worker died
     while waiting or running:
-        if error is None:
+        if error is None and broken is None:
             for stage in [s for s in waiting if all(d.fp in finished for d in _inputs(s))]:
                 if len(running) >= slots:
                     break
+                try:
+                    future = submit(stage)
+                except lost as e:  # the running stages' futures say which one died
+                    broken = e
+                    break
                 waiting.remove(stage)
-                running[submit(stage)] = stage
+                running[future] = stage
         if not running:
             break
         done, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -140,6 +146,10 @@ def run_graph(plan: Plan, store: StageStore, submit: Callable[[Stage], Future], 
             finished.add(stage.fp)
             retention.finished(stage)
             report.done(index[stage.fp], stage, seconds)
+    if error is None and broken is not None:
+        error = StageLost(f"a worker died (killed, out of memory, or its node lost); finished "
+                          f"stages are kept: `ouroboros resume {store.root}` builds the rest")
+        error.__cause__ = broken
     if error is not None:
         raise error
     if waiting:

@@ -1,0 +1,53 @@
+"""How the parallel executors schedule stages: what a stage waits for, and a worker pool that
+breaks (the real runs are in tests/integration/test_executors.py and test_retention.py)."""
+
+from ouroboros.config import load_config
+from ouroboros.experiment.executors import _inputs
+from ouroboros.experiment.plan import plan_study
+from ouroboros.experiment.retention import weights_read
+
+
+def test_a_stage_waits_for_every_model_it_loads_not_only_its_inputs():
+    # A refill curation re-asks the model that made its samples; that model is not its input
+    # (the samples are). When the model was pruned and is being rebuilt, the parallel
+    # executors must not start the curation before the rebuild is finished.
+    plan = plan_study(load_config(overrides=[
+        "generations=3", "seeds=[0]", "policies=[{name: replace, refill: 2}]",
+        "curation=[{name: dedup}]"]))
+    refills = [s for s in plan.stages if s.kind == "curate" and s.spec.get("refill")]
+    assert refills
+    for stage in plan.stages:
+        waits_for = {d.fp for d in _inputs(stage)}
+        assert {d.fp for d in weights_read(stage)} <= waits_for, stage.label
+    # and the refill curations do load a model that is not among their direct inputs
+    assert all(weights_read(s) for s in refills)
+
+
+def test_a_pool_broken_at_submit_is_a_lost_worker_not_a_traceback(tmp_path):
+    from concurrent.futures import Future
+    from types import SimpleNamespace
+
+    import pytest
+
+    from ouroboros.experiment.executors import StageLost, run_graph
+    from ouroboros.experiment.stages import Stage
+
+    class Broken(Exception):
+        pass
+
+    stages = [Stage("x", f"s{i}", {"i": i}) for i in range(3)]
+    dead = Future()
+    calls = []
+
+    def submit(stage):  # the first worker dies; the pool then refuses new work
+        calls.append(stage.label)
+        if len(calls) > 1:
+            raise Broken("pool broken")
+        dead.set_exception(Broken("worker died"))
+        return dead
+
+    retention = SimpleNamespace(finished=lambda stage: None)
+    with pytest.raises(StageLost, match="a worker died while building x s0"):
+        run_graph(SimpleNamespace(stages=stages), SimpleNamespace(root=tmp_path), submit, 3,
+                  lambda line: None, stages, retention, lost=(Broken,))
+    assert calls == ["s0", "s1"]
