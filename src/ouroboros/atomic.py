@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import os
-import threading
+import secrets
 from pathlib import Path
 
 
 def write_atomic(path: Path, data: str | bytes) -> None:
     """Write a file so that readers see the old or the new content, never a part; a failed
     write (a full disk, say) removes its temporary file and leaves the old content."""
-    # A name of its own per process and thread: two writers of one file (the same answer
-    # cached by two stages at once) must not rename each other's temporary away.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    # A name of its own per writer (processes on several nodes included): two writers of one
+    # file (the same answer cached by two stages at once) must not rename each other's
+    # temporary away.
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     try:
         with open(tmp, "wb") as f:
             f.write(data.encode("utf-8") if isinstance(data, str) else data)

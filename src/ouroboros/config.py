@@ -636,6 +636,11 @@ class RuntimeConfig(Section):
         "all", description="Model weights kept: all, or needed (a checkpoint is deleted once "
                            "every stage that reads it is finished; the last generation's are "
                            "kept, and a later run that reads a deleted one trains it again).")
+    accept_rebuilt_weights: bool = Field(
+        False, description="keep_checkpoints needed: a deleted model trained again with other "
+                           "weights (another device or thread count, or CUDA kernels that are "
+                           "not bit-reproducible) is used anyway, recorded as such and logged, "
+                           "instead of stopping the run.")
     vllm: VLLMSettings = VLLMSettings()
     ray_address: str | None = Field(
         None, description="executor ray: the cluster to join (e.g. 10.0.0.5:6379 or auto); "

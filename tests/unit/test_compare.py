@@ -116,7 +116,8 @@ def test_a_metric_computed_differently_is_named(tmp_path, capsys):
     assert signature_differences(runs, ["perplexity"]) == [
         ("perplexity", ["perplexity|v2|unit=token", "perplexity|v3|unit=token"])]
     c = _run(tmp_path / "c")  # only n differs (it varies with the samples): not named
-    (c / "metrics.csv").write_text((c / "metrics.csv").read_text().replace("n=9", "n=8"))
+    (c / "metrics.csv").write_text((c / "metrics.csv").read_text().replace(
+        "n=9", "n=8|texts=8"))
     assert signature_differences({"a": runs["a"], "c": read_metrics(c)}, ["perplexity"]) == []
     assert main(["compare", str(a), str(b), "--out", str(tmp_path / "c.html")]) == 0
     assert "metric perplexity is computed differently" in capsys.readouterr().out

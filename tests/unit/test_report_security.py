@@ -46,7 +46,10 @@ def test_hostile_names_stay_text_and_inside_the_report(tmp_path):
     malformed = {**sample, "seed": "<img src=x onerror=alert(4)>",
                  "generation": "<img src=x onerror=alert(5)>"}
     (run / "samples_preview.jsonl").write_text(
-        "\n".join([json.dumps(sample), json.dumps(malformed), "<img src=x onerror=alert(6)>"]))
+        "\n".join([json.dumps(sample), json.dumps(malformed), "<img src=x onerror=alert(6)>",
+                   "[" * 100_000, '{"seed": ' + "9" * 5000 + "}"]))
+    with open(run / "samples_preview.jsonl", "ab") as f:
+        f.write(b"\n\xff\xfe not UTF-8")
     before = {p for p in tmp_path.rglob("*")}
     page = render_report(run).read_text()
 
@@ -63,7 +66,7 @@ def test_hostile_names_stay_text_and_inside_the_report(tmp_path):
                                 "span"}
     text = "".join(parsed.text)
     assert all(name in text for name in HOSTILE)  # shown as text, not markup
-    assert "2 malformed line(s) of samples_preview.jsonl skipped" in text
+    assert "5 malformed line(s) of samples_preview.jsonl skipped" in text
     written = {p for p in tmp_path.rglob("*")} - before
     assert all(p.is_relative_to(run / "report") for p in written), written
     assert not (tmp_path / "evil.png").exists()

@@ -68,9 +68,17 @@ def test_a_pruned_model_rebuilt_with_other_weights_is_refused_and_kept_pruned(tm
     # still the pruned stage, whole (a resume with the old settings rebuilds it again)
     assert store.is_pruned(stage) and (store.path(stage) / "train.json").is_file()
     assert json.loads((store.path(stage) / RECORD).read_text())["pruned"] == pruned
+    # killed between moving the pruned folder aside and putting the rebuild in place: the
+    # pruned stage comes back, hash and all, and the check still runs
+    import os
+    folder = store.path(stage)
+    os.rename(folder, folder.parent / f".old-{folder.name}")
+    assert not store.is_done(stage)
+    with pytest.raises(RebuildMismatch):
+        store.run(stage, train(b"B" * 100))
     assert store.run(stage, train(b"A" * 100)) is True
     record = json.loads((store.path(stage) / RECORD).read_text())
-    assert record["rebuilt"]["same_weights"] and not record.get("pruned")
+    assert record["rebuilt"]["same_weights"] is True and not record.get("pruned")
     assert (store.path(stage) / "model" / "model.safetensors").read_bytes() == b"A" * 100
     assert not [p for p in tmp_path.rglob("*") if p.name.startswith((".tmp-", ".old-"))]
 
@@ -179,3 +187,28 @@ def test_failed_atomic_write_keeps_the_old_file_and_no_temporary(tmp_path, monke
         atomic.write_atomic(path, "new\n")
     assert path.read_text() == "old\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.csv"]
+
+
+def test_other_weights_can_be_accepted_and_an_unhashed_rebuild_is_not_called_the_same(
+        tmp_path, capsys):
+    store = StageStore(tmp_path, accept_rebuilt=True)
+    stage, legacy = Stage("train", "g0", {"v": 1}), Stage("train", "g1", {"v": 2})
+
+    def train(weights: bytes):
+        def build(out):
+            (out / "model").mkdir()
+            (out / "model" / "model.safetensors").write_bytes(weights)
+        return build
+
+    for s in (stage, legacy):
+        store.run(s, train(b"A"))
+        store.prune(s)
+    record = json.loads((store.path(legacy) / RECORD).read_text())
+    del record["pruned"]["weights_sha256"]  # pruned before hashes were kept
+    (store.path(legacy) / RECORD).write_text(json.dumps(record))
+    store.run(stage, train(b"B"))
+    assert "differs from the deleted one" in capsys.readouterr().out
+    store.run(legacy, train(b"B"))
+    rebuilt = [json.loads((store.path(s) / RECORD).read_text())["rebuilt"]["same_weights"]
+               for s in (stage, legacy)]
+    assert rebuilt == [False, None]

@@ -57,7 +57,8 @@ def build_stage(stage: Stage, run_dir: str, runtime: RuntimeConfig, data: DataCo
         configure_torch(runtime.threads)
     start = time.perf_counter()
     job = Job(stage, Path(run_dir), runtime, data)
-    StageStore(Path(run_dir), provenance).run(stage, lambda out: build(job, out))
+    store = StageStore(Path(run_dir), provenance, accept_rebuilt=runtime.accept_rebuilt_weights)
+    store.run(stage, lambda out: build(job, out))
     return time.perf_counter() - start
 
 

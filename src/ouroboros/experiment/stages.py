@@ -83,9 +83,11 @@ class Stage:
 class StageStore:
     """The stages of one run directory."""
 
-    def __init__(self, root: Path, provenance: dict | None = None) -> None:
+    def __init__(self, root: Path, provenance: dict | None = None,
+                 accept_rebuilt: bool = False) -> None:
         self.root = Path(root)
         self.provenance = provenance or {}  # what built the stages (versions, device, commit)
+        self.accept_rebuilt = accept_rebuilt  # runtime.accept_rebuilt_weights
 
     def path(self, stage: Stage) -> Path:
         """Where the finished stage lives."""
@@ -122,16 +124,27 @@ class StageStore:
                 digest.update(chunk)
         return digest.hexdigest()
 
-    def _same_weights(self, stage: Stage, deleted: dict, built: Path) -> None:
-        """A rebuilt model must be the deleted one: the stages built on it are kept."""
+    def _same_weights(self, stage: Stage, deleted: dict, built: Path) -> bool | None:
+        """Whether a rebuilt model is the deleted one (None: no hash to compare). It must be,
+        since the stages built on the deleted one are kept, unless accept_rebuilt."""
         before = deleted["pruned"].get("weights_sha256")
-        if before is None or self.weights_sha256(built) == before:
-            return
+        if before is None:
+            return None
+        if self.weights_sha256(built) == before:
+            return True
+        where = (f"built on {_where(deleted.get('provenance') or {})}, now "
+                 f"{_where(self.provenance)}")
+        if self.accept_rebuilt:
+            print(f"note: {stage.kind} {stage.label}: the rebuilt model differs from the "
+                  f"deleted one ({where}); used anyway (runtime.accept_rebuilt_weights)",
+                  flush=True)
+            return False
         raise RebuildMismatch(
             f"{stage.kind} {stage.label}: the model rebuilt for keep_checkpoints=needed differs "
-            f"from the deleted one (built on {_where(deleted.get('provenance') or {})}, now "
-            f"{_where(self.provenance)}), and stages built on the deleted weights are kept. "
-            f"Resume with the runtime.device and runtime.threads it was built with")
+            f"from the deleted one ({where}), and stages built on the deleted weights are kept. "
+            f"Resume with the runtime.device and runtime.threads it was built with, or, where "
+            f"training is not bit-reproducible (some CUDA kernels), with "
+            f"runtime.accept_rebuilt_weights=true to use the new weights anyway")
 
     def prune(self, stage: Stage, parts: tuple[str, ...] = ("model",)) -> int:
         """Delete the weights of a finished stage and return the bytes freed. The record is
@@ -153,11 +166,17 @@ class StageStore:
     def run(self, stage: Stage, build: Callable[[Path], dict | None]) -> bool:
         """Build the stage unless finished (a pruned stage is built again: something reads
         its weights); returns True if it was built now."""
+        final = self.path(stage)
+        old = final.parent / f".old-{final.name}"
+        if old.exists():  # a rebuild killed while swapping folders
+            if final.exists():
+                shutil.rmtree(old)  # the rebuild is in place
+            else:
+                os.rename(old, final)  # back to the pruned stage, hash and all
         record = self.record(stage)
         if record is not None and not record.get("pruned"):
             return False
         deleted = record  # a pruned stage: its record stays until the rebuild is in place
-        final = self.path(stage)
         if final.exists() and deleted is None:  # a folder without a valid record: never trust it
             shutil.rmtree(final)
         tmp = final.parent / f".tmp-{final.name}"
@@ -167,20 +186,17 @@ class StageStore:
         started = time.time()
         try:
             info = build(tmp) or {}
-            if deleted:
-                self._same_weights(stage, deleted, tmp)
+            same = self._same_weights(stage, deleted, tmp) if deleted else None
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)  # a failed stage leaves nothing behind
             raise
         record = {"kind": stage.kind, "label": stage.label, "fingerprint": stage.fp,
                   "spec": stage.full_spec, "started": started, "seconds": time.time() - started,
                   "provenance": self.provenance, "info": info}
-        if deleted:
-            record["rebuilt"] = {"pruned": deleted["pruned"], "same_weights": True}
+        if deleted:  # same_weights: null where the pruned record had no hash to compare
+            record["rebuilt"] = {"pruned": deleted["pruned"], "same_weights": same}
         write_atomic(tmp / RECORD, json.dumps(record, indent=2, default=str))
         if deleted:  # the pruned folder goes only once its replacement is complete
-            old = final.parent / f".old-{final.name}"
-            shutil.rmtree(old, ignore_errors=True)
             os.rename(final, old)
             os.rename(tmp, final)
             shutil.rmtree(old)

@@ -77,10 +77,10 @@ def signature_differences(runs: dict[str, list[dict]], metrics: list[str]
                           ) -> list[tuple[str, list[str]]]:
     """(metric, its signatures in each run) for every compared metric that the runs compute
     differently: another metric version, split, unit or method. The seed and the examples
-    (``n=``, which varies with the samples) are left out; a different test size shows among
-    the settings."""
+    (``n=``, which varies with the samples, and ``texts=``, the same count) are left out; a
+    different test size shows among the settings."""
     def definition(signature: str) -> str:
-        return re.sub(r"\|(seed|n)=[^|]*", "", signature)
+        return re.sub(r"\|(seed|n|texts)=[^|]*", "", signature)
     out = []
     for m in metrics:
         each = [sorted({definition(r["signature"]) for r in rows if r["metric"] == m})

@@ -382,7 +382,7 @@ def _preview_rows(path: Path) -> tuple[list[dict], int]:
     """The rows of samples_preview.jsonl that have the fields the table reads, with their
     types (a run directory is not trusted: a number could be markup); and how many did not."""
     rows, bad = [], 0
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         if not line.strip():
             continue
         try:
@@ -392,7 +392,7 @@ def _preview_rows(path: Path) -> tuple[list[dict], int]:
                   and all(type(r.get(k)) is int for k in ("generation", "seed", "slot"))
                   and type(r.get("reference_perplexity")) in (int, float, type(None))
                   and type(r.get("valid")) in (bool, type(None)))
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # not JSON, a number too long, nested too deep
             ok = False
         if ok:
             rows.append(r)
