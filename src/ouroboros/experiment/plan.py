@@ -138,9 +138,23 @@ def _server_stage(source, label: str, generation: dict, cfg: StudyConfig, cell: 
     and the server's model, not on the cell's training (cells of one seed share them)."""
     spec = {"generation": generation, "task": cfg.task.model_dump(), "g": g, "seed": cell.seed,
             "generator_seed": source.seed or None, "share": source.share,
-            "generator": source.label, "server": source.server.spec()}
+            "part": request_part(cell.policy, source, g), "generator": source.label,
+            "server": source.server.spec()}
     return Stage("generate", f"s{cell.seed}-g{g}-{source.label}", spec, {"data": data},
                  access={"server": source.server.model_dump()})
+
+
+def request_part(policy: PolicyConfig, source, g: int) -> list[float] | None:
+    """The part [lo, hi) of generation g's requests that one of several generators answers:
+    the generators that make data in g split one seeded list of requests by their shares, so
+    their prompts are disjoint and, with every real source asked once, each is answered once
+    (None: the only generator answers every request)."""
+    makers = [s for s in policy.generators or [] if s.makes(g)]
+    if len(makers) < 2:
+        return None
+    i = [s.label for s in makers].index(source.label)
+    lo = float(sum(s.share for s in makers[:i]))
+    return [lo, 1.0 if i == len(makers) - 1 else lo + source.share]
 
 
 def _plan_cell(cfg: StudyConfig, cell: Cell, data: Stage, tok: Stage,
@@ -199,7 +213,8 @@ def _plan_cell(cfg: StudyConfig, cell: Cell, data: Stage, tok: Stage,
             trained.append(models[-1])
             if source is not None and not source.makes(g):
                 continue
-            share = {} if source is None else {"share": source.share, "generator": source.label}
+            share = {} if source is None else {"share": source.share, "generator": source.label,
+                                               "part": request_part(cell.policy, source, g)}
             parts.append(add(Stage("generate", name,
                                    {"generation": generation, "task": cfg.task.model_dump(),
                                     "g": g, "seed": cell.seed, **stream, **share},

@@ -47,13 +47,8 @@ def build_generate(job: Job, out: Path) -> dict:
     """Synthetic samples of generation g's model."""
     gcfg = GenerationConfig.model_validate(job.spec["generation"])  # this cell's settings
     seed, g = job.spec["seed"], job.spec["g"]
-    real_train = job.real("train")
-    n = max(1, round(job.spec.get("share", 1.0) * (gcfg.num_samples or len(real_train))))
-    requests = job.task.prompts(real_train, n, gcfg,
-                                np.random.default_rng(derive_seed(seed, "prompts", g)))
-    # N candidates per request (best-of-N curation keeps one); sample j of the stage always
-    # draws the same noise, so candidates of one request differ only by their noise.
-    requests = [{**p, "request": i} for i, p in enumerate(requests)]
+    requests = generation_requests(job, gcfg, seed, g)
+    n = len(requests)
     extra = {"generator": job.spec["generator"]} if "generator" in job.spec else {}
     stage_seed = derive_seed(seed, "generate", g, *stream(job.spec))
     if "server" in job.spec:
@@ -63,6 +58,28 @@ def build_generate(job: Job, out: Path) -> dict:
                             g, f"g{g}-", extra)
     write_jsonl(out / "samples.jsonl", rows)
     return {**info, "requests": n}
+
+
+def generation_requests(job: Job, gcfg: GenerationConfig, seed: int, g: int) -> list[dict]:
+    """Generation g's requests that this stage answers, each with its index ``request``.
+
+    One list of ``generation.num_samples`` requests (null: every real training source once) is
+    drawn per seed and generation; one of several generators answers the part ``[lo, hi)`` of
+    a seeded permutation of it (``spec["part"]``), so the generators' prompts are disjoint and
+    cover the list. ``request`` numbers the whole list, so it names the same prompt in every
+    generator's samples."""
+    real_train = job.real("train")
+    total = gcfg.num_samples or len(real_train)
+    rng = np.random.default_rng(derive_seed(seed, "prompts", g))
+    part = job.spec.get("part")
+    if part is None:  # the only generator (or a pre-split spec: its share of a fresh draw)
+        n = max(1, round(job.spec.get("share", 1.0) * total))
+        return [{**p, "request": i} for i, p in enumerate(job.task.prompts(real_train, n, gcfg,
+                                                                           rng))]
+    everything = job.task.prompts(real_train, total, gcfg, rng)
+    order = np.random.default_rng(derive_seed(seed, "prompt-split", g)).permutation(total)
+    lo, hi = (round(x * total) for x in part)
+    return [{**everything[i], "request": int(i)} for i in sorted(order[lo:hi])]
 
 
 def ask_server(job: Job, requests: list[dict], gcfg: GenerationConfig, seed: int, g: int,
