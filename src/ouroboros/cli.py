@@ -277,6 +277,7 @@ def cmd_ls() -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (0 ok, 1 failure, 2 bad input, 3 run dir busy)."""
     from ouroboros.data.files import DataError
+    from ouroboros.experiment.conditions import ConditionMismatch
     from ouroboros.experiment.rundir import RunLockedError
     from ouroboros.models.pretrained import ModelLoadError
     from ouroboros.report.compare import CompareError
@@ -341,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, DataError, ModelLoadError, CompareError) as e:
+    except (FileNotFoundError, DataError, ModelLoadError, CompareError, ConditionMismatch) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except RunLockedError as e:

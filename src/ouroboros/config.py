@@ -1,8 +1,10 @@
 """The typed config schema of a study, YAML loading, dotted overrides and error reporting.
 
-The defaults of this schema are the built-in demo study. Everything that changes results lives
-outside ``runtime``; ``runtime`` (threads, device, inference batch sizes, progress bars) never
-enters a fingerprint, so no exclusion list is needed.
+The defaults of this schema are the built-in demo study. The settings of results live outside
+``runtime`` and enter fingerprints; ``runtime`` (threads, device, batch sizes, executor,
+progress bars) never does, so no exclusion list is needed. Some runtime settings still change
+bits (threads, device, micro- and scoring batch sizes, vLLM's dtype): they are build conditions
+that a run directory keeps and refuses to mix (experiment/conditions.py).
 """
 
 from __future__ import annotations
@@ -595,7 +597,8 @@ class MetricsConfig(Section):
 
 
 class VLLMSettings(Section):
-    """vLLM engine settings for generation.backend=vllm (speed and memory, not results)."""
+    """vLLM engine settings for generation.backend=vllm: dtype, tensor_parallel_size and
+    max_model_len change results (build conditions of vLLM stages); the rest speed or memory."""
 
     python: str | None = Field(
         None, description="The Python that has vLLM (e.g. a separate environment with the CPU "
@@ -611,18 +614,26 @@ class VLLMSettings(Section):
 
 
 class RuntimeConfig(Section):
-    """Speed and display settings: never part of a fingerprint."""
+    """Speed, memory and display settings: never part of a fingerprint. Those marked "changes
+    results" are build conditions: a run directory's stages keep them, and a run refuses to
+    reuse or extend stages built with other values (docs/run_directory.md)."""
 
-    threads: int = Field(2, gt=0, description="PyTorch CPU threads.")
+    threads: int = Field(2, gt=0, description="PyTorch CPU threads; changes results (kernels "
+                                              "split their sums by thread).")
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$",
                         description="auto (cuda when PyTorch sees a GPU, else cpu), cpu, cuda "
-                                    "or cuda:N; recorded in every stage's provenance.")
+                                    "or cuda:N; changes results (cpu vs cuda).")
     micro_batch_size: int | None = Field(
         None, gt=0, description="Training sequences per forward/backward pass: a batch of "
                                 "training.batch_size is split and its gradients accumulated "
-                                "(less memory, the same optimiser step); null: the whole batch.")
-    eval_batch_size: int = Field(128, gt=0, description="Sequences per scoring batch.")
-    generation_batch_size: int = Field(256, gt=0, description="Prompts per generation batch.")
+                                "(less memory, the same optimiser step up to rounding: changes "
+                                "results); null: the whole batch.")
+    eval_batch_size: int = Field(128, gt=0, description="Sequences per scoring batch; changes "
+                                                        "results (padding to a batch's longest "
+                                                        "sequence changes the last bits).")
+    generation_batch_size: int = Field(256, gt=0, description="Prompts per generation batch "
+                                                              "(batch-invariant: no result "
+                                                              "changes).")
     progress: bool = Field(True, description="Progress bars with ETA on a terminal (local "
                                              "executor only).")
     executor: Literal["local", "processes", "ray"] = Field(

@@ -62,7 +62,7 @@ def test_settings_that_differ_runtime_last_and_null_equals_unset(tmp_path):
     (b / "config.yaml").write_text((b / "config.yaml").read_text().replace(
         "threads: 2", "threads: 4").replace("    python: null\n", ""))
     assert config_differences([a, b]) == [("training.epochs", ["1", "3"]),
-                                          ("runtime.threads", ["2", "4"])]
+                                          ("runtime.threads (changes results)", ["2", "4"])]
 
 
 def test_runs_that_cannot_align_are_refused_with_what_each_has(tmp_path, capsys):

@@ -25,7 +25,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, wait
 from pathlib import Path
 
 from ouroboros.config import DataConfig, RuntimeConfig
-from ouroboros.experiment.builders import Job, build
+from ouroboros.experiment.builders import Job, build, configure_torch
+from ouroboros.experiment.conditions import conditions
 from ouroboros.experiment.plan import Plan
 from ouroboros.experiment.retention import Retention, to_build, weights_read
 from ouroboros.experiment.stages import Stage, StageStore
@@ -37,18 +38,6 @@ class StageLost(RuntimeError):
     """A worker died while building a stage (killed, out of memory, its node lost)."""
 
 
-def configure_torch(threads: int) -> None:
-    """Threads and deterministic kernels for reproducible stages; quiet library logs."""
-    import torch
-    from transformers.utils import logging as hf_logging
-    # cuBLAS needs a fixed workspace for deterministic matrix products (set before CUDA starts).
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()  # "Loading weights" bars would drown the stage log
-
-
 def build_stage(stage: Stage, run_dir: str, runtime: RuntimeConfig, data: DataConfig,
                 provenance: dict, configure: bool = True) -> float:
     """Build one stage (unless finished) in ``run_dir``; returns the seconds it took. The
@@ -58,7 +47,7 @@ def build_stage(stage: Stage, run_dir: str, runtime: RuntimeConfig, data: DataCo
     start = time.perf_counter()
     job = Job(stage, Path(run_dir), runtime, data)
     store = StageStore(Path(run_dir), provenance, accept_rebuilt=runtime.accept_rebuilt_weights)
-    store.run(stage, lambda out: build(job, out))
+    store.run(stage, lambda out: build(job, out), conditions(stage.kind, stage.spec, runtime))
     return time.perf_counter() - start
 
 

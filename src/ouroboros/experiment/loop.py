@@ -16,6 +16,7 @@ from ouroboros.config import ConfigError, ModelConfig, StudyConfig, dump_config,
 from ouroboros.data.sources import RealSplits
 from ouroboros.experiment import executors, rundir
 from ouroboros.experiment.builders.data import real_splits
+from ouroboros.experiment.conditions import ConditionMismatch, mismatches
 from ouroboros.experiment.export import export_tables
 from ouroboros.experiment.plan import Plan, cell_curation, make_source, plan_study
 from ouroboros.experiment.stages import StageStore
@@ -145,16 +146,21 @@ def run_study(cfg: StudyConfig, run_dir: Path, log: Callable[[str], None] = _log
     run_dir = Path(run_dir)
     preflight(cfg, run_dir)
     with rundir.locked(run_dir):
-        rundir.write_config(run_dir, dump_config(cfg))
         # Stages see the device that runs them (auto resolved); config.yaml keeps the setting.
-        cfg = cfg.model_copy(update={"runtime": cfg.runtime.model_copy(
+        resolved = cfg.model_copy(update={"runtime": cfg.runtime.model_copy(
             update={"device": resolve_device(cfg.runtime.device)})})
+        plan = plan_study(resolved)
+        store = StageStore(run_dir)
+        mixed = mismatches([r for s in plan.stages if (r := store.record(s))], resolved.runtime)
+        if mixed:  # before anything is written: the run directory stays as it was
+            raise ConditionMismatch("; ".join(mixed))
+        rundir.write_config(run_dir, dump_config(cfg))
+        cfg = resolved
         prov = rundir.provenance(cfg.runtime.device, cfg.runtime.threads,
                                   cfg.training.precision)
         info = {**rundir.manifest(run_dir, prov), "notices": notices(cfg),
                 "executor": cfg.runtime.executor}
         rundir.write_json(run_dir / "manifest.json", info)
-        plan = plan_study(cfg)
         store = StageStore(run_dir, prov)
         done = sum(store.is_done(s) for s in plan.stages)
         log(f"study {cfg.name}: {len(plan.cells)} cells, {len(plan.stages)} stages "

@@ -163,9 +163,11 @@ class StageStore:
             shutil.rmtree(folder / part, ignore_errors=True)
         return freed
 
-    def run(self, stage: Stage, build: Callable[[Path], dict | None]) -> bool:
+    def run(self, stage: Stage, build: Callable[[Path], dict | None],
+            conditions: dict | None = None) -> bool:
         """Build the stage unless finished (a pruned stage is built again: something reads
-        its weights); returns True if it was built now."""
+        its weights); returns True if it was built now. ``conditions``: the runtime settings
+        that change its bits (conditions.py), kept in its record."""
         final = self.path(stage)
         old = final.parent / f".old-{final.name}"
         if old.exists():  # a rebuild killed while swapping folders
@@ -192,7 +194,7 @@ class StageStore:
             raise
         record = {"kind": stage.kind, "label": stage.label, "fingerprint": stage.fp,
                   "spec": stage.full_spec, "started": started, "seconds": time.time() - started,
-                  "provenance": self.provenance, "info": info}
+                  "provenance": self.provenance, "conditions": conditions or {}, "info": info}
         if deleted:  # same_weights: null where the pruned record had no hash to compare
             record["rebuilt"] = {"pruned": deleted["pruned"], "same_weights": same}
         write_atomic(tmp / RECORD, json.dumps(record, indent=2, default=str))

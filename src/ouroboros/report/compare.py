@@ -19,6 +19,7 @@ import numpy as np
 import yaml
 
 from ouroboros.atomic import write_atomic
+from ouroboros.experiment.conditions import CONDITION_SETTINGS
 from ouroboros.report.figures import PALETTE, band_trace, rgba, text
 from ouroboros.report.stats import t_interval
 from ouroboros.report.tables import (
@@ -58,9 +59,13 @@ def _flat(value, prefix: str = "") -> dict[str, object]:
     return {} if value is None else {prefix.rstrip("."): value}
 
 
+# Runtime settings that change results (build conditions): never "speed only".
+RESULT_RUNTIME = {f"runtime.{k}" for k in CONDITION_SETTINGS}
+
+
 def config_differences(run_dirs: list[Path]) -> list[tuple[str, list[str]]]:
     """(dotted key, its value in each run) for every setting that differs between the runs;
-    ``runtime`` settings (speed only) last."""
+    ``runtime`` settings last, those that change results (build conditions) marked so."""
     flats = []
     for run in run_dirs:
         try:
@@ -69,7 +74,8 @@ def config_differences(run_dirs: list[Path]) -> list[tuple[str, list[str]]]:
             flats.append({})
     keys = sorted(set().union(*flats), key=lambda k: (k.startswith("runtime."), k))
     missing = "(unset)"
-    return [(k, [str(f.get(k, missing)) for f in flats]) for k in keys
+    return [(k + (" (changes results)" if k in RESULT_RUNTIME else ""),
+             [str(f.get(k, missing)) for f in flats]) for k in keys
             if len({str(f.get(k, missing)) for f in flats}) > 1]
 
 

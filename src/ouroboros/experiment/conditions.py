@@ -1,0 +1,72 @@
+"""Build conditions: the runtime settings that change the bits of a stage's result without
+being among its settings, recorded in every stage's completion record and never mixed.
+
+PyTorch's CPU kernels split work by thread count, so ``runtime.threads`` changes the rounding
+of every model computation (measured: 226 of 3,000 samples of the demo's generation 0 differ
+between 1 and 2 threads); a training batch split into micro-batches sums its gradient in
+another order; scoring pads a batch to its longest sequence, so which sequences share a batch
+changes their scores in the last bits; a GPU computes differently from a CPU; vLLM's dtype and
+tensor parallelism change its numbers. These are speed or memory settings, so they stay out of
+the fingerprints (changing them on a new run directory reuses nothing and costs nothing), but
+a run directory keeps the conditions its stages were built under, and ``run``/``resume``
+refuse, before any work, to reuse or extend stages built under other ones: one ``error:`` line
+names the setting and both values. Settings that are not conditions (generation batch size,
+executor, workers, progress bars, checkpoint retention) are tested to change no byte.
+"""
+
+from __future__ import annotations
+
+from ouroboros.config import RuntimeConfig
+
+# Stage kinds that run PyTorch (the others read and write JSON only).
+TORCH_KINDS = {"train", "generate", "curate", "evaluate", "slice"}
+# Kinds that score sequences in batches of runtime.eval_batch_size (training: the validation
+# loss that picks the best epoch; curation: the quality step; slices: quality by origin).
+SCORING_KINDS = {"train", "curate", "evaluate", "slice"}
+VLLM_KEYS = ("dtype", "tensor_parallel_size", "max_model_len")
+# Every runtime setting that is a build condition of some stage kind (dotted under runtime).
+CONDITION_SETTINGS = ("threads", "device", "micro_batch_size", "eval_batch_size",
+                      *(f"vllm.{k}" for k in VLLM_KEYS))
+
+
+class ConditionMismatch(ValueError):
+    """Finished stages of a run directory were built under other runtime conditions."""
+
+
+def conditions(kind: str, spec: dict, runtime: RuntimeConfig) -> dict:
+    """The runtime settings a stage of ``kind`` with ``spec`` is built under that can change a
+    bit of its result (``runtime.device`` already resolved: cpu or cuda[:N])."""
+    if kind not in TORCH_KINDS or "server" in spec:  # a server's answers: no local compute
+        return {}
+    out: dict = {"device": runtime.device.partition(":")[0], "threads": runtime.threads}
+    if kind == "train":
+        out["micro_batch_size"] = runtime.micro_batch_size
+    if kind in SCORING_KINDS:
+        out["eval_batch_size"] = runtime.eval_batch_size
+    if kind in ("generate", "curate", "evaluate") and any(
+            (spec.get(k) or {}).get("backend") == "vllm" for k in ("generation", "prediction")):
+        out.update({f"vllm.{k}": getattr(runtime.vllm, k) for k in VLLM_KEYS})
+    return out
+
+
+def mismatches(records: list[dict], runtime: RuntimeConfig) -> list[str]:
+    """One line per runtime setting that finished stages were built with another value of
+    (``records``: the completion records of the plan's finished stages)."""
+    seen: dict[str, tuple[object, object, int]] = {}
+    for record in records:
+        before = record.get("conditions")
+        if before is None:  # a record from before conditions were kept: nothing to compare
+            continue
+        now = conditions(record["kind"], record.get("spec", {}), runtime)
+        for key in sorted(set(before) | set(now)):
+            if key in before and key in now and before[key] != now[key]:
+                old, new, count = seen.get(key, (before[key], now[key], 0))
+                seen[key] = (old, new, count + 1)
+    return [f"runtime.{key}: {count} finished stage(s) of this run directory were built with "
+            f"{_show(old)}, this run asks for {_show(new)}; the value changes results, so "
+            f"use runtime.{key}={_show(old)} here, or a new run directory (--out) for "
+            f"{_show(new)}" for key, (old, new, count) in seen.items()]
+
+
+def _show(value: object) -> str:
+    return "null" if value is None else str(value)
