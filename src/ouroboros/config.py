@@ -197,6 +197,10 @@ class ModelConfig(Section):
     vocab_size: int = Field(8000, gt=16, description="BPE vocabulary size.")
     pretrained: str | None = Field(
         None, description="hf-causal / hf-seq2seq: a Hugging Face model name or local folder.")
+    revision: str | None = Field(
+        None, description="With a Hugging Face Hub name: the commit to load (null: the "
+                          "commit the name points to when the study is planned, recorded "
+                          "in its stages). A local folder is identified by its content.")
     trust_remote_code: bool = Field(False, description="Run model code from the Hub (off).")
     lora: LoraConfig | None = Field(None, description="Train LoRA adapters (peft) instead of "
                                                       "all weights; null: full fine-tuning.")
@@ -211,9 +215,10 @@ class ModelConfig(Section):
         pretrained_family = self.name.startswith("hf-")
         if pretrained_family and not self.pretrained:
             problems.append(f"model {self.name} needs pretrained: a model name or folder")
-        if not pretrained_family and (self.pretrained or self.lora or self.trust_remote_code):
-            problems.append(f"model {self.name} is trained from scratch: pretrained, lora and "
-                            "trust_remote_code are for hf-causal / hf-seq2seq")
+        if not pretrained_family and (self.pretrained or self.lora or self.trust_remote_code
+                                      or self.revision):
+            problems.append(f"model {self.name} is trained from scratch: pretrained, revision, "
+                            "lora and trust_remote_code are for hf-causal / hf-seq2seq")
         return _valid(self, problems)
 
 
@@ -298,7 +303,8 @@ CURATION_PARAMS = {"dedup": {"threshold"}, "length": {"min_words", "max_words"},
                    "detector": {"mode", "keep_fraction", "classifier"},
                    "quality": {"mode", "keep_fraction"}, "best-of-n": {"scorer"},
                    "reference": {"threshold"},
-                   "model-verifier": {"classifier", "threshold", "model"}, "finished": set()}
+                   "model-verifier": {"classifier", "threshold", "model", "revision"},
+                   "finished": set()}
 
 
 STEP_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -326,6 +332,10 @@ class CurationStepConfig(Section):
     model: str | None = Field(None, description="model-verifier: a Hugging Face sequence "
                                                 "classifier (name or folder) used as it is; its "
                                                 "last label means acceptable.")
+    revision: str | None = Field(
+        None, description="With a Hugging Face Hub name: the commit to load (null: the "
+                          "commit the name points to when the study is planned, recorded "
+                          "in its stages). A local folder is identified by its content.")
     min_words: int | None = Field(None, ge=0, description="length: fewest words kept.")
     max_words: int | None = Field(None, ge=1, description="length: most words kept.")
     max_rate: Fraction | None = Field(None, description="repetition: highest 4-gram "
@@ -438,6 +448,10 @@ class GeneratorConfig(Section):
                                                 "hf-causal for a pretrained model.")
     pretrained: str | None = Field(None, description="hf-causal / hf-seq2seq: its Hugging Face "
                                                      "model name or local folder.")
+    revision: str | None = Field(
+        None, description="With a Hugging Face Hub name: the commit to load (null: the "
+                          "commit the name points to when the study is planned, recorded "
+                          "in its stages). A local folder is identified by its content.")
     lora: LoraConfig | None = Field(None, description="Its LoRA adapters (pretrained models; "
                                                       "null: full fine-tuning).")
     server: ServerConfig | None = Field(
@@ -452,7 +466,8 @@ class GeneratorConfig(Section):
     def _server_is_not_trained(self) -> GeneratorConfig:
         problems = []
         if self.server is not None:
-            trained = [k for k in ("n_layer", "n_embd", "n_head", "model", "pretrained", "lora")
+            trained = [k for k in ("n_layer", "n_embd", "n_head", "model", "pretrained", "lora",
+                                   "revision")
                        if getattr(self, k) is not None]
             if trained:
                 problems.append(f"a server generator is not trained: {', '.join(trained)} "
@@ -477,6 +492,7 @@ class GeneratorConfig(Section):
                       if (v := getattr(self, k)) is not None})
         if self.own_family:
             model.update(name=self.model or study.name, pretrained=self.pretrained,
+                         revision=self.revision,
                          lora=None if self.lora is None else self.lora.model_dump())
         return model
 
@@ -553,6 +569,10 @@ class TraitConfig(Section):
                                           "hold several, comma-separated).")
     regression: bool = Field(False, description="classifier: the label is a number to predict.")
     model: str | None = Field(None, description="hf: model name or folder.")
+    revision: str | None = Field(
+        None, description="With a Hugging Face Hub name: the commit to load (null: the "
+                          "commit the name points to when the study is planned, recorded "
+                          "in its stages). A local folder is identified by its content.")
 
     @model_validator(mode="after")
     def _complete(self) -> TraitConfig:

@@ -73,13 +73,13 @@ def study(tmp_path_factory):
     run = tmp_path_factory.mktemp("run")
     plan = plan_study(cfg)
     store = StageStore(run)
-    execute(type(plan)([s for s in plan.stages if s.kind in ("data", "tokenizer")], []),
+    execute(type(plan)([s for s in plan.stages if s.kind in ("data", "test", "tokenizer")], []),
             store, cfg.runtime, cfg.data, log=lambda _: None)
-    data, tok_stage = (next(s for s in plan.stages if s.kind == k) for k in ("data", "tokenizer"))
+    test, tok_stage = (next(s for s in plan.stages if s.kind == k) for k in ("test", "tokenizer"))
     from ouroboros.experiment.plan import make_source
     from ouroboros.models.checkpoint import load_tokenizer
     return (make_source(cfg).truth, load_tokenizer(store.path(tok_stage)),
-            read_jsonl(store.path(data) / "test.jsonl"), cfg)
+            read_jsonl(store.path(test) / "test.jsonl"), cfg)
 
 
 def _measure(model_lang, study) -> dict:

@@ -87,7 +87,7 @@ def test_the_code_identity_enters_the_fingerprint(edited):
 
 def test_a_metric_whose_code_changed_has_a_new_version():
     """Signatures carry each metric's VERSION: a change to a metric's code must come with a new
-    version (or, where no value can change, a re-recorded hash)."""
+    version, so that a signature never names two definitions."""
     recorded, now = json.loads(RECORDED.read_text()), versions.metric_code()
     stale = [m for m in now if recorded.get(m, {}).get("code") != now[m]["code"]
              and recorded.get(m, {}).get("version") == now[m]["version"]]

@@ -177,7 +177,8 @@ def reference(rows: list[dict], ctx: CurationContext, threshold: float = 0.3) ->
 
 
 def model_verifier(rows: list[dict], ctx: CurationContext, classifier: str = "ngram",
-                   threshold: float = 0.5, model: str | None = None) -> list[dict]:
+                   threshold: float = 0.5, model: str | None = None,
+                   revision: str | None = None) -> list[dict]:
     """A model-based verifier for real tasks: P(acceptable) of each candidate, kept at or above
     ``threshold``. Summarization/translation: is the target a right answer to its source? The
     classifier learns it from the real training pairs against wrong ones (another example's
@@ -198,8 +199,9 @@ def model_verifier(rows: list[dict], ctx: CurationContext, classifier: str = "ng
     pairs = ctx.task.conditional
     candidates = [(r["source"], r["target"]) if pairs else _text(ctx, r) for r in rows]
     if model is not None:
-        scores = _hf_scores(model, candidates, pairs)
-        ctx.info["model-verifier"] = {"model": model}
+        scores = _hf_scores(model, candidates, pairs, revision)
+        pinned = {"revision": revision} if revision else {}
+        ctx.info["model-verifier"] = {"model": model, **pinned}
     else:
         scores = _trained_verifier(candidates, ctx, classifier, pairs)
     for r, x in zip(rows, scores, strict=True):
@@ -241,12 +243,13 @@ def _trained_verifier(candidates: list, ctx: CurationContext, classifier: str,
     return scores
 
 
-def _hf_scores(name: str, inputs: list, pairs: bool, batch_size: int = 32) -> np.ndarray:
+def _hf_scores(name: str, inputs: list, pairs: bool, revision: str | None = None,
+               batch_size: int = 32) -> np.ndarray:
     """P(last label) of each input (text, or (source, target) pair) under an HF classifier."""
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
-    tok = AutoTokenizer.from_pretrained(name)
-    model = AutoModelForSequenceClassification.from_pretrained(name).eval()
+    tok = AutoTokenizer.from_pretrained(name, revision=revision)
+    model = AutoModelForSequenceClassification.from_pretrained(name, revision=revision).eval()
     out = []
     with torch.no_grad():
         for start in range(0, len(inputs), batch_size):

@@ -37,8 +37,9 @@ class DataSource(Protocol):
     def records(self, seed: int) -> dict[str, list[dict] | None]:
         """Records per split (None: no such split, carve it from train)."""
 
-    def fingerprint(self) -> dict:
-        """What identifies the data (enters every stage fingerprint)."""
+    def fingerprint(self, test: bool = True) -> dict:
+        """What identifies the data (enters every stage fingerprint); ``test=False``: less the
+        content of a test split that comes from its own file (the test stage's alone)."""
 
 
 class GrammarSource:
@@ -70,8 +71,8 @@ class GrammarSource:
         return [{"text": t} for t in
                 self.truth.sample(n, np.random.default_rng([seed, 1, generation]))]
 
-    def fingerprint(self) -> dict:
-        """The language and the split sizes."""
+    def fingerprint(self, test: bool = True) -> dict:
+        """The language and the split sizes (the test split is drawn from the language)."""
         return {**self.truth.fingerprint(), "train_size": self.cfg.train_size,
                 "valid_size": self.cfg.valid_size, "test_size": self.cfg.test_size}
 
@@ -98,12 +99,16 @@ class FileSource:
             out[split] = map_fields(raw, self.cfg.files.fields, self.needed, where)
         return out
 
-    def fingerprint(self) -> dict:
+    def fingerprint(self, test: bool = True) -> dict:
         """The file settings and sizes, each split's file(s) identified by content (SHA-256),
-        so an edited file re-runs the study and a moved one does not."""
+        so an edited file re-runs the study and a moved one does not. The training side
+        (``test=False``) leaves out the test file's content: no training example depends on
+        it, so an edited test file re-runs the evaluations and retrains nothing."""
         files = self.cfg.files.model_dump(exclude={"root"})
         for split in SPLITS:  # content and extension (format: auto parses by extension)
-            if files[split] is not None:
+            if split == "test" and not test and files[split] is not None:
+                files[split] = "its own file (the test stage)"
+            elif files[split] is not None:
                 files[split] = [{"sha256": file_digest(p), "suffix": p.suffix}
                                 for p in split_paths(files[split], self.root)]
         return {"source": "files", **files, "sizes": _sizes(self.cfg)}
@@ -138,8 +143,9 @@ class HFDatasetSource:
             raise DataError("data.hf.splits must map train and test")
         return out
 
-    def fingerprint(self) -> dict:
-        """The dataset identity and sizes; local data files are identified by content."""
+    def fingerprint(self, test: bool = True) -> dict:
+        """The dataset identity and sizes; local data files are identified by content (one
+        dataset: its test split is not told apart)."""
         hf = self.cfg.hf.model_dump()
         if hf["data_files"]:  # local files by content; globs, URLs, Hub paths as given
             hf["data_files"] = {split: [file_digest(Path(p)) if Path(p).is_file() else p

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from ouroboros import registry
 from ouroboros.config import PolicyConfig, StudyConfig
+from ouroboros.experiment import inputs
 from ouroboros.experiment.builders import job
 from ouroboros.experiment.stages import Stage
 from ouroboros.metrics import slices as slicing
@@ -58,6 +59,7 @@ def make_source(cfg: StudyConfig):
 
 def plan_study(cfg: StudyConfig) -> Plan:
     """All stages of the study; identical stages (shared generation 0) appear once."""
+    cfg = inputs.pinned(cfg)  # Hub names resolved to commits, recorded in the specs
     source = make_source(cfg)
     unique: dict[str, Stage] = {}
 
@@ -66,14 +68,15 @@ def plan_study(cfg: StudyConfig) -> Plan:
 
     cells = []
     for seed in cfg.seeds:
-        data = add(Stage("data", f"s{seed}", {"source": source.fingerprint(), "seed": seed,
-                                              "task": cfg.task.model_dump()}))
+        data = add(Stage("data", f"s{seed}", {"source": source.fingerprint(test=False),
+                                              "seed": seed, "task": cfg.task.model_dump()}))
+        test = add(Stage("test", f"s{seed}", {"source": source.fingerprint()}, {"data": data}))
         tok = add(Stage("tokenizer", f"s{seed}", tokenizer_spec(cfg.model.model_dump(), cfg),
                         {"data": data}))
         for policy in cfg.policies:
             cell = Cell(policy, seed)
             cells.append(cell)
-            _plan_cell(cfg, cell, data, tok, add)
+            _plan_cell(cfg, cell, data, test, tok, add)
     return Plan(list(unique.values()), cells)
 
 
@@ -88,7 +91,9 @@ def tokenizer_spec(model: dict, cfg: StudyConfig) -> dict:
     language's lexicon: every sentence of the language is encodable)."""
     spec = {"model": model["name"], "tokenizer": model["tokenizer"],
             "vocab_size": model["vocab_size"], "pretrained": model["pretrained"],
-            "trust_remote_code": model.get("trust_remote_code") or None}
+            "revision": model.get("revision"),
+            "trust_remote_code": model.get("trust_remote_code") or None,
+            **inputs.model_files(model)}
     if cfg.data.source == "grammar" and model["tokenizer"] == "word" and not model["pretrained"]:
         spec["vocabulary"] = "lexicon"
     return spec
@@ -157,7 +162,7 @@ def request_part(policy: PolicyConfig, source, g: int) -> list[float] | None:
     return [lo, 1.0 if i == len(makers) - 1 else lo + source.share]
 
 
-def _plan_cell(cfg: StudyConfig, cell: Cell, data: Stage, tok: Stage,
+def _plan_cell(cfg: StudyConfig, cell: Cell, data: Stage, test: Stage, tok: Stage,
                add: Callable[[Stage], Stage]) -> None:
     """The four stages of every generation of one cell."""
     samples: list[Stage] = []
@@ -179,12 +184,12 @@ def _plan_cell(cfg: StudyConfig, cell: Cell, data: Stage, tok: Stage,
         if g == 0:
             trainset = add(Stage("trainset", label, {"generation": 0}, {"data": data}))
         else:
-            inputs: dict = {"data": data, "samples": list(samples)}
+            reads: dict = {"data": data, "samples": list(samples)}
             if cell.policy.name == "fresh":  # never-used real data, from the seed's pool
-                inputs["pool"] = add(Stage("pool", f"s{cell.seed}", {}, {"data": data}))
+                reads["pool"] = add(Stage("pool", f"s{cell.seed}", {}, {"data": data}))
             trainset = add(Stage("trainset", label,
                                  {"generation": g, "policy": policy_spec(cell.policy)},
-                                 inputs))
+                                 reads))
         spec = train_spec if g == 0 else later_spec
         models, parts = [], []
         trained = []  # this generation's model of each source (None: a server)
@@ -209,7 +214,9 @@ def _plan_cell(cfg: StudyConfig, cell: Cell, data: Stage, tok: Stage,
             # cell's seed); seed 0 with the study's settings is the study's model itself.
             stream = {"generator_seed": source.seed or None} if source else {}
             models.append(add(Stage("train", name, {**model_spec, "generation": g,
-                                                     "seed": cell.seed, **stream}, deps)))
+                                                     "seed": cell.seed, **stream,
+                                                     **inputs.model_files(model_spec["model"])},
+                                    deps)))
             trained.append(models[-1])
             if source is not None and not source.makes(g):
                 continue
@@ -232,18 +239,20 @@ def _plan_cell(cfg: StudyConfig, cell: Cell, data: Stage, tok: Stage,
                       if cell.policy.refill else {})
             samples.append(add(Stage("curate", f"{cell.policy.display}-s{cell.seed}-g{g}",
                                      {"curation": [s.model_dump() for s in curation],
-                                      "g": g, "seed": cell.seed, **refill}, curate_inputs)))
+                                      "g": g, "seed": cell.seed, **refill,
+                                      **inputs.curation_files(curation)}, curate_inputs)))
         else:
             samples.append(gen)
         first = first or model
         own = f"{cell.policy.display}-s{cell.seed}-g{g}"  # a stage this cell does not share
-        inputs = {"model": model, "samples": gen, "data": data}
+        needs = {"model": model, "samples": gen, "data": data, "test": test}
         if "reference-perplexity" in cfg.metrics.names:
-            inputs["reference"] = first
+            needs["reference"] = first
         cell.evaluations.append(add(Stage(
             "evaluate", label if len(sources) == 1 else own,
             {"metrics": cfg.metrics.model_dump(exclude={"slices"}), "g": g, "seed": cell.seed,
-             "metric_versions": metric_versions(cfg), **evaluation}, inputs)))
+             "metric_versions": metric_versions(cfg), **evaluation,
+             **inputs.trait_files(cfg)}, needs)))
         if cfg.metrics.slices:  # metrics by origin, generator and curation outcome
             slice_inputs = {"trainset": trainset, "samples": gen, "data": data,
                             "reference": first}

@@ -33,7 +33,8 @@ ROOT = Path(ouroboros.__file__).resolve().parent
 _B = "ouroboros.experiment.builders"
 # The module whose build function makes each stage kind (builders/__init__.py's BUILDERS).
 BUILDER_MODULES = {
-    "data": f"{_B}.data", "pool": f"{_B}.data", "tokenizer": f"{_B}.tokenizer",
+    "data": f"{_B}.data", "pool": f"{_B}.data", "test": f"{_B}.data",
+    "tokenizer": f"{_B}.tokenizer",
     "trainset": f"{_B}.trainset", "train": f"{_B}.train", "generate": f"{_B}.generate",
     "mixture": f"{_B}.generate", "curate": f"{_B}.curate", "evaluate": f"{_B}.evaluate",
     "slice": f"{_B}.slice",

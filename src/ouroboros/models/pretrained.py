@@ -23,7 +23,7 @@ class _Pretrained:
     def check(self, cfg: ModelConfig) -> None:
         """Fail early, with the reason, if the model's config cannot be loaded."""
         try:
-            config = AutoConfig.from_pretrained(cfg.pretrained,
+            config = AutoConfig.from_pretrained(cfg.pretrained, revision=cfg.revision,
                                                 trust_remote_code=cfg.trust_remote_code)
         except Exception as e:  # OSError offline, ValueError for remote code, ...
             if "trust_remote_code" in str(e) and not cfg.trust_remote_code:
@@ -43,7 +43,8 @@ class _Pretrained:
     def build_tokenizer(self, cfg: ModelConfig, texts: list[str],
                         vocabulary: list[str] | None = None):
         """The model's own tokenizer (a pad token is added as EOS where it has none)."""
-        tok = AutoTokenizer.from_pretrained(cfg.pretrained, trust_remote_code=cfg.trust_remote_code)
+        tok = AutoTokenizer.from_pretrained(cfg.pretrained, revision=cfg.revision,
+                                            trust_remote_code=cfg.trust_remote_code)
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token
         return tok
@@ -52,6 +53,7 @@ class _Pretrained:
         """The pretrained weights (``seed`` only seeds adapter initialisation)."""
         torch.manual_seed(seed)
         return self.auto_class.from_pretrained(cfg.pretrained, use_safetensors=None,
+                                               revision=cfg.revision,
                                                trust_remote_code=cfg.trust_remote_code)
 
     def prepare(self, model, cfg: ModelConfig):

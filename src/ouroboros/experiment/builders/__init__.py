@@ -10,7 +10,7 @@ from pathlib import Path
 from ouroboros.experiment.builders.job import Job
 
 BUILDERS = {
-    "data": "data:build_data", "pool": "data:build_pool",
+    "data": "data:build_data", "pool": "data:build_pool", "test": "data:build_test",
     "tokenizer": "tokenizer:build_tokenizer", "trainset": "trainset:build_trainset",
     "train": "train:build_train", "generate": "generate:build_generate",
     "mixture": "generate:build_mixture", "curate": "curate:build_curate",

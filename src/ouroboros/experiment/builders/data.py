@@ -31,11 +31,19 @@ def _splits(job: Job, seed: int) -> RealSplits:
 
 
 def build_data(job: Job, out: Path) -> dict:
-    """Real train/validation/test examples of one seed."""
+    """Real train and validation examples of one seed (the test split is the test stage's)."""
     splits = _splits(job, job.spec["seed"])
-    for name in ("train", "valid", "test"):
+    for name in ("train", "valid"):
         write_jsonl(out / f"{name}.jsonl", [{**e, "origin": "real"} for e in getattr(splits, name)])
     return {"sizes": {n: len(getattr(splits, n)) for n in ("train", "valid", "test")}}
+
+
+def build_test(job: Job, out: Path) -> dict:
+    """Real held-out test examples of one seed: a stage of its own, so that an edited test
+    file re-runs the evaluations and retrains nothing."""
+    test = _splits(job, job.stage.deps["data"].spec["seed"]).test
+    write_jsonl(out / "test.jsonl", [{**e, "origin": "real"} for e in test])
+    return {"size": len(test)}
 
 
 def build_pool(job: Job, out: Path) -> dict:

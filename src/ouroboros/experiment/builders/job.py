@@ -92,8 +92,9 @@ class Job:
     def checked_source(self):
         """The source, refused if its data are not those the fingerprint names (the data
         files changed under a run, or a job was given another study's data settings)."""
-        expected = data_stage(self.stage).spec["source"]
-        if self.source.fingerprint() != expected:
+        test = self.stage.kind == "test"
+        expected = (self.stage if test else data_stage(self.stage)).spec["source"]
+        if self.source.fingerprint(test=test) != expected:
             raise ValueError("the real data differ from those this run was planned with "
                              "(a data file changed since): start a new run directory")
         return self.source
@@ -104,8 +105,10 @@ class Job:
         return getattr(self.source, "truth", None)
 
     def real(self, split: str) -> list[dict]:
-        """The real examples of a split, from the data stage this stage reads."""
-        return read_jsonl(self.dir(data_stage(self.stage)) / f"{split}.jsonl")
+        """The real examples of a split, from the data stage this stage reads (the test
+        split: from the test stage, which an evaluation reads)."""
+        stage = self.stage.deps["test"] if split == "test" else data_stage(self.stage)
+        return read_jsonl(self.dir(stage) / f"{split}.jsonl")
 
     def encoder(self, tokenizer, family: str, context_length: int) -> Encoder:
         """How a model family turns this task's examples into ids."""

@@ -8,7 +8,7 @@ from ouroboros import registry
 from ouroboros.config import ModelConfig
 from ouroboros.experiment.builders.job import Job
 
-SPEC_FIELDS = ("tokenizer", "vocab_size", "pretrained", "trust_remote_code")
+SPEC_FIELDS = ("tokenizer", "vocab_size", "pretrained", "revision", "trust_remote_code")
 
 
 def build_tokenizer(job: Job, out: Path) -> dict:
