@@ -147,9 +147,17 @@ class TaskConfig(Section):
     block_words: int | None = Field(
         None, gt=1, description="lm: cut the text into blocks of this many whitespace tokens "
                                 "(Shumailov et al.: 64); null: each record is one example.")
-    max_source_tokens: int = Field(
-        192, gt=0, description="summarization/translation: tokens of the source kept, in "
-                               "training and generation alike.")
+    max_source_tokens: int | None = Field(
+        None, gt=0, description="summarization/translation: tokens of the source kept, in "
+                                "training and generation alike; null: half of "
+                                "model.context_length for a decoder-only model (the rest for "
+                                "the template and the target), 512 for an encoder-decoder one.")
+
+    def source_tokens(self, context_length: int, seq2seq: bool) -> int:
+        """``max_source_tokens``, or its default for a model of that context and kind."""
+        if self.max_source_tokens is not None:
+            return self.max_source_tokens
+        return 512 if seq2seq else context_length // 2
     template: str | None = Field(
         None, description="Prompt for decoder-only models with {source} once ({{ and }} for "
                           "literal braces); null: the task's.")
@@ -775,6 +783,39 @@ class StudyConfig(Section):
         if not lm and self.data.source == "grammar":
             problems.append(f"task.name: task {self.task.name} needs source/target data "
                             "(data.source files or hf)")
+        for i, p in enumerate(self.policies):
+            if (p.order or self.training.order) == "given" and p.name.startswith("accumulate"):
+                problems.append(
+                    f"policies.{i}.order: given trains in the training set's order, but "
+                    f"{p.name} joins real data and several generations' samples, each ranked "
+                    f"by its own generation's scores: no one ranking orders them (use replace, "
+                    f"mix or fresh, where the real rows come first and the samples keep their "
+                    f"curated order)")
+        return problems + self._template_problems()
+
+    def _template_problems(self) -> list[str]:
+        """A decoder-only model's prompt (BOS, the template around max_source_tokens of
+        source) must leave room for a target in model.context_length: the template is never
+        cut. Its tokens are bounded by its UTF-8 bytes (byte-level BPE; a word-level or
+        SentencePiece tokenizer uses fewer)."""
+        if self.task.name == "lm":
+            return []
+        template = self.task.template or registry.TASKS.get(self.task.name).default_template
+        around = len(template.replace("{source}", "").encode())
+        models = [("model", self.model.model_dump())] + [
+            (f"policies.{i}.generators.{j}", g.model_settings(self.model))
+            for i, p in enumerate(self.policies) for j, g in enumerate(p.generators or [])
+            if g.server is None]
+        problems = []
+        for where, m in models:
+            room = m["context_length"] - 1 - around - 1  # BOS, the template, one target token
+            source = self.task.source_tokens(m["context_length"], m["name"] == "hf-seq2seq")
+            if m["name"] != "hf-seq2seq" and source > room:
+                problems.append(
+                    f"task.max_source_tokens: {source} source tokens, the "
+                    f"template's up to {around} and BOS leave no target token in {where}."
+                    f"context_length {m['context_length']}: use at most {max(room, 0)} (the "
+                    f"template is never cut)")
         return problems
 
     def _server_problems(self, i: int, policy: PolicyConfig) -> list[str]:
@@ -839,13 +880,21 @@ def _format_error(err: dict) -> list[str]:
 
 
 def notices(cfg: StudyConfig) -> list[str]:
-    """What a user must know before a run starts: settings that run code from elsewhere."""
+    """What a user must know before a run starts: settings that run code from elsewhere, and
+    metrics that the settings leave without anything to measure."""
     models = [("model", cfg.model.pretrained, cfg.model.trust_remote_code)] + [
         (f"policies.{i}.generators.{j} (from model)", g.pretrained, cfg.model.trust_remote_code)
         for i, p in enumerate(cfg.policies) for j, g in enumerate(p.generators or [])
         if g.pretrained]
-    return [f"{where}.trust_remote_code is on: code shipped with '{name}' will run on this "
-            f"machine" for where, name, on in models if on]
+    out = [f"{where}.trust_remote_code is on: code shipped with '{name}' will run on this "
+           f"machine" for where, name, on in models if on]
+    if (cfg.task.name == "lm" and cfg.generation.prompt == "real-prefix" and cfg.task.block_words
+            and cfg.generation.prefix_words >= cfg.task.block_words):
+        out.append(f"generation.prefix_words ({cfg.generation.prefix_words}) covers a whole "
+                   f"block of task.block_words ({cfg.task.block_words}): no real test text has "
+                   f"a continuation after its prefix, so continuation_perplexity is not "
+                   f"reported")
+    return out
 
 
 def _did_you_mean(loc: tuple) -> str:

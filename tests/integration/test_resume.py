@@ -71,7 +71,7 @@ def test_files_rerun_and_invalidation(tmp_path):
                    "report", "sample_perplexity.csv", "samples_preview.jsonl", "slices.csv",
                    "stages"]
     assert sorted(p.name for p in (run_dir / "stages").iterdir()) == [
-        "data", "evaluate", "generate", "slice", "tokenizer", "train", "trainset"]
+        "data", "evaluate", "generate", "slice", "test", "tokenizer", "train", "trainset"]
     train = next((run_dir / "stages" / "train").glob("s0-g0-*"))
     assert sorted(p.name for p in train.iterdir()) == ["_complete.json", "model", "train.json"]
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= {

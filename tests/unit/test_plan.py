@@ -60,3 +60,73 @@ def test_a_template_needs_its_source_exactly_once():
             load_config(overrides=["task.name=translation", f"task.template={bad!r}",
                                    "data.source=files", "data.files.train=x",
                                    "data.files.test=y"])
+
+
+def test_mix_after_a_filter_that_keeps_too_few_is_refused():
+    text = _problems("policies=[{name: mix, real_fraction: 0.1, "
+                     "curation: [{name: detector, mode: filter, keep_fraction: 0.5}]}]")
+    assert "policies.0: mix-0.1 takes 36 synthetic examples" in text
+    assert "at most 20" in text and "detector keeps 0.5" in text
+
+
+def test_a_template_that_the_context_cannot_hold_is_refused():
+    with pytest.raises(ConfigError, match=r"task.max_source_tokens: 192 .* use at most 165"):
+        load_config(overrides=["task.name=summarization", "data.source=files",
+                               "data.files.train=a", "data.files.test=b", "model.tokenizer=bpe",
+                               "metrics.names=[perplexity]", "model.context_length=176",
+                               "task.max_source_tokens=192"])
+    load_config(overrides=["task.name=summarization", "data.source=files", "data.files.train=a",
+                           "data.files.test=b", "model.tokenizer=bpe",
+                           "metrics.names=[perplexity]", "model.context_length=176",
+                           "task.max_source_tokens=165"])
+
+
+def test_prefix_as_long_as_the_block_publishes_no_continuation_and_says_so():
+    from ouroboros.config import notices
+    cfg = load_config(overrides=["data.source=files", "data.files.train=a", "data.files.test=b",
+                                 "model.tokenizer=bpe", "metrics.names=[perplexity]",
+                                 "task.block_words=8", "generation.prompt=real-prefix",
+                                 "generation.prefix_words=8"])
+    assert any("continuation_perplexity is not reported" in n for n in notices(cfg))
+
+
+def test_given_order_with_accumulate_is_refused():
+    with pytest.raises(ConfigError, match=r"policies.0.order: given .* accumulate"):
+        load_config(overrides=["policies=[{name: accumulate, order: given}]"])
+
+
+@pytest.mark.parametrize(("text", "expect"), [
+    ("tweet,class\nyou idiot,1\nhello,0\n", None),
+    ("text,class\nyou idiot,1\nhello,0\n", "has no column ['tweet']"),
+    ("tweet,class\nyou idiot,2\nhello,0\n", "no row of"),
+    ("tweet,class\nyou idiot,1\nhello,1\n", "every row"),
+])
+def test_a_trait_file_that_cannot_train_its_classifier_is_refused(tmp_path, text, expect):
+    labels = tmp_path / "labels.csv"
+    labels.write_text(text)
+    trait = (f"metrics.traits=[{{trait: toxicity, scorer: classifier, file: {labels}, "
+             f"text: tweet, label: class, positive: ['1']}}]")
+    overrides = [*SMALL, "metrics.names=[perplexity, traits]", trait]
+    if expect is None:
+        preflight(load_config(overrides=overrides))
+    else:
+        with pytest.raises(ConfigError) as e:
+            preflight(load_config(overrides=overrides))
+        assert any(p.startswith("metrics.traits.0: ") and expect in p for p in e.value.problems)
+
+
+def test_a_given_order_reaches_the_training_set_of_its_cells():
+    from ouroboros.experiment.plan import plan_study
+    cfg = load_config(overrides=[*SMALL, "generations=2", "policies=[{name: mix, "
+                                 "real_fraction: 0.1, order: given}, {name: replace}]"])
+    sets = {s.label: s.spec for s in plan_study(cfg).stages if s.kind == "trainset"}
+    assert sets["mix-0.1-s0-g1"]["ordered"] is True and sets["replace-s0-g1"]["ordered"] is None
+
+
+def test_no_continuation_perplexity_is_published_without_a_continuation():
+    from types import SimpleNamespace
+
+    from ouroboros.metrics.perplexity import _continuation
+    ctx = SimpleNamespace(options={"prefix_words": 3}, task=SimpleNamespace(conditional=False),
+                          real_test=[{"target": "a b c"}, {"target": "d e"}])
+    assert _continuation(ctx) == []

@@ -52,3 +52,22 @@ def test_policy_cannot_take_more_than_exists():
     ctx.real = ctx.real[:10]
     with pytest.raises(ValueError, match="only 10"):
         registry.POLICIES.get("mix")(ctx)
+
+
+def test_mix_under_given_order_keeps_the_curated_order_after_the_real_rows():
+    import numpy as np
+
+    from ouroboros.policies.core import PolicyContext, mix
+    real = [{"id": f"r{i}", "origin": "real"} for i in range(10)]
+    curated = [{"id": f"s{i}", "origin": "synthetic", "generation": 0} for i in range(30)]
+    ctx = PolicyContext(generation=1, real=real, synthetic=[curated], size=10,
+                        rng=np.random.default_rng(0), fresh=lambda n: [], real_fraction=0.2,
+                        ordered=True)
+    rows = mix(ctx)
+    assert [r["origin"] for r in rows] == ["real"] * 2 + ["synthetic"] * 8
+    ranks = [int(r["id"][1:]) for r in rows[2:]]
+    assert ranks == sorted(ranks)  # best first, as curation ordered them
+    shuffled = mix(PolicyContext(generation=1, real=real, synthetic=[curated], size=10,
+                                 rng=np.random.default_rng(0), fresh=lambda n: [],
+                                 real_fraction=0.2))
+    assert {r["id"] for r in shuffled} == {r["id"] for r in rows}  # the same draw

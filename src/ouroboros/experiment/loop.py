@@ -39,13 +39,18 @@ def plan_problems(cfg: StudyConfig, splits: RealSplits, source) -> list[str]:
         if p.name not in ("mix", "fresh") or cfg.generations < 2:
             continue
         n_real = round(p.real_fraction * size)
-        best_of = any(s.name == "best-of-n" for s in cell_curation(cfg, p))
-        most = requests * (1 if best_of else p.candidates or cfg.generation.candidates)
+        most, why = requests * (p.candidates or cfg.generation.candidates), ""
+        for s in cell_curation(cfg, p):  # steps that keep at most a known number
+            if s.name == "best-of-n":
+                most, why = min(most, requests), f"{why}, best-of-n keeps one per request"
+            elif s.keep_fraction is not None and s.mode == "filter":
+                most = max(1, int(round(s.keep_fraction * most)))  # as the step rounds
+                why += f", {s.name} keeps {s.keep_fraction:g} of them"
         if most < size - n_real:
             problems.append(
                 f"policies.{i}: {p.display} takes {size - n_real} synthetic examples a "
                 f"generation, but a generation yields at most {most} (generation.num_samples"
-                f"={requests} for {size} real training examples)")
+                f"={requests} for {size} real training examples{why})")
         needed = (cfg.generations - 1) * n_real
         if p.name == "fresh" and splits.pool is not None and needed > len(splits.pool):
             problems.append(
@@ -97,10 +102,13 @@ def preflight(cfg: StudyConfig, run_dir: Path | None = None) -> None:
             break  # the grammar: every seed has the configured sizes and an endless pool
     problems += device_problems(cfg.runtime.device)
     if "traits" in cfg.metrics.names:  # read only at evaluation, after generation 0 trained
+        from ouroboros.metrics.traits import labeled_problems
         for i, t in enumerate(cfg.metrics.traits):
             if t.file is not None and not Path(t.file).is_file():
                 what = "is a directory, not a file" if Path(t.file).is_dir() else "no such file"
                 problems.append(f"metrics.traits.{i}.file: {t.file}: {what}")
+            elif t.scorer == "classifier":
+                problems += [f"metrics.traits.{i}: {p}" for p in labeled_problems(t)]
     problems += server_problems(cfg, run_dir)
     if problems:
         raise ConfigError(sorted(set(problems)), "study plan")

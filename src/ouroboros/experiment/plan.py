@@ -187,9 +187,10 @@ def _plan_cell(cfg: StudyConfig, cell: Cell, data: Stage, test: Stage, tok: Stag
             reads: dict = {"data": data, "samples": list(samples)}
             if cell.policy.name == "fresh":  # never-used real data, from the seed's pool
                 reads["pool"] = add(Stage("pool", f"s{cell.seed}", {}, {"data": data}))
+            ordered = cell_order(cfg, cell.policy) == "given" or None  # curated order kept
             trainset = add(Stage("trainset", label,
-                                 {"generation": g, "policy": policy_spec(cell.policy)},
-                                 reads))
+                                 {"generation": g, "policy": policy_spec(cell.policy),
+                                  "ordered": ordered}, reads))
         spec = train_spec if g == 0 else later_spec
         models, parts = [], []
         trained = []  # this generation's model of each source (None: a server)

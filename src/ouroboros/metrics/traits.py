@@ -74,6 +74,36 @@ def _read_labeled(cfg) -> tuple[list[str], list[str]]:
     return [r[ti] for r in rows], [r[li] for r in rows]
 
 
+def labeled_problems(cfg) -> list[str]:
+    """What in a classifier trait's labeled file would fail its training: a missing column,
+    no row with a positive label (or none without), a regression label that is no number."""
+    try:
+        texts, labels = _read_labeled(cfg)
+    except (ValueError, OSError, IndexError, csv.Error) as e:
+        return [str(e)]
+    if not texts:
+        return [f"trait '{cfg.trait}': {cfg.file} has no labeled rows"]
+    if cfg.regression:
+        bad = next((x for x in labels if not _is_number(x)), None)
+        return [] if bad is None else [f"trait '{cfg.trait}': label {bad!r} in {cfg.file} is "
+                                       f"not a number (regression: true)"]
+    positives = int(_targets(cfg, labels).sum())
+    if positives == 0:
+        seen = sorted(set(labels))[:8]
+        return [f"trait '{cfg.trait}': no row of {cfg.file} has a positive label "
+                f"{[str(p) for p in cfg.positive]} (labels seen: {', '.join(seen)})"]
+    if positives == len(labels):
+        return [f"trait '{cfg.trait}': every row of {cfg.file} is positive: nothing to learn"]
+    return []
+
+
+def _is_number(text: str) -> bool:
+    try:
+        return np.isfinite(float(text))
+    except ValueError:
+        return False
+
+
 def _targets(cfg, labels: list[str]) -> np.ndarray:
     if cfg.regression:
         return np.array([float(x) for x in labels])

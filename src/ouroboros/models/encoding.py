@@ -65,7 +65,14 @@ def context_ids(encoder: Encoder, task, source: str) -> list[int]:
     literal = {"{{": "{", "}}": "}"}  # as str.format reads the template
     for k, v in literal.items():
         before, after = before.replace(k, v), after.replace(k, v)
-    return encoder.ids(before) + body + encoder.ids(after)
+    before_ids, after_ids = encoder.ids(before), encoder.ids(after)
+    if not encoder.seq2seq:  # BOS, template and one target token must fit: never cut them
+        room = encoder.context_length - len(before_ids) - len(after_ids) - 2
+        if room < 1:
+            raise ValueError(f"the template takes {len(before_ids) + len(after_ids)} tokens of "
+                             f"a {encoder.context_length}-token context: no room for a source")
+        body = body[:room]
+    return before_ids + body + after_ids
 
 
 def target_cut(encoder: Encoder, item: tuple[list[int], list[int]]) -> bool:

@@ -26,13 +26,19 @@ class PolicyContext:
     rng: np.random.Generator
     fresh: Callable[[int], list[Example]]  # n never-used real examples
     real_fraction: float | None = None
+    # training.order given: keep the synthetic samples in their curated order (most
+    # human-like or best first), after the real rows, instead of drawing them in random order.
+    ordered: bool = False
 
 
-def _take(pool: list[Example], n: int, rng: np.random.Generator) -> list[Example]:
-    """``n`` examples of ``pool`` drawn without replacement, in random order."""
+def _take(pool: list[Example], n: int, rng: np.random.Generator,
+          ordered: bool = False) -> list[Example]:
+    """``n`` examples of ``pool`` drawn without replacement, in random order (``ordered``: in
+    the pool's order; the same draw)."""
     if n > len(pool):
         raise ValueError(f"policy needs {n} examples but only {len(pool)} are available")
-    return [pool[i] for i in rng.permutation(len(pool))[:n]]
+    chosen = rng.permutation(len(pool))[:n]
+    return [pool[i] for i in (np.sort(chosen) if ordered else chosen)]
 
 
 def replace(ctx: PolicyContext) -> list[Example]:
@@ -53,11 +59,12 @@ def accumulate_subsample(ctx: PolicyContext) -> list[Example]:
 def mix(ctx: PolicyContext) -> list[Example]:
     """A fixed share of real data at fixed total size (Shumailov et al.: keep 10% real)."""
     n_real = round(ctx.real_fraction * ctx.size)
-    return _take(ctx.real, n_real, ctx.rng) + _take(ctx.synthetic[-1], ctx.size - n_real, ctx.rng)
+    return (_take(ctx.real, n_real, ctx.rng)
+            + _take(ctx.synthetic[-1], ctx.size - n_real, ctx.rng, ctx.ordered))
 
 
 def fresh(ctx: PolicyContext) -> list[Example]:
     """A share of new real data never used before, the rest the previous samples (Alemohammad
     et al.'s fresh-data loop)."""
     n_real = round(ctx.real_fraction * ctx.size)
-    return ctx.fresh(n_real) + _take(ctx.synthetic[-1], ctx.size - n_real, ctx.rng)
+    return ctx.fresh(n_real) + _take(ctx.synthetic[-1], ctx.size - n_real, ctx.rng, ctx.ordered)

@@ -112,8 +112,9 @@ class Job:
 
     def encoder(self, tokenizer, family: str, context_length: int) -> Encoder:
         """How a model family turns this task's examples into ids."""
-        return Encoder(tokenizer, registry.MODELS.get(family)().seq2seq, context_length,
-                       self.task_config.max_source_tokens)
+        seq2seq = registry.MODELS.get(family)().seq2seq
+        return Encoder(tokenizer, seq2seq, context_length,
+                       self.task_config.source_tokens(context_length, seq2seq))
 
     def model_encoder(self, model_dir: Path, tokenizer) -> Encoder:
         """The encoder of the model a finished train stage made (its own family and context,

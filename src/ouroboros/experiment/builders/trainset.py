@@ -50,7 +50,7 @@ def build_trainset(job: Job, out: Path) -> dict:
                        for s in job.stage.deps["samples"]],
             rng=np.random.default_rng(derive_seed(seed, "policy", g)),
             fresh=lambda n: fresh(job, g, n),
-            real_fraction=policy.real_fraction)
+            real_fraction=policy.real_fraction, ordered=bool(job.spec.get("ordered")))
         rows = registry.POLICIES.get(policy.name)(ctx)
         if not rows:
             raise ValueError(f"policy {policy.display} assembled an empty training set "
