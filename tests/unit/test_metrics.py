@@ -39,7 +39,7 @@ def test_diversity_values_carry_signatures():
                           "vocab_size", "entropy_2", "entropy_3", "ttr", "mattr",
                           "zipf_exponent", "repetition_rate", "self_bleu"}
     assert names["vocab_size"].value == 3
-    assert names["distinct_1"].signature.startswith("distinct_1|v2|n=2|seed=3|")
+    assert names["distinct_1"].signature.startswith("distinct_1|v3|n=2|seed=3|")
 
 
 def test_signature_format():
@@ -107,3 +107,21 @@ def test_entropy_zipf_and_repetition():
     assert zipf_exponent(zipf) == pytest.approx(1.0, abs=0.02)
     assert repetition_rate(["x y x y x y"], n=2) == pytest.approx(3 / 5)
     assert repetition_rate(["a b c d e"]) == 0.0
+
+
+def test_sample_side_metrics_see_only_what_was_generated_after_a_real_prefix():
+    """Real-prefix lm: the real prefix is not the model's output, so lengths, diversity and
+    tails of the samples leave it out (the issue: 68 words reported where 52 were generated)."""
+    from ouroboros.config import TaskConfig
+    from ouroboros.metrics.diversity import diversity
+    from ouroboros.metrics.references import lengths
+    from ouroboros.metrics.signature import EvalContext
+    from ouroboros.tasks.lm import LanguageModelling
+    task = LanguageModelling(TaskConfig())
+    rows = [{"source": "the real prefix words", "target": "new words here"},
+            {"source": "the real prefix words", "target": "more of them now"}]
+    ctx = EvalContext(samples=[task.text(r) for r in rows], sample_rows=rows, real_test=[],
+                      seed=0, task=task)
+    assert lengths(ctx)[0].value == 3.5
+    distinct = next(v for v in diversity(ctx) if v.metric == "distinct_1")
+    assert distinct.value == 7 / 7  # no word of the shared prefix counted

@@ -13,7 +13,7 @@ from ouroboros.metrics.selfbleu import self_bleu
 from ouroboros.metrics.signature import EvalContext, MetricValue
 
 # Bump when this module's numbers change: it re-runs the evaluations that use it.
-VERSION = 2
+VERSION = 3  # 3: the generated part only (real-prefix prompts: not the prefix)
 
 
 def ngrams(tokens: list[str], n: int) -> list[tuple[str, ...]]:
@@ -87,7 +87,8 @@ def repetition_rate(texts: list[str], n: int = 4) -> float:
 
 def diversity(ctx: EvalContext) -> list[MetricValue]:
     """Distinct-1..max_n, unigram entropy and vocabulary size of the generated samples."""
-    texts, n, seed = ctx.samples, len(ctx.samples), ctx.seed
+    texts, seed = ctx.generated, ctx.seed
+    n = len(texts)
     params = {"tokenizer": "whitespace", "set": "generated"}
     values = [MetricValue(f"distinct_{k}", distinct_n(texts, k), VERSION, n, seed, params, True)
               for k in range(1, ctx.options.get("max_n", 3) + 1)]

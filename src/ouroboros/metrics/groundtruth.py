@@ -22,7 +22,7 @@ from ouroboros.metrics.perplexity import test_nll
 from ouroboros.metrics.signature import EvalContext, MetricValue
 
 # Bump when this module's numbers change: it re-runs the evaluations that use it.
-VERSION = 2
+VERSION = 3  # 3: the evaluation context changed (no value of this module did)
 
 
 def ground_truth(ctx: EvalContext) -> list[MetricValue]:

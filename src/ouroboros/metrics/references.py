@@ -18,7 +18,7 @@ import numpy as np
 from ouroboros.metrics.signature import EvalContext, MetricValue
 
 # Bump when this module's numbers change: it re-runs the evaluations that use it.
-VERSION = 2
+VERSION = 3  # 3: sample_words counts the generated part only (not a real prefix)
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
@@ -108,7 +108,7 @@ def bleu(ctx: EvalContext) -> list[MetricValue]:
 def lengths(ctx: EvalContext) -> list[MetricValue]:
     """Mean length in words of predictions (or samples) and their ratio to the references."""
     if ctx.predictions is None:
-        words = [len(t.split()) for t in ctx.samples]
+        words = [len(t.split()) for t in ctx.generated]
         return [MetricValue("sample_words", float(np.mean(words)) if words else 0.0, VERSION,
                             len(words), ctx.seed, {"set": "generated"}, None)]
     pred = [len(t.split()) for t in ctx.predictions]

@@ -125,7 +125,7 @@ def _literal(text: str) -> Any:
 class EvalContext:
     """What a metric may look at for one generation of one cell."""
 
-    samples: list[str]                 # texts the generation's model generated (its data)
+    samples: list[str]                 # the samples as full texts (real prefix included)
     real_test: list[dict]              # real held-out test examples (never synthetic)
     seed: int
     truth: Any = None                  # GroundTruthLanguage when the data has one
@@ -146,6 +146,12 @@ class EvalContext:
     def references(self) -> list[str]:
         """The original real targets of the scored test examples."""
         return [e["target"] for e in self.real_test[:len(self.predictions or [])]]
+
+    @property
+    def generated(self) -> list[str]:
+        """What the model generated of each sample: its target (with real-prefix prompts the
+        continuation, not the real prefix it was given); ``samples`` where no rows are given."""
+        return [r["target"] for r in self.sample_rows] if self.sample_rows else self.samples
 
     @property
     def test_texts(self) -> list[str]:

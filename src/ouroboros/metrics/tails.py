@@ -24,7 +24,7 @@ from ouroboros.models.encoding import encode_examples
 from ouroboros.models.scoring import sequence_nll
 
 # Bump when this module's numbers change: it re-runs the evaluations that use it.
-VERSION = 2
+VERSION = 3  # 3: the generated part only (real-prefix prompts: not the prefix)
 BANDS = ((1, 1), (2, 4), (5, 16), (17, math.inf))
 
 
@@ -58,14 +58,15 @@ def unigram_shift(real: list[str], samples: list[str]) -> tuple[float, float]:
 def tails(ctx: EvalContext) -> list[MetricValue]:
     """Rare n-gram recall by band, unigram KL and missing mass against the real training set."""
     real = [ctx.task.text(e) for e in ctx.real_train]
-    n_samples, seed = len(ctx.samples), ctx.seed
+    generated, seed = ctx.generated, ctx.seed
+    n_samples = len(generated)
     params = {"against": "real train", "tokenizer": "whitespace"}
     out = []
     for n in (1, 2):
-        for band, value in rare_recall(real, ctx.samples, n).items():
+        for band, value in rare_recall(real, generated, n).items():
             out.append(MetricValue(f"rare_recall_{n}g_{band}", value, VERSION, n_samples, seed,
                                    {**params, "ngram": n, "real_count": band}, True))
-    kl, missing = unigram_shift(real, ctx.samples)
+    kl, missing = unigram_shift(real, generated)
     out += [MetricValue("unigram_kl", kl, VERSION, n_samples, seed,
                         {**params, "smoothing": "add-one on samples", "unit": "nats"}, False),
             MetricValue("missing_mass", missing, VERSION, n_samples, seed, params, False)]

@@ -217,7 +217,7 @@ def traits(ctx: EvalContext) -> list[MetricValue]:
     out = []
     for cfg in configured:
         scorer = SCORERS[cfg.scorer](cfg)
-        scores = scorer.score(ctx.samples)
+        scores = scorer.score(ctx.generated)
         out.append(MetricValue(f"trait_{cfg.trait}", float(np.mean(scores)), VERSION,
                                len(scores), ctx.seed, {**scorer.signature, "set": "generated"},
                                None))
