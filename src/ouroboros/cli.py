@@ -118,12 +118,18 @@ def out_problems(run_dir: Path) -> list[str]:
     return []
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a run: ``args[0]`` is the command that continues it."""
+
+
 @contextlib.contextmanager
 def _writing(run_dir: Path, then: str):
     """Turn a full disk or an unwritable location into one clear error that says what to run
     once it is fixed (``then``); finished stages are kept either way."""
     try:
         yield
+    except KeyboardInterrupt:
+        raise Interrupted(then) from None
     except OSError as e:
         where = e.filename or run_dir
         if e.errno in DISK_FULL:
@@ -183,13 +189,18 @@ def cmd_status(run_dir: Path) -> int:
     if not cfg_path.is_file():
         raise FileNotFoundError(f"{cfg_path} not found: is {run_dir} a run directory?")
     st = study_status(load_config(cfg_path), run_dir)
-    if st["complete"]:
+    from ouroboros.experiment.rundir import lock_holder
+    holder = lock_holder(run_dir)
+    if holder is not None:
+        print(f"{run_dir}: running now (ouroboros process {holder} holds its lock)")
+    elif st["complete"]:
         print(f"{run_dir}: complete")
     elif st["stages_done"]:
         print(f"{run_dir}: incomplete: every stage is finished, but the CSVs and report were not "
               f"all written; `ouroboros resume {run_dir}` writes them")
     else:
-        print(f"{run_dir}: incomplete")
+        print(f"{run_dir}: incomplete, and no process is running it: `ouroboros resume "
+              f"{run_dir}` continues")
     for kind, (done, total) in st["stages"].items():
         print(f"  {kind:<10} {done}/{total} stages finished")
     for cell, done in st["cells"].items():
@@ -369,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and closed early: not a failure
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - stays open until exit
         return 0
-    except KeyboardInterrupt:
-        print("\ninterrupted; finished stages are kept: `ouroboros resume RUN_DIR` continues",
-              file=sys.stderr)
+    except KeyboardInterrupt as e:
+        then = e.args[0] if isinstance(e, Interrupted) else "ouroboros resume RUN_DIR"
+        print(f"\ninterrupted; finished stages are kept: `{then}` continues", file=sys.stderr)
         return 130

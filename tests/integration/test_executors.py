@@ -105,3 +105,59 @@ def test_ray_retries_a_stage_whose_worker_died(local, tmp_path):
     assert done.returncode == 0, done.stderr
     assert _finished_looking(out) == [] and not list(out.glob("stages/*/.tmp-*"))
     assert (out / "metrics.csv").read_bytes() == (local / "metrics.csv").read_bytes()
+
+
+# Each worker writes its pid when it starts a generation-1 model, then takes its time, so that
+# the driver can be killed while workers are busy.
+SLOW = textwrap.dedent("""
+    import os, time
+    from pathlib import Path
+    if os.environ.get("PID_DIR"):
+        from ouroboros.experiment.builders import train
+        real = train.build_train
+
+        def build_train(job, out):
+            if job.spec["generation"] == 1:
+                (Path(os.environ["PID_DIR"]) / str(os.getpid())).write_text("")
+                time.sleep(4)
+            return real(job, out)
+        train.build_train = build_train
+""")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = Path(f"/proc/{pid}/status")
+    return not (status.exists() and "State:\tZ" in status.read_text())
+
+
+def test_workers_die_with_a_driver_killed_by_sigkill_and_resume_finishes(local, tmp_path):
+    import signal
+    import time
+    out, pids = tmp_path / "driver-killed", tmp_path / "pids"
+    pids.mkdir()
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(SLOW)
+    env = {**os.environ, "PID_DIR": str(pids),
+           "PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), *sys.path])}
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "ouroboros", "run", "--no-report", "--out", str(out), *STUDY,
+         "runtime.executor=processes", "runtime.workers=2"], env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not list(pids.iterdir()) and time.time() < deadline and driver.poll() is None:
+        time.sleep(0.2)
+    workers = [int(p.name) for p in pids.iterdir()]
+    assert workers, "no worker started a generation-1 model"
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    deadline = time.time() + 20
+    while any(_alive(w) for w in workers) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(w) for w in workers), "workers outlived their driver"
+    resumed = _run(out, command="resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert (out / "metrics.csv").read_bytes() == (local / "metrics.csv").read_bytes()

@@ -164,3 +164,45 @@ def test_status_is_complete_only_once_the_outputs_are_written(tmp_path, capsys, 
     (tmp_path / "bare").mkdir()
     assert main(["resume", str(tmp_path / "bare")]) == 2
     assert "start it again with `ouroboros run CONFIG --out" in capsys.readouterr().err
+
+
+def test_ctrl_c_names_the_run_directory_to_resume(tmp_path, capsys, monkeypatch):
+    import ouroboros.experiment.loop as loop
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(loop, "run_study", interrupted)
+    assert main(["run", "--out", str(tmp_path / "x")]) == 130
+    err = capsys.readouterr().err
+    assert f"`ouroboros resume {tmp_path / 'x'}` continues" in err and "RUN_DIR" not in err
+
+
+def test_status_tells_a_live_run_from_a_dead_one(tmp_path, capsys):
+    import multiprocessing
+
+    from ouroboros.config import dump_config, load_config
+    from ouroboros.experiment import rundir
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(dump_config(load_config()))
+    assert main(["status", str(run)]) == 0
+    assert "no process is running it" in capsys.readouterr().out
+    ready, stop = multiprocessing.Event(), multiprocessing.Event()
+    holder = multiprocessing.Process(target=_hold_lock, args=(run, ready, stop))
+    holder.start()
+    try:
+        assert ready.wait(30)
+        assert main(["status", str(run)]) == 0
+        assert f"running now (ouroboros process {holder.pid} holds its lock)" in \
+            capsys.readouterr().out
+    finally:
+        stop.set()
+        holder.join()
+    assert rundir.lock_holder(run) is None
+
+
+def _hold_lock(run, ready, stop):
+    from ouroboros.experiment import rundir
+    with rundir.locked(run):
+        ready.set()
+        stop.wait(30)

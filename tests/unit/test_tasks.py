@@ -70,3 +70,16 @@ def test_seq2seq_encoding_and_truncation():
     assert len(ids) <= 4 and ids[-1] == tok.eos_token_id
     assert len(labels) == 5
     assert tok.decode(tok("hallo welt")["input_ids"]) == "hallo welt"  # byte-level round trip
+
+
+def test_cut_count_counts_unfinished_synthetic_rows_that_lost_tokens():
+    from ouroboros.experiment.builders.train import cut_count
+    tok = train_word_tokenizer(["a b c d e f"])
+    enc = Encoder(tok, seq2seq=False, context_length=5, max_source_tokens=8)
+    task = LanguageModelling(TaskConfig())
+    rows = [{"source": "", "target": "a b"},                              # fits
+            {"source": "", "target": "a b c", "finished": False},         # BOS + 3: fits
+            {"source": "", "target": "a b c d e", "finished": False},     # BOS + 5: cut
+            {"source": "", "target": "a b c"}]                            # BOS + 3 + EOS: fits
+    assert cut_count(enc, task, rows) == 1
+    assert cut_count(enc, task, rows + [{"source": "", "target": "a b c d e"}]) == 2

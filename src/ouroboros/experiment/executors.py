@@ -18,6 +18,7 @@ bytes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -147,6 +148,30 @@ def run_graph(plan: Plan, store: StageStore, submit: Callable[[Stage], Future], 
     return report.built
 
 
+def _worker_start(threads: int, driver: int) -> None:
+    """A process-pool worker's set-up: die with the driver. A worker that outlived a driver
+    killed with SIGKILL would go on building stages after the lock is released, and a resume
+    would race it. Linux delivers SIGKILL to the worker when its parent dies (PR_SET_PDEATHSIG);
+    elsewhere, and should the parent have died before that was set, a watchdog thread exits
+    the worker once its parent is no longer the driver."""
+    import signal
+    import sys
+    import threading
+    if sys.platform.startswith("linux"):
+        import ctypes
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+
+    def watch() -> None:
+        while os.getppid() == driver:
+            time.sleep(0.5)
+        os._exit(1)
+    if os.getppid() != driver:
+        os._exit(1)
+    threading.Thread(target=watch, daemon=True, name="driver-watchdog").start()
+    configure_torch(threads)
+
+
 def run_processes(plan: Plan, store: StageStore, runtime: RuntimeConfig, data: DataConfig,
                   log: Callable[[str], None], todo: list[Stage], retention: Retention) -> int:
     """Independent stages at once in worker processes of this machine."""
@@ -157,7 +182,8 @@ def run_processes(plan: Plan, store: StageStore, runtime: RuntimeConfig, data: D
     quiet = runtime.model_copy(update={"progress": False})  # bars of parallel stages garble
     # spawn, not fork: a forked copy of a process that already started torch threads can hang.
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=configure_torch, initargs=(runtime.threads,)) as pool:
+                             initializer=_worker_start,
+                             initargs=(runtime.threads, os.getpid())) as pool:
         log(f"executor processes: {workers} workers x {runtime.threads} threads")
         try:
             return run_graph(plan, store, lambda s: pool.submit(

@@ -55,6 +55,23 @@ def locked(run_dir: Path) -> Iterator[None]:
         f.close()
 
 
+def lock_holder(run_dir: Path) -> str | None:
+    """The pid of the live ouroboros process writing the run directory (None: none is; a
+    process that died, even by SIGKILL, holds no lock)."""
+    path = Path(run_dir) / ".lock"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    with os.fdopen(fd) as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return f.read(32).strip() or "unknown"
+        fcntl.flock(f, fcntl.LOCK_UN)
+    return None
+
+
 def _git_commit() -> str | None:
     """The commit of the ouroboros source checkout, if it is one ("+dirty": the package's
     tracked files differ from it)."""

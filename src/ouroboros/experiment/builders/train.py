@@ -14,7 +14,7 @@ from ouroboros.experiment import rundir
 from ouroboros.experiment.builders.job import Job, stream
 from ouroboros.experiment.stages import derive_seed, read_jsonl
 from ouroboros.models.checkpoint import load_checkpoint, load_tokenizer, save_checkpoint
-from ouroboros.models.encoding import encode_examples, target_cut
+from ouroboros.models.encoding import context_ids, encode_examples
 from ouroboros.training.trainer import train_model
 
 
@@ -31,6 +31,19 @@ def selection_split(job: Job, texts: list[dict],
         # The training part keeps the training set's order (ordered training needs it).
         return [texts[i] for i in sorted(order[k:])], [texts[i] for i in order[:k]]
     return texts, []
+
+
+def cut_count(enc, task, examples: list[dict]) -> int:
+    """Examples whose target lost tokens to the context length: finished ones lose their EOS
+    too, unfinished synthetic ones (no EOS) are measured by their whole length."""
+    count = 0
+    for e in examples:
+        eos = e.get("finished", True) is not False and enc.tokenizer.eos_token_id is not None
+        context = context_ids(enc, task, e["source"])
+        target = enc.ids(f" {e['target']}" if context and not enc.seq2seq else e["target"])
+        length = len(target) + eos + (0 if enc.seq2seq else len(enc.prompt_ids(context)))
+        count += length > enc.context_length
+    return count
 
 
 def build_train(job: Job, out: Path) -> dict:
@@ -51,9 +64,7 @@ def build_train(job: Job, out: Path) -> dict:
     enc = job.encoder(tokenizer, mcfg.name, mcfg.context_length)
     items = encode_examples(enc, job.task, texts)
     valid_items = encode_examples(enc, job.task, valid) if valid else None
-    cut = {name: sum(target_cut(enc, it) for it, r in zip(part, rows_, strict=True)
-                     if r.get("finished", True) is not False)
-           for name, part, rows_ in (("train", items, texts), ("valid", valid_items or [], valid))}
+    cut = {"train": cut_count(enc, job.task, texts), "valid": cut_count(enc, job.task, valid)}
     result = train_model(
         model, items, tcfg, seed=seed, pad_id=tokenizer.pad_token_id, valid=valid_items,
         device=job.device, eval_batch_size=job.runtime.eval_batch_size,
