@@ -369,6 +369,7 @@ def main(argv: list[str] | None = None) -> int:
         expected = [getattr(sys.modules.get(module), name, None) for module, name in (
             ("ouroboros.training.trainer", "TrainingDiverged"),
             ("ouroboros.experiment.executors", "StageLost"),
+            ("ouroboros.experiment.executors", "ExecutorError"),
             ("ouroboros.experiment.stages", "RebuildMismatch"),
             ("ouroboros.generation.server", "ServerError"),
             ("ouroboros.generation.vllm_backend", "VLLMError"))]

@@ -51,3 +51,23 @@ def test_a_pool_broken_at_submit_is_a_lost_worker_not_a_traceback(tmp_path):
         run_graph(SimpleNamespace(stages=stages), SimpleNamespace(root=tmp_path), submit, 3,
                   lambda line: None, stages, retention, lost=(Broken,))
     assert calls == ["s0", "s1"]
+
+
+def test_a_ray_head_that_never_starts_is_one_error_after_retries(monkeypatch):
+    from types import SimpleNamespace
+
+    import pytest
+
+    from ouroboros.config import RuntimeConfig
+    from ouroboros.experiment import executors
+    calls = []
+
+    def init(**kwargs):
+        calls.append(kwargs)
+        raise Exception("The current node timed out during startup.\nmore lines")
+    ray = SimpleNamespace(init=init, shutdown=lambda: None)
+    monkeypatch.setattr(executors.time, "sleep", lambda s: None)
+    with pytest.raises(executors.ExecutorError) as e:
+        executors._start_ray(ray, RuntimeConfig(executor="ray"))
+    assert len(calls) == executors.RAY_START_TRIES
+    assert "\n" not in str(e.value) and "timed out during startup" in str(e.value)

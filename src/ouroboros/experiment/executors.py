@@ -203,9 +203,7 @@ def run_ray(plan: Plan, store: StageStore, runtime: RuntimeConfig, data: DataCon
         raise RuntimeError("runtime.executor: ray needs Ray: pip install 'ouroboros[ray]'") from e
     started = not ray.is_initialized()
     if started:
-        ray.init(address=runtime.ray_address, include_dashboard=False, log_to_driver=True,
-                 num_cpus=None if runtime.ray_address else os.cpu_count(),
-                 runtime_env={"env_vars": {"CUBLAS_WORKSPACE_CONFIG": ":4096:8"}})
+        _start_ray(ray, runtime)
     try:
         cpus = ray.cluster_resources().get("CPU", 1)
         gpu = 1 if runtime.device.startswith("cuda") else 0
@@ -221,6 +219,38 @@ def run_ray(plan: Plan, store: StageStore, runtime: RuntimeConfig, data: DataCon
     finally:
         if started:
             ray.shutdown()
+
+
+RAY_START_TRIES = 3  # a loaded machine can start a local head too slowly for Ray's timeouts
+
+
+class ExecutorError(RuntimeError):
+    """The executor could not start (a Ray head that never came up, a cluster not reached)."""
+
+
+def _start_ray(ray, runtime: RuntimeConfig) -> None:
+    """Join the cluster at ``runtime.ray_address``, or start a local one: on a loaded machine
+    with more patience than Ray's defaults, and again after a failed start, then one error."""
+    # Ray reads its system settings from RAY_<name>; its default (10-30 s) is short for a
+    # head starting next to a busy test suite on two cores.
+    os.environ.setdefault("RAY_raylet_start_wait_time_s", "120")
+    for attempt in range(1, RAY_START_TRIES + 1):
+        try:
+            ray.init(address=runtime.ray_address, include_dashboard=False, log_to_driver=True,
+                     num_cpus=None if runtime.ray_address else os.cpu_count(),
+                     runtime_env={"env_vars": {"CUBLAS_WORKSPACE_CONFIG": ":4096:8"}})
+            return
+        except Exception as e:  # noqa: BLE001 - Ray raises plain Exception, TimeoutError, ...
+            with contextlib.suppress(Exception):
+                ray.shutdown()
+            if attempt == RAY_START_TRIES or runtime.ray_address:
+                where = (f"the cluster at {runtime.ray_address}" if runtime.ray_address
+                         else "a local Ray head")
+                first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+                raise ExecutorError(
+                    f"runtime.executor ray: {where} did not start ({attempt} tries): "
+                    f"{type(e).__name__}: {first}; finished stages are kept") from None
+            time.sleep(5 * attempt)
 
 
 EXECUTORS = {"local": run_local, "processes": run_processes, "ray": run_ray}
