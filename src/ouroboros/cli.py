@@ -247,11 +247,13 @@ def _toy_table(rows) -> str:
              f"  kind"]
     for r in rows:
         theory = f"{r.theory:13.4f}  {r.theory_kind}" if r.theory is not None else f"{'-':>13}"
-        lines.append(f"{r.generation:>4} {r.quantity:<16}{r.mean:>12.4f} ± {r.stderr:<7.4f}"
-                     f"{r.median:>11.4f}{theory}")
+        mean = f"{r.mean:12.4f}" if r.mean == r.mean else f"{'n/a':>12}"  # NaN: no mean
+        se = f"{r.stderr:<7.4f}" if r.stderr == r.stderr else f"{'n/a':<7}"
+        lines.append(f"{r.generation:>4} {r.quantity:<16}{mean} ± {se}{r.median:>11.4f}{theory}")
     approximations = dict.fromkeys((r.quantity, r.theory_neglects) for r in rows
                                    if r.theory_kind == "approximate")
     lines += [f"approximate closed form of {q}: neglects {what}" for q, what in approximations]
+    lines += [f"n/a: {note}" for note in dict.fromkeys(r.note for r in rows if r.note)]
     return "\n".join(lines)
 
 

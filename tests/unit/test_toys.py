@@ -175,3 +175,22 @@ def test_closed_forms_are_labelled_exact_or_approximate(tmp_path, capsys, monkey
     assert "approximate closed form of sq_mean_error: neglects the fitted variances'" in printed
     assert "closed form (exact)" in legend
     assert any(t.startswith("approximate closed form, neglects") for t in legend)
+
+
+def test_regression_means_that_do_not_exist_are_not_reported():
+    """mix can train on fewer distinct design rows than d + 2: the mean error then does not
+    exist (the issue: 3811 +- 1910 printed where the median was 4.1)."""
+    import math
+
+    from ouroboros.toys.loops import ToySettings, run_toy
+    rows = run_toy("regression", ToySettings(policy="mix", real_fraction=0.1, dim=8, samples=10,
+                                             generations=3, replicates=50))
+    assert math.isfinite(rows[0].mean)  # generation 0: all T = d + 2 real rows
+    assert all(math.isnan(r.mean) and math.isnan(r.stderr) and r.note for r in rows[1:])
+    assert all(math.isfinite(r.median) for r in rows)
+    rows = run_toy("regression", ToySettings(policy="replace", dim=8, samples=10,
+                                             generations=2, replicates=50))
+    assert all(math.isfinite(r.mean) and math.isnan(r.stderr) for r in rows)  # T = d + 2
+    rows = run_toy("regression", ToySettings(policy="replace", dim=2, samples=20,
+                                             generations=2, replicates=50))
+    assert all(math.isfinite(r.stderr) and not r.note for r in rows)

@@ -95,6 +95,11 @@ class Toy:
         """Closed forms at fit index n >= 1 for the settings' policy (empty: none known)."""
         return {}
 
+    def moments(self, s: ToySettings, g: int) -> tuple[bool, bool, str]:
+        """(generation g's mean exists, its standard error means something, why not): the
+        replicates' mean ± SE is printed only where both hold."""
+        return True, True, ""
+
     def check(self, s: ToySettings) -> list[tuple[str, str]]:
         """(setting, problem) for settings this toy cannot run with (beyond each value's range)."""
         return []
@@ -190,6 +195,31 @@ class Regression(Toy):
 
     def measure(self, truth, fit):
         return {"sq_weight_error": float(np.sum((fit["w"] - truth["w"]) ** 2))}
+
+    def moments(self, s, g):
+        # The fewest distinct design rows a generation-g training set can hold: mix and fresh
+        # join n_real real rows and T - n_real synthetic ones (each part distinct, the parts
+        # may overlap); accumulate-subsample draws T of g + 1 copies of each row.
+        t, d = s.samples, s.dim
+        if g == 0 or s.policy in ("replace", "accumulate"):
+            fewest = t
+        elif s.policy in ("mix", "fresh"):
+            n_real = round(s.real_fraction * t)
+            fewest = max(n_real, t - n_real)
+        else:
+            fewest = math.ceil(t / (g + 1))
+        if fewest < d + 2:
+            return False, False, (
+                f"under {s.policy} a training set can hold as few as {fewest} distinct design "
+                f"rows, fewer than d + 2 = {d + 2}: OLS is then rank-deficient or its expected "
+                f"squared error infinite, so the mean and its SE do not exist (the median is "
+                f"reported)")
+        if fewest < d + 4:
+            return True, False, (
+                f"with as few as {fewest} <= d + 3 = {d + 3} distinct design rows the squared "
+                f"error has infinite variance: its mean is finite, but a standard error means "
+                f"nothing")
+        return True, True, ""
 
     def check(self, s):
         if s.samples > s.dim + 1:
@@ -318,13 +348,18 @@ class ToyRow:
     theory: float | None
     theory_kind: str = ""
     theory_neglects: str = ""
+    note: str = ""  # why the mean or its SE is not reported (NaN), if it is not
 
 
-def _row(generation: int, quantity: str, values: np.ndarray, ref: ClosedForm | None) -> ToyRow:
-    """The summary of one quantity's values over the replicates, next to its closed form."""
-    return ToyRow(generation, quantity, float(values.mean()),
-                  float(values.std(ddof=1) / math.sqrt(len(values))), float(np.median(values)),
-                  ref.value if ref else None, ref.kind if ref else "", ref.neglects if ref else "")
+def _row(generation: int, quantity: str, values: np.ndarray, ref: ClosedForm | None,
+         moments: tuple[bool, bool, str] = (True, True, "")) -> ToyRow:
+    """The summary of one quantity's values over the replicates, next to its closed form; the
+    mean and its SE only where they exist (``moments``)."""
+    has_mean, has_se, why = moments
+    return ToyRow(generation, quantity, float(values.mean()) if has_mean else math.nan,
+                  float(values.std(ddof=1) / math.sqrt(len(values))) if has_se else math.nan,
+                  float(np.median(values)), ref.value if ref else None,
+                  ref.kind if ref else "", ref.neglects if ref else "", why)
 
 
 def run_toy(name: str, s: ToySettings) -> list[ToyRow]:
@@ -340,5 +375,6 @@ def run_toy(name: str, s: ToySettings) -> list[ToyRow]:
     for g in range(s.generations):
         theory = toy.theory(s, g + 1)
         for q in toy.quantities:
-            rows.append(_row(g, q, np.array([c[g][q] for c in chains]), theory.get(q)))
+            rows.append(_row(g, q, np.array([c[g][q] for c in chains]), theory.get(q),
+                             toy.moments(s, g)))
     return rows
