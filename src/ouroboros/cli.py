@@ -294,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     from ouroboros.experiment.rundir import RunLockedError
     from ouroboros.models.pretrained import ModelLoadError
     from ouroboros.report.compare import CompareError
+    from ouroboros.report.tables import MetricsFileError
     parser = _parser()
     # Overrides may come before or after options (`run --out d k=v` and `run k=v --out d`).
     args, extra = parser.parse_known_args(argv)
@@ -355,7 +356,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, DataError, ModelLoadError, CompareError, ConditionMismatch) as e:
+    except (FileNotFoundError, DataError, ModelLoadError, CompareError, ConditionMismatch,
+            MetricsFileError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except RunLockedError as e:

@@ -641,6 +641,12 @@ class VLLMSettings(Section):
                                                                "the model's.")
 
 
+# The runtime settings that change bits of results (build conditions, experiment/conditions.py):
+# a run directory keeps them per stage and never mixes two values.
+BUILD_CONDITIONS = ("threads", "device", "micro_batch_size", "eval_batch_size", "vllm.dtype",
+                    "vllm.tensor_parallel_size", "vllm.max_model_len")
+
+
 class RuntimeConfig(Section):
     """Speed, memory and display settings: never part of a fingerprint. Those marked "changes
     results" are build conditions: a run directory's stages keep them, and a run refuses to

@@ -160,3 +160,28 @@ def test_names_reach_plotly_as_text_never_inside_a_hover_template(tmp_path):
     assert {t["name"] for t in traces} >= {'say "hi" %{y} &lt;b&gt;', "accumulate"}
     templates = [t["hovertemplate"] for t in traces if "hovertemplate" in t]
     assert templates and all("%{fullData.name}" in t and "hi" not in t for t in templates)
+
+
+def test_metrics_written_back_by_pandas_are_read(tmp_path):
+    """pandas writes NaN as an empty field and may write whole numbers as 3.0."""
+    rows = _rows()
+    rows[0]["value"] = ""
+    rows[1]["seed"] = "0.0"
+    _write(tmp_path, rows)
+    read = read_metrics(tmp_path)
+    assert read[0]["value"] != read[0]["value"] and read[1]["seed"] == 0
+    render_report(tmp_path)
+
+
+@pytest.mark.parametrize(("edit", "where"), [
+    (lambda t: t.replace("perplexity|v1|n=5|seed=0", "x", 1).replace(",0,", ",zero,", 1),
+     "metrics.csv:2:"),
+    (lambda t: t.replace("cell,", "", 1), "metrics.csv:1: no column cell"),
+    (lambda t: t.rsplit("\n", 3)[0] + "\nreplace-s1,replace,1", "metrics.csv:12:")])
+def test_a_hand_edited_or_cut_metrics_file_is_one_error_with_its_line(tmp_path, edit, where):
+    from ouroboros.report.tables import MetricsFileError
+    _write(tmp_path, _rows())
+    path = tmp_path / "metrics.csv"
+    path.write_text(edit(path.read_text()))
+    with pytest.raises(MetricsFileError, match=where):
+        read_metrics(tmp_path)

@@ -16,17 +16,14 @@ executor, workers, progress bars, checkpoint retention) are tested to change no 
 
 from __future__ import annotations
 
-from ouroboros.config import RuntimeConfig
+from ouroboros.config import BUILD_CONDITIONS, RuntimeConfig
 
 # Stage kinds that run PyTorch (the others read and write JSON only).
 TORCH_KINDS = {"train", "generate", "curate", "evaluate", "slice"}
 # Kinds that score sequences in batches of runtime.eval_batch_size (training: the validation
 # loss that picks the best epoch; curation: the quality step; slices: quality by origin).
 SCORING_KINDS = {"train", "curate", "evaluate", "slice"}
-VLLM_KEYS = ("dtype", "tensor_parallel_size", "max_model_len")
-# Every runtime setting that is a build condition of some stage kind (dotted under runtime).
-CONDITION_SETTINGS = ("threads", "device", "micro_batch_size", "eval_batch_size",
-                      *(f"vllm.{k}" for k in VLLM_KEYS))
+VLLM_KEYS = tuple(k.removeprefix("vllm.") for k in BUILD_CONDITIONS if k.startswith("vllm."))
 
 
 class ConditionMismatch(ValueError):

@@ -19,7 +19,7 @@ import numpy as np
 import yaml
 
 from ouroboros.atomic import write_atomic
-from ouroboros.experiment.conditions import CONDITION_SETTINGS
+from ouroboros.config import BUILD_CONDITIONS
 from ouroboros.report.figures import PALETTE, band_trace, rgba, text
 from ouroboros.report.stats import t_interval
 from ouroboros.report.tables import (
@@ -60,7 +60,7 @@ def _flat(value, prefix: str = "") -> dict[str, object]:
 
 
 # Runtime settings that change results (build conditions): never "speed only".
-RESULT_RUNTIME = {f"runtime.{k}" for k in CONDITION_SETTINGS}
+RESULT_RUNTIME = {f"runtime.{k}" for k in BUILD_CONDITIONS}
 
 
 def config_differences(run_dirs: list[Path]) -> list[tuple[str, list[str]]]:

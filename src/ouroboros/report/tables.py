@@ -42,12 +42,37 @@ def read_metrics(run_dir: Path) -> list[dict]:
         raise FileNotFoundError(f"{run_dir} is not a directory (a run directory is expected)")
     if not path.is_file():
         raise FileNotFoundError(f"no metrics.csv in {run_dir}: has the study run?")
-    with open(path, encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    for r in rows:
-        r["seed"], r["generation"] = int(r["seed"]), int(r["generation"])
-        r["value"] = float(r["value"])
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in ("cell", "policy", "seed", "generation", "metric", "value")
+                   if c not in (reader.fieldnames or [])]
+        if missing:
+            raise MetricsFileError(f"{path}:1: no column {', '.join(missing)} (a metrics.csv "
+                                   f"written by ouroboros has them; run `ouroboros resume "
+                                   f"{run_dir}` to write it again)")
+        rows = []
+        for line, r in enumerate(reader, start=2):
+            try:
+                r["seed"], r["generation"] = _whole(r["seed"]), _whole(r["generation"])
+                # An empty value is NaN as pandas writes it back (``to_csv``).
+                r["value"] = math.nan if r["value"] in ("", None) else float(r["value"])
+            except (TypeError, ValueError) as e:
+                raise MetricsFileError(f"{path}:{line}: {e} (hand-edited or cut short? run "
+                                       f"`ouroboros resume {run_dir}` to write it again)") from None
+            rows.append(r)
     return rows
+
+
+class MetricsFileError(ValueError):
+    """A metrics.csv that cannot be read as ouroboros writes it."""
+
+
+def _whole(text: str | None) -> int:
+    """A whole number, also as pandas may write one back (``3.0``)."""
+    value = float(text)  # ValueError for text, TypeError for a missing cell
+    if not value.is_integer():
+        raise ValueError(f"{text!r} is not a whole number")
+    return int(value)
 
 
 def ordered(items: list[str], first: list[str]) -> list[str]:
