@@ -311,8 +311,12 @@ def main(argv: list[str] | None = None) -> int:
             cfg = load_config(config, overrides)
             for line in notices(cfg):
                 print(f"note: {line}", file=sys.stderr)
-            from ouroboros.experiment.loop import preflight
-            preflight(cfg)  # the same data, plan and model checks as `run`, writing nothing
+            from ouroboros.experiment.loop import device_problems, preflight
+            # The same data, plan and model checks as `run`, writing nothing; a device this
+            # machine lacks is a note (a GPU study can be checked on a laptop), `run` refuses.
+            preflight(cfg, check_device=False)
+            for line in device_problems(cfg.runtime.device):
+                print(f"note: this machine cannot run it: {line}", file=sys.stderr)
             print(f"{config or 'built-in demo'}: valid ({len(cfg.policies)} policies x "
                   f"{len(cfg.seeds)} seeds x {cfg.generations} generations)")
             return 0

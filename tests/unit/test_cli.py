@@ -206,3 +206,17 @@ def _hold_lock(run, ready, stop):
     with rundir.locked(run):
         ready.set()
         stop.wait(30)
+
+
+def test_a_gpu_study_validates_on_a_machine_without_one_and_run_refuses(tmp_path, capsys):
+    import torch
+    if torch.cuda.is_available():
+        import pytest
+        pytest.skip("this machine has a GPU")
+    small = ["data.train_size=40", "data.valid_size=10", "data.test_size=20", "seeds=[0]",
+             "runtime.device=cuda"]
+    assert main(["validate", *small]) == 0
+    captured = capsys.readouterr()
+    assert "valid" in captured.out and "note: this machine cannot run it" in captured.err
+    assert main(["run", "--out", str(tmp_path / "x"), *small]) == 2
+    assert "runtime.device: cuda asked for" in capsys.readouterr().err

@@ -89,7 +89,7 @@ def server_problems(cfg: StudyConfig, run_dir: Path | None = None) -> list[str]:
     return problems
 
 
-def preflight(cfg: StudyConfig, run_dir: Path | None = None) -> None:
+def preflight(cfg: StudyConfig, run_dir: Path | None = None, check_device: bool = True) -> None:
     """Everything that can fail before training, checked before anything is written: the
     data of the first seed reads and splits, the model can be loaded, server generators
     answer."""
@@ -100,7 +100,8 @@ def preflight(cfg: StudyConfig, run_dir: Path | None = None) -> None:
         problems += plan_problems(cfg, real_splits(cfg.data, cfg.task, source, task, seed), source)
         if getattr(source, "exact_sizes", False):
             break  # the grammar: every seed has the configured sizes and an endless pool
-    problems += device_problems(cfg.runtime.device)
+    if check_device:
+        problems += device_problems(cfg.runtime.device)
     if "traits" in cfg.metrics.names:  # read only at evaluation, after generation 0 trained
         from ouroboros.metrics.traits import labeled_problems
         for i, t in enumerate(cfg.metrics.traits):
