@@ -23,3 +23,23 @@ def write_atomic(path: Path, data: str | bytes) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+class LinkInRunDir(ValueError):
+    """A run directory holds a symbolic link, which a write could follow out of it."""
+
+
+def refuse_links(root: Path) -> None:
+    """Refuse a run directory with a symbolic link anywhere inside it: ouroboros writes, moves
+    and truncates files there, and a planted link (``.lock``, a stage folder, ``report/``,
+    ``_stale/``) would take those writes outside it. The directory itself may be a link."""
+    root = Path(root)
+    if not root.is_dir():
+        return
+    for folder, dirs, files in os.walk(root):  # links to folders are listed, never entered
+        for name in dirs + files:
+            path = Path(folder) / name
+            if path.is_symlink():
+                raise LinkInRunDir(
+                    f"{path}: a symbolic link inside the run directory {root}; ouroboros never "
+                    f"follows one out of it: remove the link (or use another run directory)")

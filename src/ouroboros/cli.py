@@ -289,6 +289,7 @@ def cmd_ls() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (0 ok, 1 failure, 2 bad input, 3 run dir busy)."""
+    from ouroboros.atomic import LinkInRunDir
     from ouroboros.data.files import DataError
     from ouroboros.experiment.conditions import ConditionMismatch
     from ouroboros.experiment.rundir import RunLockedError
@@ -361,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except (FileNotFoundError, DataError, ModelLoadError, CompareError, ConditionMismatch,
-            MetricsFileError) as e:
+            MetricsFileError, LinkInRunDir) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except RunLockedError as e:

@@ -18,6 +18,7 @@ from importlib import metadata
 from pathlib import Path
 
 from ouroboros import __version__
+from ouroboros.atomic import refuse_links
 from ouroboros.experiment.stages import write_atomic
 
 METRIC_COLUMNS = ["cell", "policy", "seed", "generation", "metric", "value", "higher_is_better",
@@ -35,7 +36,10 @@ class RunLockedError(RuntimeError):
 def locked(run_dir: Path) -> Iterator[None]:
     """Hold the run directory's lock; a second writer gets a clear error, not corruption."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    f = open(run_dir / ".lock", "a+")
+    refuse_links(run_dir)
+    # O_NOFOLLOW: a link planted as .lock is refused, never truncated through.
+    f = os.fdopen(os.open(run_dir / ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644),
+                  "r+")
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -239,6 +239,11 @@ def comparison_figure(runs: dict[str, list[dict]], policies: list[str], metric: 
 def render_compare(run_dirs: list[Path], out: Path) -> Path:
     """Write the comparison page to ``out`` (one offline file, like report.html)."""
     from ouroboros.report import html as page
+    out = Path(out)
+    if out.is_dir() or out.is_symlink():
+        what = "a link" if out.is_symlink() else "a folder"
+        raise CompareError(f"--out {out}: is {what}; give the path of the page to write "
+                           f"(e.g. {out / 'compare.html'})")
     labels = _labels(run_dirs)
     runs = {label: read_metrics(d) for label, d in zip(labels, run_dirs, strict=True)}
     policies, gens, metrics = align(runs)

@@ -23,12 +23,13 @@ from pathlib import Path
 
 import yaml
 
-from ouroboros.atomic import write_atomic
+from ouroboros.atomic import refuse_links, write_atomic
 from ouroboros.report.figures import histogram_figure, metric_figure
 from ouroboros.report.plots import plot_all, plot_sample_perplexity
 from ouroboros.report.stats import min_p_value, paired_differences
 from ouroboros.report.tables import (
     KEY_METRICS,
+    MetricsFileError,
     directions,
     headline,
     ordered,
@@ -458,12 +459,13 @@ def render_report(run_dir: Path, formats: tuple[str, ...] = (),
     """Write ``report/report.html`` (and a figure per metric in each of ``formats``) from the
     run directory alone."""
     run_dir = Path(run_dir)
-    rows = read_metrics(run_dir)
-    if not rows:
-        raise ValueError(f"{run_dir}/metrics.csv has no rows")
     bad = [f for f in formats if f not in FORMATS]
     if bad:
-        raise ValueError(f"--format: {bad[0]!r} is not one of {', '.join(FORMATS)}")
+        raise MetricsFileError(f"--format: {bad[0]!r} is not one of {', '.join(FORMATS)}")
+    refuse_links(run_dir)  # report/ is written: a planted link would take it outside
+    rows = read_metrics(run_dir)
+    if not rows:
+        raise MetricsFileError(f"{run_dir}/metrics.csv has no rows")
     named = ordered(headline(sorted({r["metric"] for r in rows})), KEY_METRICS)
     finite = {r["metric"] for r in rows if math.isfinite(r["value"])}
     metrics = [m for m in named if m in finite]
