@@ -166,3 +166,48 @@ def test_the_same_request_twice_in_a_stage_is_sent_once(tmp_path, monkeypatch):
     assert not list((tmp_path / "cache").rglob("*.tmp"))
     again, info = complete(server, ["a", "b"], [1, 2], GenerationConfig(), tmp_path)
     assert len(calls) == 3 and info["cached"] == 2  # a repeated run pays nothing
+
+
+def test_a_server_that_echoes_the_key_never_gets_it_printed(tmp_path, monkeypatch):
+    """A loopback server answers 403 to the model list and 400 to a request, each body quoting
+    the Authorization header it was sent: neither error line holds the key."""
+    pytest.importorskip("openai")
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Echo(BaseHTTPRequestHandler):
+        def _echo(self, status):
+            length = int(self.headers.get("content-length") or 0)
+            self.rfile.read(length)
+            body = json.dumps({"error": {"message": f"bad: {self.headers['authorization']}"}})
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        def do_GET(self):  # noqa: N802 - the handler's API
+            self._echo(403)
+
+        def do_POST(self):  # noqa: N802
+            self._echo(400)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    secret = "sk-test-" + "q" * 24
+    monkeypatch.setenv("ECHO_KEY", secret)
+    server = ServerConfig(base_url=f"http://127.0.0.1:{httpd.server_port}/v1", model="m",
+                          api_key_env="ECHO_KEY", max_retries=0)
+    try:
+        problems = server_module.check(server, "policies.0.generators.1.server")
+        assert problems and "403" in problems[0] and secret not in " ".join(problems)
+        assert "[API key redacted]" in problems[0]
+        with pytest.raises(ServerError) as e:
+            server_module.complete(server, ["a source"], [1], GenerationConfig(), tmp_path)
+        assert secret not in str(e.value) and "400" in str(e.value)
+    finally:
+        httpd.shutdown()

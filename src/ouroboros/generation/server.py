@@ -37,8 +37,23 @@ RETRYABLE = {408, 409, 429}  # and every 5xx
 BACKOFF_BASE, BACKOFF_CAP = 0.5, 30.0  # seconds: base * 2^attempt, at most cap
 
 
+_SECRETS: set[str] = set()  # every API key read in this process, never to be shown
+
+
+def redact(text: str) -> str:
+    """``text`` with every API key this process read replaced: a server's error body may echo
+    the key it was sent (a 400 or 403 quoting the request's headers)."""
+    for secret in sorted(_SECRETS, key=len, reverse=True):
+        text = text.replace(secret, "[API key redacted]")
+    return text
+
+
 class ServerError(RuntimeError):
-    """The server refused a request, or kept failing it after every retry."""
+    """The server refused a request, or kept failing it after every retry (its message never
+    holds the key)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact(message))
 
 
 @dataclass(frozen=True)
@@ -85,6 +100,8 @@ def api_key(server: ServerConfig, where: str = "server") -> str:
     if not key:
         raise ServerError(f"{where}.api_key_env: the environment variable "
                           f"{server.api_key_env} is not set (it holds the API key)")
+    if len(key) >= 4:  # shorter values would redact ordinary words
+        _SECRETS.add(key)
     return key
 
 
@@ -207,7 +224,7 @@ def _message(error) -> str:
     body = getattr(error, "body", None)
     if isinstance(body, dict):
         body = body.get("message") or body.get("error", {}).get("message") or body
-    return str(body or error.message)[:300]
+    return redact(str(body or error.message))[:300]
 
 
 def _answer(stored: dict, cached: bool) -> Answer:
