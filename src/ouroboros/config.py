@@ -39,7 +39,7 @@ class Section(BaseModel):
                               allow_inf_nan=False)
 
 
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$"
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}"  # the whole name (fullmatch)
 
 
 def _path_name(value: str | None) -> str | None:
@@ -47,7 +47,7 @@ def _path_name(value: str | None) -> str | None:
     starting with a letter or digit, at most 64 characters (so never '', '..', '/' or an
     absolute path)."""
     import re as _re
-    if value is not None and not _re.match(NAME_PATTERN, value):
+    if value is not None and not _re.fullmatch(NAME_PATTERN, value):
         raise ValueError(f"{value!r} becomes part of a file name: use letters, digits and "
                          "._+- only, starting with a letter or digit (at most 64 characters)")
     return value
@@ -283,6 +283,9 @@ class TrainingConfig(Section):
             problems.append("selection=best needs selection_split: real or synthetic")
         if self.selection == "last" and self.selection_split is not None:
             problems.append("selection_split is only used with selection=best")
+        if self.selection_split == "synthetic" and self.synthetic_valid_fraction >= 1:
+            problems.append("synthetic_valid_fraction: 1 holds out the whole training set, so "
+                            "nothing is left to train on (use a share below 1)")
         return _valid(self, problems)
 
 
@@ -382,6 +385,13 @@ class CurationStepConfig(Section):
         if self.model is not None and self.classifier is not None:
             problems.append("step model-verifier: give a classifier to train or a model, "
                             "not both")
+        if (self.min_words is not None and self.max_words is not None
+                and self.min_words > self.max_words):
+            problems.append(f"step length: min_words {self.min_words} > max_words "
+                            f"{self.max_words} keeps nothing")
+        if self.false_reject is not None and self.false_reject >= 1:
+            problems.append("step verifier: false_reject 1 rejects every valid sample, so "
+                            "only invalid ones (at false_accept) can pass: use a rate below 1")
         return _valid(self, problems)
 
 

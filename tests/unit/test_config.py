@@ -84,3 +84,19 @@ def test_generator_shares_and_sizes():
     with pytest.raises(ConfigError, match=r"n_head \(2\) must divide n_embd \(11\)"):
         load_config(overrides=["policies=[{name: replace, generators: [{label: a, share: 1, "
                                "n_embd: 11}]}]"])
+
+
+@pytest.mark.parametrize(("override", "match"), [
+    ("curation=[{name: length, min_words: 9, max_words: 3}]", "min_words 9 > max_words 3"),
+    ("curation=[{name: verifier, false_reject: 1.0}]", "false_reject 1"),
+    ("training.selection=best", None),
+    ('name="tiny\\n"', "becomes part of a file name"),  # YAML's \n: a real newline
+])
+def test_impossible_settings_are_refused_by_validate(override, match):
+    if match is None:  # selection on a synthetic split that holds out everything
+        with pytest.raises(ConfigError, match="synthetic_valid_fraction: 1"):
+            load_config(overrides=["training.selection=best", "training.selection_split=synthetic",
+                                   "training.synthetic_valid_fraction=1.0"])
+        return
+    with pytest.raises(ConfigError, match=match):
+        load_config(overrides=[override])

@@ -87,7 +87,8 @@ def _git_commit() -> str | None:
         return None
     if out.returncode:
         return None
-    dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain",
+    # --no-optional-locks: reading the status must not rewrite the checkout's .git/index.
+    dirty = subprocess.run(["git", "--no-optional-locks", "-C", str(here), "status", "--porcelain",
                             "--untracked-files=no", "--", "."],
                            capture_output=True, text=True, timeout=5).stdout.strip()
     return out.stdout.strip() + ("+dirty" if dirty else "")
