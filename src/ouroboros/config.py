@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import re
+from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -39,6 +40,13 @@ class Section(BaseModel):
                               allow_inf_nan=False)
 
 
+# Bounds that keep a typo (1e12 samples, a million generations) from exhausting memory or
+# planning for minutes before any work; far above any study this project runs.
+MAX_EXAMPLES = 10_000_000        # examples of one split, or samples of one generation
+MAX_SAMPLES_PER_GENERATION = 5_000_000  # requests x candidates, held in memory at once
+MAX_CANDIDATES = 256
+MAX_GENERATIONS = 1_000
+MAX_SEEDS = 1_000
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}"  # the whole name (fullmatch)
 
 
@@ -119,10 +127,13 @@ class DataConfig(Section):
     grammar: GrammarConfig = GrammarConfig()
     files: FilesConfig = FilesConfig()
     hf: HFDatasetConfig = HFDatasetConfig()
-    train_size: int | None = Field(3000, gt=0, description="Real training examples (generation "
+    train_size: int | None = Field(3000, gt=0, le=MAX_EXAMPLES,
+                                   description="Real training examples (generation "
                                    "0); from files a seeded subsample, null: all.")
-    valid_size: int | None = Field(300, gt=0, description="Real validation examples.")
-    test_size: int | None = Field(1000, gt=0, description="Real held-out test examples.")
+    valid_size: int | None = Field(300, gt=0, le=MAX_EXAMPLES,
+                                   description="Real validation examples.")
+    test_size: int | None = Field(1000, gt=0, le=MAX_EXAMPLES,
+                                  description="Real held-out test examples.")
 
     _check_source = field_validator("source")(_plugin(registry.DATA_SOURCES))
 
@@ -303,8 +314,10 @@ class GenerationConfig(Section):
         "none", description="Unconditional samples, or continuations of real training prefixes.")
     prefix_words: int = Field(2, gt=0, description="Words of real prefix for prompt=real-prefix.")
     num_samples: int | None = Field(
-        None, gt=0, description="Synthetic examples per generation; null: the real train size.")
-    candidates: int = Field(1, ge=1, description="Samples per request (best-of-N keeps one).")
+        None, gt=0, le=MAX_EXAMPLES,
+        description="Synthetic examples per generation; null: the real train size.")
+    candidates: int = Field(1, ge=1, le=MAX_CANDIDATES,
+                            description="Samples per request (best-of-N keeps one).")
 
     _check_backend = field_validator("backend")(_plugin(registry.BACKENDS))
 
@@ -529,7 +542,8 @@ class PolicyConfig(Section):
     order: Literal["shuffle", "given", "fixed"] | None = Field(
         None, description="Training order for this policy's cells (null: training.order).")
     candidates: int | None = Field(
-        None, ge=1, description="Samples per request for this policy's cells (best-of-N; "
+        None, ge=1, le=MAX_CANDIDATES,
+        description="Samples per request for this policy's cells (best-of-N; "
                                 "null: generation.candidates).")
     generators: list[GeneratorConfig] | None = Field(
         None, description="Several models making the synthetic data, mixed by share; the "
@@ -713,8 +727,10 @@ class StudyConfig(Section):
     name: str = Field("demo", description="Study name (default run directory: runs/<name>).")
 
     _safe_name = field_validator("name")(_path_name)
-    generations: int = Field(3, ge=1, description="Models per cell, generation 0 included.")
-    seeds: list[int] = Field([0, 1, 2], min_length=1, description="One cell per seed and policy.")
+    generations: int = Field(3, ge=1, le=MAX_GENERATIONS,
+                             description="Models per cell, generation 0 included.")
+    seeds: list[int] = Field([0, 1, 2], min_length=1, max_length=MAX_SEEDS,
+                             description="One cell per seed and policy.")
     policies: list[PolicyConfig] = Field(default_factory=_default_policies, min_length=1)
     curation: list[CurationStepConfig] = Field(
         default_factory=list, description="Steps applied, in order, to every generation's "
@@ -735,7 +751,7 @@ class StudyConfig(Section):
             if label in labels[:j]:
                 problems.append(f"policies.{j}.label: policies have the same label {label!r} "
                                 f"as policies.{labels.index(label)} (give each a label)")
-        repeated = sorted({s for s in self.seeds if self.seeds.count(s) > 1})
+        repeated = sorted(s for s, n in Counter(self.seeds).items() if n > 1)  # linear
         if repeated:
             problems.append(f"seeds: {repeated} repeat (one cell per seed and policy)")
         return _valid(self, problems)
@@ -799,6 +815,13 @@ class StudyConfig(Section):
         if not lm and self.data.source == "grammar":
             problems.append(f"task.name: task {self.task.name} needs source/target data "
                             "(data.source files or hf)")
+        requests = self.generation.num_samples or self.data.train_size or 0
+        for i, p in enumerate(self.policies):
+            per_generation = requests * (p.candidates or self.generation.candidates)
+            if per_generation > MAX_SAMPLES_PER_GENERATION:
+                problems.append(f"policies.{i}: {requests} requests x {per_generation // requests}"
+                                f" candidates = {per_generation} samples a generation, more than"
+                                f" {MAX_SAMPLES_PER_GENERATION:,} held in memory at once")
         for i, p in enumerate(self.policies):
             if (p.order or self.training.order) == "given" and p.name.startswith("accumulate"):
                 problems.append(

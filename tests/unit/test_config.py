@@ -100,3 +100,23 @@ def test_impossible_settings_are_refused_by_validate(override, match):
         return
     with pytest.raises(ConfigError, match=match):
         load_config(overrides=[override])
+
+
+@pytest.mark.parametrize(("override", "where"), [
+    ("generation.num_samples=1000000000000", "generation.num_samples"),
+    ("generation.candidates=1000000", "generation.candidates"),
+    ("generations=1000000", "generations"), ("data.train_size=100000000", "data.train_size"),
+    ("seeds=[" + ",".join(map(str, range(100_000))) + "]", "seeds"),
+])
+def test_sizes_without_bounds_are_refused_at_once(override, where):
+    import time
+    start = time.perf_counter()
+    with pytest.raises(ConfigError) as e:
+        load_config(overrides=[override])
+    assert any(p.startswith(f"{where}:") for p in e.value.problems)
+    assert time.perf_counter() - start < 30  # not the minutes of planning it took before
+
+
+def test_samples_a_generation_holds_in_memory_are_bounded():
+    with pytest.raises(ConfigError, match="policies.0: 1000000 requests x 64 candidates"):
+        load_config(overrides=["generation.num_samples=1000000", "generation.candidates=64"])
