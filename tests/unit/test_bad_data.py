@@ -69,6 +69,20 @@ CASES = [  # (files to write, overrides, what the error must say)
     ({"train.csv": "document,summ\nd,s\n", "test.jsonl": JSONL},
      SUM + ["data.files.train=train.csv", "data.files.test=test.jsonl"],
      "train.csv:2: no field 'summary' for target"),
+    ({"train.jsonl": JSONL + '{"document": "d \\ud800", "summary": "s"}\n', "test.jsonl": JSONL},
+     SUM + ["data.files.train=train.jsonl", "data.files.test=test.jsonl"],
+     "train.jsonl:31: a \\u escape names half of a UTF-16 surrogate pair"),
+    ({"train.jsonl": JSONL + '{"document": 12345, "summary": "s"}\n', "test.jsonl": JSONL},
+     SUM + ["data.files.train=train.jsonl", "data.files.test=test.jsonl"],
+     "train.jsonl:31: field 'document' (source) is a int (12345), not text"),
+    ({"train.jsonl": JSONL + '{"document": "d", "summary": true}\n', "test.jsonl": JSONL},
+     SUM + ["data.files.train=train.jsonl", "data.files.test=test.jsonl"],
+     "field 'summary' (target) is a bool (True), not text"),
+    ({"train.csv": "document,summary\n" + "x" * 200_000 + ",s\n" + "d,s\n" * 30,
+      "test.jsonl": JSONL},
+     SUM + ["data.files.train=train.csv", "data.files.test=test.jsonl", "data.train_size=31",
+            "data.files.fields={source: document, target: nope}"],
+     "train.csv:2: no field 'nope'"),  # a 200,000-character cell is read, not a traceback
 ]
 
 
@@ -123,3 +137,35 @@ def test_missing_trait_file_is_refused_before_training(tmp_path, capsys):
     assert f"metrics.traits.0.file: {tmp_path}/labels.csv: no such file" in \
         capsys.readouterr().err
     assert not out.exists()
+
+
+def test_tsv_quotes_are_text_and_cr_only_line_endings_are_lines(tmp_path, capsys):
+    """A TSV cell starting with a quote mark swallowed the next 100 rows; a file with old Mac
+    line endings (CR only) was one line."""
+    from ouroboros.data.files import read_delimited, read_text
+    tsv = tmp_path / "a.tsv"
+    tsv.write_text("document\tsummary\n" + '"quoted start\tx\n'
+                   + "".join(f"d{i}\ts{i}\n" for i in range(100)))
+    rows = read_delimited(tsv, "\t")
+    assert len(rows) == 101 and rows[0]["document"] == '"quoted start'
+    assert rows[-1]["_line"] == 102
+    cr = tmp_path / "cr.txt"
+    cr.write_bytes(b"one line\rtwo line\rthree\r")
+    assert [r["text"] for r in read_text(cr)] == ["one line", "two line", "three"]
+
+
+@pytest.mark.parametrize("kind", ["fifo", "loop"])
+def test_a_fifo_or_a_symlink_loop_says_what_it_is(tmp_path, kind):
+    import os
+
+    from ouroboros.data.files import DataError, read_text
+    path = tmp_path / "train.txt"
+    if kind == "fifo":
+        os.mkfifo(path)
+        expected = r"not a regular file \(a FIFO"
+    else:
+        os.symlink(tmp_path / "other", path)
+        os.symlink(path, tmp_path / "other")
+        expected = "a loop of symbolic links"
+    with pytest.raises(DataError, match=expected):
+        read_text(path)

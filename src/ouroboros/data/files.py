@@ -8,9 +8,13 @@ message before any training starts.
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import json
+import stat
 from pathlib import Path
+
+MAX_CELL = 1 << 24  # characters in one CSV/TSV cell (csv's default limit is 131,072)
 
 
 class DataError(ValueError):
@@ -18,21 +22,29 @@ class DataError(ValueError):
 
 
 def _must_be_file(path: Path) -> None:
-    """A DataError unless ``path`` is a file, saying what it is instead."""
-    if not path.is_file():
-        what = "is a directory, not a file" if path.is_dir() else "no such file"
-        raise DataError(f"{path}: {what}")
+    """A DataError unless ``path`` is a regular file, saying what it is instead."""
+    try:
+        mode = path.stat().st_mode  # follows links; a loop of links is ELOOP
+    except OSError as e:
+        what = {errno.ENOENT: "no such file", errno.ELOOP: "a loop of symbolic links",
+                errno.EACCES: "not readable (permission denied)"}.get(e.errno, e.strerror)
+        raise DataError(f"{path}: {what}") from None
+    if stat.S_ISDIR(mode):
+        raise DataError(f"{path}: is a directory, not a file")
+    if not stat.S_ISREG(mode):  # a FIFO would block the run, a device never end
+        raise DataError(f"{path}: is not a regular file (a FIFO, socket or device)")
 
 
 def _lines(path: Path) -> list[str]:
-    """The lines of a UTF-8 text file, without line endings; bad bytes name file and line."""
+    """The lines of a UTF-8 text file, without line endings (\\n, \\r\\n or a lone \\r, as
+    old Mac files end lines); bad bytes name file and line."""
     _must_be_file(path)
     out = []
     with open(path, "rb") as f:
-        for i, raw in enumerate(f, 1):
+        for i, raw in enumerate(f.read().splitlines(), 1):
             try:
                 # A byte-order mark (spreadsheet exports) is not part of the first line.
-                out.append(raw.decode("utf-8-sig" if i == 1 else "utf-8").rstrip("\r\n"))
+                out.append(raw.decode("utf-8-sig" if i == 1 else "utf-8"))
             except UnicodeDecodeError as e:
                 raise DataError(f"{path}:{i}: not valid UTF-8 "
                                 f"(byte {e.start}: {e.reason})") from None
@@ -57,15 +69,31 @@ def read_jsonl(path: Path) -> list[dict]:
             raise DataError(f"{path}:{i}: not valid JSON ({e.msg})") from None
         if not isinstance(obj, dict):
             raise DataError(f"{path}:{i}: each line must be a JSON object")
+        try:  # "\\ud800" parses to a lone surrogate, which no file can hold later
+            json.dumps(obj, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise DataError(f"{path}:{i}: a \\u escape names half of a UTF-16 surrogate "
+                            f"pair, which is not a character") from None
         records.append({**obj, "_line": i})
     return records
 
 
 def read_delimited(path: Path, delimiter: str) -> list[dict]:
-    """Rows of a CSV/TSV file with a header line."""
-    lines = _lines(path)
-    reader = csv.DictReader(lines, delimiter=delimiter)
-    return [{**row, "_line": i} for i, row in enumerate(reader, 2)]
+    """Rows of a CSV/TSV file with a header line. TSV has no quoting (a cell starting with
+    a quote mark is text, never the start of a cell running over later lines); CSV quotes as
+    spreadsheets write it."""
+    csv.field_size_limit(MAX_CELL)
+    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+    reader = csv.DictReader(_lines(path), delimiter=delimiter, quoting=quoting)
+    rows = []
+    try:
+        start = 2
+        for row in reader:
+            rows.append({**row, "_line": start})
+            start = reader.line_num + 1
+    except csv.Error as e:
+        raise DataError(f"{path}:{reader.line_num}: {e}") from None
+    return rows
 
 
 def read_parquet(path: Path) -> list[dict]:
@@ -148,6 +176,10 @@ def map_fields(records: list[dict], fields: dict[str, str], needed: tuple[str, .
                 raise DataError(f"{line}: field '{column}' ({name}) is a "
                                 f"{type(value).__name__}, not text (pick one element when "
                                 f"preparing the data)")
-            row[name] = value if isinstance(value, str) else str(value)
+            if not isinstance(value, str):  # 12345, true, NaN: never silently "12345"
+                raise DataError(f"{line}: field '{column}' ({name}) is a "
+                                f"{type(value).__name__} ({value!r}), not text (quote it in "
+                                f"the file if it is meant as text)")
+            row[name] = value
         out.append(row)
     return out
