@@ -185,3 +185,36 @@ def test_a_hand_edited_or_cut_metrics_file_is_one_error_with_its_line(tmp_path, 
     path.write_text(edit(path.read_text()))
     with pytest.raises(MetricsFileError, match=where):
         read_metrics(tmp_path)
+
+
+def test_terminal_escapes_in_a_metrics_file_are_refused(tmp_path):
+    from ouroboros.report.tables import MetricsFileError
+    rows = _rows()
+    rows[3]["policy"] = "replace\x1b[2J\x1b[31m"
+    _write(tmp_path, rows)
+    with pytest.raises(MetricsFileError, match=r"metrics.csv:5: a control character \(U\+001B\)"):
+        read_metrics(tmp_path)
+
+
+def test_a_huge_generation_number_gets_no_tick_per_generation(tmp_path):
+    from ouroboros.report.figures import metric_figure
+    rows = _rows()
+    for r in rows:
+        r["generation"] = r["generation"] * 499_999_999
+    _write(tmp_path, rows)
+    figure = metric_figure(read_metrics(tmp_path), "perplexity", "")
+    assert "dtick" not in figure["layout"]["xaxis"]
+    _write(tmp_path, _rows())
+    assert metric_figure(read_metrics(tmp_path), "perplexity", "")["layout"]["xaxis"]["dtick"] == 1
+
+
+def test_the_samples_table_keeps_lines_with_unicode_line_separators(tmp_path):
+    import json
+
+    from ouroboros.report.html import _preview_rows
+    row = {"policy": "replace", "text": "a\u2028b\x85c", "generation": 0, "seed": 0, "slot": 0,
+           "reference_perplexity": 1.0, "valid": True}
+    path = tmp_path / "samples_preview.jsonl"
+    path.write_text(json.dumps(row, ensure_ascii=False) + "\n", encoding="utf-8")
+    rows, bad = _preview_rows(path)
+    assert bad == 0 and rows[0]["text"] == "a\u2028b\x85c"

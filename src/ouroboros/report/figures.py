@@ -90,7 +90,10 @@ def metric_figure(rows: list[dict], metric: str, unit: str, height: int = 300) -
         "title": {"text": title, "font": {"size": 14}, "x": 0.02},
         "height": height, "margin": {"l": 55, "r": 10, "t": 40, "b": 40},
         # generations as g0, g1, ... (no axis title: the legend below would cover it)
-        "xaxis": {"dtick": 1, "tickprefix": "g", "zeroline": False},
+        "xaxis": {"tickprefix": "g", "zeroline": False,
+                  # a tick per generation where they are few; else Plotly picks (a hostile
+                  # metrics.csv with generation 999999999 stalled the page on 1e9 ticks)
+                  **({"dtick": 1} if gens and gens[-1] - gens[0] <= 40 else {})},
         "yaxis": {"title": {"text": text(unit)}, "zeroline": False},
         "legend": {"orientation": "h", "yanchor": "top", "y": -0.12}, "hovermode": "closest",
         "template": None, "plot_bgcolor": "#fbfbfb"}

@@ -383,7 +383,9 @@ def _preview_rows(path: Path) -> tuple[list[dict], int]:
     """The rows of samples_preview.jsonl that have the fields the table reads, with their
     types (a run directory is not trusted: a number could be markup); and how many did not."""
     rows, bad = [], 0
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+    # split("\n"), not splitlines(): a sample's text may hold U+2028 or U+0085, which JSON
+    # leaves unescaped and splitlines() would cut a valid line at
+    for line in path.read_text(encoding="utf-8", errors="replace").split("\n"):
         if not line.strip():
             continue
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import math
 import textwrap
+import unicodedata
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,11 @@ def read_metrics(run_dir: Path) -> list[dict]:
                                    f"{run_dir}` to write it again)")
         rows = []
         for line, r in enumerate(reader, start=2):
+            shown = [r.get(k) or "" for k in ("cell", "policy", "metric", "signature")]
+            bad = next((c for text in shown for c in text if _control(c)), None)
+            if bad is not None:  # escape sequences would drive the terminal report prints to
+                raise MetricsFileError(f"{path}:{line}: a control character (U+{ord(bad):04X})"
+                                       f" in a name; ouroboros writes none")
             try:
                 r["seed"], r["generation"] = _whole(r["seed"]), _whole(r["generation"])
                 # An empty value is NaN as pandas writes it back (``to_csv``).
@@ -65,6 +71,12 @@ def read_metrics(run_dir: Path) -> list[dict]:
 
 class MetricsFileError(ValueError):
     """A metrics.csv that cannot be read as ouroboros writes it."""
+
+
+def _control(c: str) -> bool:
+    """A control character, or one that reorders text on screen (bidirectional overrides)."""
+    return unicodedata.category(c) == "Cc" or "\u202a" <= c <= "\u202e" or \
+        "\u2066" <= c <= "\u2069"
 
 
 def _whole(text: str | None) -> int:
