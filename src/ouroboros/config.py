@@ -429,6 +429,14 @@ class ServerConfig(Section):
                              "allowed, since the address is written to the run and shown "
                              "in messages. Put the key in the environment variable "
                              "api_key_env names")
+        from urllib.parse import urlsplit
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises ValueError for a port that is no number
+        except ValueError as e:
+            raise ValueError(f"not a valid URL ({e})") from None
+        if not parts.hostname:
+            raise ValueError("not a valid URL (no host)")
         return value
     model: str = Field(min_length=1, description="The served model's name.")
     api: Literal["completions", "chat"] = Field(
@@ -729,7 +737,8 @@ class StudyConfig(Section):
     _safe_name = field_validator("name")(_path_name)
     generations: int = Field(3, ge=1, le=MAX_GENERATIONS,
                              description="Models per cell, generation 0 included.")
-    seeds: list[int] = Field([0, 1, 2], min_length=1, max_length=MAX_SEEDS,
+    seeds: list[Annotated[int, Field(ge=0)]] = Field([0, 1, 2], min_length=1,
+                                                     max_length=MAX_SEEDS,
                              description="One cell per seed and policy.")
     policies: list[PolicyConfig] = Field(default_factory=_default_policies, min_length=1)
     curation: list[CurationStepConfig] = Field(
@@ -1026,6 +1035,10 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         seen: dict = {}
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, str | int | float | bool) and key is not None:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"a key must be a name, not a {type(key).__name__}",
+                    key_node.start_mark)
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"key {key!r} given twice (first on line {seen[key] + 1})",
@@ -1058,6 +1071,8 @@ def read_yaml(path: str | Path) -> dict:
                           "config") from e
     except yaml.YAMLError as e:
         raise ConfigError([_yaml_problem(str(p), e)], "config") from e
+    except RecursionError:
+        raise ConfigError([f"{p}: nested too deeply to be a config"], "config") from None
     if data is None:
         raise ConfigError([f"{p}: empty config (for the built-in demo give no CONFIG)"],
                           "config")
@@ -1073,11 +1088,13 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     """
     data = read_yaml(path) if path is not None else {}
     defaults = StudyConfig().model_dump(mode="json")
-    problems = apply_overrides(data, list(overrides or []), defaults)
     try:
+        problems = apply_overrides(data, list(overrides or []), defaults)
         cfg = StudyConfig.model_validate(data)
     except ValidationError as e:
         problems += [line for err in e.errors() for line in _format_error(err)]
+    except RecursionError:  # an override nested thousands deep
+        problems = ["overrides: a value nested too deeply to be a setting"]
     if problems:
         raise ConfigError(problems, str(path) if path else "config")
     return cfg

@@ -51,6 +51,14 @@ CASES = [
     (None, ["generations"], "generations: no such file"),  # an argument without = is CONFIG
     (None, ["=3"], "=3: an override must look like dotted.key=value"),
     (None, ["policies.7.name=mix"], "policies.7: no list item 7"),
+    ("? [a, b]\n: 1\n", [], "a key must be a name, not a list"),
+    ("? {a: 1}\n: 1\n", [], "a key must be a name, not a dict"),
+    ("a: " + "[" * 50_000 + "]" * 50_000 + "\n", [], "nested too deeply to be a config"),
+    (None, ["policies=" + "[" * 5_000 + "]" * 5_000], "a value nested too deeply"),
+    (None, ["seeds=[-1]"], "seeds.0: Input should be greater than or equal to 0"),
+    (None, ["policies=[{name: replace, generators: [{label: a, share: 0.5}, {label: b, "
+            "share: 0.5, server: {base_url: 'http://[::1/v1', model: m}}]}]"],
+     "policies.0.generators.1.server.base_url: not a valid URL"),
 ]
 
 

@@ -83,6 +83,9 @@ CASES = [  # (files to write, overrides, what the error must say)
      SUM + ["data.files.train=train.csv", "data.files.test=test.jsonl", "data.train_size=31",
             "data.files.fields={source: document, target: nope}"],
      "train.csv:2: no field 'nope'"),  # a 200,000-character cell is read, not a traceback
+    ({"train.parquet": "not parquet at all", "test.jsonl": JSONL},
+     SUM + ["data.files.train=train.parquet", "data.files.test=test.jsonl"],
+     "train.parquet: not a readable Parquet file"),
 ]
 
 

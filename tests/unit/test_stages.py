@@ -212,3 +212,13 @@ def test_other_weights_can_be_accepted_and_an_unhashed_rebuild_is_not_called_the
     rebuilt = [json.loads((store.path(s) / RECORD).read_text())["rebuilt"]["same_weights"]
                for s in (stage, legacy)]
     assert rebuilt == [False, None]
+
+
+@pytest.mark.parametrize("text", ["[1, 2]", '{"fingerprint": ', "\\ud800", "[" * 100_000])
+def test_a_hand_edited_or_cut_record_is_never_trusted(tmp_path, text):
+    from ouroboros.experiment.stages import RECORD, Stage, StageStore
+    stage = Stage("data", "s0", {"x": 1})
+    store = StageStore(tmp_path)
+    store.path(stage).mkdir(parents=True)
+    (store.path(stage) / RECORD).write_text(text)
+    assert store.record(stage) is None and not store.is_done(stage)

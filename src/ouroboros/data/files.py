@@ -99,8 +99,14 @@ def read_delimited(path: Path, delimiter: str) -> list[dict]:
 def read_parquet(path: Path) -> list[dict]:
     """Rows of a Parquet file (via pyarrow)."""
     _must_be_file(path)
+    import pyarrow as pa
     import pyarrow.parquet as pq
-    return [{**row, "_line": i} for i, row in enumerate(pq.read_table(path).to_pylist(), 1)]
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as e:  # not Parquet, or a broken file
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise DataError(f"{path}: not a readable Parquet file ({first})") from None
+    return [{**row, "_line": i} for i, row in enumerate(table.to_pylist(), 1)]
 
 
 def read_parallel(source: Path, target: Path) -> list[dict]:

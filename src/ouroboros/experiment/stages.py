@@ -100,9 +100,9 @@ class StageStore:
             return None
         try:
             rec = json.loads(f.read_text())
-        except json.JSONDecodeError:
-            return None
-        return rec if rec.get("fingerprint") == stage.fp else None
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+            return None  # cut short or hand-edited: never trusted, the stage is rebuilt
+        return rec if isinstance(rec, dict) and rec.get("fingerprint") == stage.fp else None
 
     def is_done(self, stage: Stage) -> bool:
         """Whether the stage is finished."""

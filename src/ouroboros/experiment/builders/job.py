@@ -18,6 +18,7 @@ import numpy as np
 
 from ouroboros import registry
 from ouroboros.config import DataConfig, GenerationConfig, RuntimeConfig, TaskConfig
+from ouroboros.data.files import DataError
 from ouroboros.experiment.stages import RECORD, Stage, read_jsonl
 from ouroboros.models.checkpoint import load_checkpoint
 from ouroboros.models.encoding import Encoder, context_ids, encode_examples
@@ -95,8 +96,9 @@ class Job:
         test = self.stage.kind == "test"
         expected = (self.stage if test else data_stage(self.stage)).spec["source"]
         if self.source.fingerprint(test=test) != expected:
-            raise ValueError("the real data differ from those this run was planned with "
-                             "(a data file changed since): start a new run directory")
+            raise DataError("the real data differ from those this run was planned with (a "
+                            "data file changed since): run again (its stages that read the "
+                            "data are rebuilt), or start a new run directory")
         return self.source
 
     @property
