@@ -292,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     from ouroboros.atomic import LinkInRunDir
     from ouroboros.data.files import DataError
     from ouroboros.experiment.conditions import ConditionMismatch
+    from ouroboros.experiment.inputs import InputChanged
     from ouroboros.experiment.rundir import RunLockedError
     from ouroboros.models.pretrained import ModelLoadError
     from ouroboros.report.compare import CompareError
@@ -362,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except (FileNotFoundError, DataError, ModelLoadError, CompareError, ConditionMismatch,
-            MetricsFileError, LinkInRunDir) as e:
+            MetricsFileError, LinkInRunDir, InputChanged) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except RunLockedError as e:
@@ -379,6 +380,7 @@ def main(argv: list[str] | None = None) -> int:
             ("ouroboros.training.trainer", "TrainingDiverged"),
             ("ouroboros.experiment.executors", "StageLost"),
             ("ouroboros.experiment.executors", "ExecutorError"),
+            ("ouroboros.experiment.executors", "CodeChanged"),
             ("ouroboros.experiment.stages", "RebuildMismatch"),
             ("ouroboros.generation.server", "ServerError"),
             ("ouroboros.generation.vllm_backend", "VLLMError"))]

@@ -575,9 +575,9 @@ class PolicyConfig(Section):
             total = sum(g.share for g in self.generators)  # else per generation, in the study
             if abs(total - 1) > 1e-9:
                 problems.append(f"generators' shares sum to {total:g}, not 1")
-            labels = [g.label for g in self.generators]
-            if len(set(labels)) != len(labels):
-                problems.append("generators need distinct labels")
+        labels = [g.label for g in self.generators or []]
+        if len(set(labels)) != len(labels):
+            problems.append("generators need distinct labels")
         return _valid(self, problems)
 
     @property
@@ -657,8 +657,9 @@ class MetricsConfig(Section):
 
 
 class VLLMSettings(Section):
-    """vLLM engine settings for generation.backend=vllm: dtype, tensor_parallel_size and
-    max_model_len change results (build conditions of vLLM stages); the rest speed or memory."""
+    """vLLM engine settings for generation.backend=vllm. All are build conditions of vLLM
+    stages: vLLM's output depends on its version (the Python that has it), dtype and parallelism,
+    and on how many sequences share a step, which its memory share and context decide."""
 
     python: str | None = Field(
         None, description="The Python that has vLLM (e.g. a separate environment with the CPU "
@@ -675,8 +676,10 @@ class VLLMSettings(Section):
 
 # The runtime settings that change bits of results (build conditions, experiment/conditions.py):
 # a run directory keeps them per stage and never mixes two values.
-BUILD_CONDITIONS = ("threads", "device", "micro_batch_size", "eval_batch_size", "vllm.dtype",
-                    "vllm.tensor_parallel_size", "vllm.max_model_len")
+BUILD_CONDITIONS = ("threads", "device", "micro_batch_size", "eval_batch_size",
+                    "generation_batch_size", "vllm.python", "vllm.dtype",
+                    "vllm.tensor_parallel_size", "vllm.gpu_memory_utilization",
+                    "vllm.max_model_len")
 
 
 class RuntimeConfig(Section):
@@ -697,9 +700,9 @@ class RuntimeConfig(Section):
     eval_batch_size: int = Field(128, gt=0, description="Sequences per scoring batch; changes "
                                                         "results (padding to a batch's longest "
                                                         "sequence changes the last bits).")
-    generation_batch_size: int = Field(256, gt=0, description="Prompts per generation batch "
-                                                              "(batch-invariant: no result "
-                                                              "changes).")
+    generation_batch_size: int = Field(256, gt=0, description="Prompts per generation batch; "
+                                                              "changes results where prompts "
+                                                              "differ in length (padding).")
     progress: bool = Field(True, description="Progress bars with ETA on a terminal (local "
                                              "executor only).")
     executor: Literal["local", "processes", "ray"] = Field(

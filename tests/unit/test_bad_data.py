@@ -172,3 +172,25 @@ def test_a_fifo_or_a_symlink_loop_says_what_it_is(tmp_path, kind):
         expected = "a loop of symbolic links"
     with pytest.raises(DataError, match=expected):
         read_text(path)
+
+
+def test_a_quoted_csv_cell_keeps_its_line_breaks(tmp_path):
+    from ouroboros.data.files import read_delimited
+    path = tmp_path / "a.csv"
+    path.write_text('text,label\n"line one\nline two",1\nplain,0\n')
+    rows = read_delimited(path, ",")
+    assert [r["text"] for r in rows] == ["line one\nline two", "plain"]
+    assert [r["_line"] for r in rows] == [2, 4]
+
+
+def test_a_trait_tsv_with_a_leading_quote_is_read_whole(tmp_path):
+    from ouroboros.config import TraitConfig
+    from ouroboros.metrics.traits import _read_labeled
+    path = tmp_path / "labels.tsv"
+    rows = [f"text {i}\t{i % 2}" for i in range(101)]
+    rows[50] = '"quoted text\t1'
+    path.write_text("text\tlabel\n" + "\n".join(rows) + "\n")
+    cfg = TraitConfig(trait="t", scorer="classifier", file=str(path), text="text",
+                      label="label", positive=["1"])
+    texts, labels = _read_labeled(cfg)
+    assert len(texts) == 101 and texts[50] == '"quoted text'

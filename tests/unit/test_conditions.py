@@ -9,7 +9,8 @@ def test_conditions_by_kind():
     assert conditions("train", {}, rt) == {"device": "cuda", "threads": 3,
                                            "micro_batch_size": 4, "eval_batch_size": 9}
     assert conditions("generate", {"generation": {"backend": "hf"}}, rt) == {
-        "device": "cuda", "threads": 3}
+        "device": "cuda", "threads": 3, "generation_batch_size": 256}
+    assert "generation_batch_size" not in conditions("curate", {}, rt)  # no refill: no sampling
     assert conditions("evaluate", {}, rt)["eval_batch_size"] == 9
     for kind in ("data", "pool", "trainset", "tokenizer", "mixture"):
         assert conditions(kind, {}, rt) == {}
@@ -20,7 +21,9 @@ def test_vllm_settings_are_conditions_of_vllm_sampling_only():
     rt = RuntimeConfig(vllm={"dtype": "bfloat16"})
     vllm = conditions("generate", {"generation": {"backend": "vllm"}}, rt)
     assert vllm["vllm.dtype"] == "bfloat16" and "vllm.tensor_parallel_size" in vllm
-    assert "vllm.dtype" in conditions("evaluate", {"prediction": {"backend": "vllm"}}, rt)
+    assert "vllm.dtype" in conditions("curate", {"generation": {"backend": "vllm"}}, rt)
+    assert "vllm.gpu_memory_utilization" in vllm and "vllm.python" in vllm
+    assert "vllm.dtype" not in conditions("evaluate", {"prediction": {"backend": "vllm"}}, rt)
     assert "vllm.dtype" not in conditions("train", {}, rt)
 
 

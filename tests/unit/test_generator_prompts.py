@@ -72,3 +72,27 @@ def test_generators_of_one_generation_only_split_that_generation():
     assert request_part(policy, own, 0) == [0.0, 0.5]
     assert request_part(policy, broad, 0) == [0.5, 1.0]
     assert request_part(policy, later, 1) == [0.5, 1.0]
+
+
+def test_cut_points_are_shared_so_no_request_is_asked_twice(monkeypatch):
+    """Shares whose running sums differ by an ulp when summed afresh (Python >= 3.12's
+    compensated sum, imitated here with math.fsum on 3.11) must still meet exactly: generator
+    k's end is generator k+1's start."""
+    import math
+
+    from ouroboros.experiment import plan
+    monkeypatch.setattr(plan, "sum", math.fsum, raising=False)
+    policy = _policy(0.05, 0.15, 0.35, 0.45)
+    parts = [request_part(policy, s, 1) for s in policy.generators]
+    assert parts[0][0] == 0.0 and parts[-1][1] == 1.0
+    assert all(a[1] == b[0] for a, b in zip(parts, parts[1:], strict=False))
+
+
+def test_generators_need_distinct_labels_even_per_generation():
+    import pytest
+
+    from ouroboros.config import ConfigError
+    with pytest.raises(ConfigError, match="distinct labels"):
+        load_config(overrides=["policies=[{name: replace, generators: [{label: a, share: 0.5, "
+                               "generations: [0, 1]}, {label: a, share: 0.5, "
+                               "generations: [0, 1]}]}]", "generations=2"])

@@ -68,18 +68,38 @@ def test_a_model_verifier_folder_enters_curation_by_content(tmp_path):
 
 
 def test_hub_names_are_pinned_to_a_commit_that_loading_uses(monkeypatch):
-    monkeypatch.setattr(inputs, "hub_revision", lambda name: f"{name}-commit-1")
+    def resolve(commit):
+        return lambda name, cache_dir=None, revision=None: f"{name}@{revision or 'main'}-{commit}"
+    monkeypatch.setattr(inputs, "hub_revision", resolve("c1"))
     cfg = load_config(overrides=[*SMALL, "model.name=hf-causal", "model.pretrained=org/model"])
     pinned = inputs.pinned(cfg)
-    assert pinned.model.revision == "org/model-commit-1"
+    assert pinned.model.revision == "org/model@main-c1"
     train = next(s for s in plan_study(cfg).stages if s.kind == "train")
-    assert train.spec["model"]["revision"] == "org/model-commit-1"
+    assert train.spec["model"]["revision"] == "org/model@main-c1"
     before = train.fp
-    monkeypatch.setattr(inputs, "hub_revision", lambda name: f"{name}-commit-2")  # a push
+    monkeypatch.setattr(inputs, "hub_revision", resolve("c2"))  # a push to main
     assert next(s for s in plan_study(cfg).stages if s.kind == "train").fp != before
-    given = load_config(overrides=[*SMALL, "model.name=hf-causal", "model.pretrained=org/model",
-                                   "model.revision=abc"])
-    assert inputs.pinned(given).model.revision == "abc"  # a pinned revision is kept
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    for given, expect in ((sha, sha), ("v1.0", "org/model@v1.0-c2")):  # a tag: its commit
+        cfg = load_config(overrides=[*SMALL, "model.name=hf-causal",
+                                     "model.pretrained=org/model", f"model.revision={given}"])
+        assert inputs.pinned(cfg).model.revision == expect
+
+
+def test_a_run_writes_its_pins_into_config_yaml(monkeypatch, tmp_path):
+    """resume and status read config.yaml: the commit must be there, not resolved again."""
+    from ouroboros.experiment import loop
+    monkeypatch.setattr(inputs, "hub_revision", lambda name, cache_dir=None, revision=None: "c1")
+    seen = {}
+
+    def stop(cfg, run_dir):
+        seen["cfg"] = cfg
+        raise RuntimeError("stop before work")
+    monkeypatch.setattr(loop, "preflight", stop)
+    cfg = load_config(overrides=[*SMALL, "model.name=hf-causal", "model.pretrained=org/model"])
+    with pytest.raises(RuntimeError, match="stop before work"):
+        loop.run_study(cfg, tmp_path / "run")
+    assert seen["cfg"].model.revision == "c1"  # what preflight, plan and config.yaml get
 
 
 def test_hub_revision_from_the_local_cache_offline(tmp_path, monkeypatch):
@@ -117,3 +137,26 @@ def test_an_edited_test_file_re_runs_evaluations_and_retrains_nothing(tmp_path):
     assert _changed(before, _fps(cfg)) == {"test", "evaluate"}
     (tmp_path / "train.txt").write_text("".join(f"line {i} of prose\n" for i in range(80)))
     assert {"data", "train", "test"} <= _changed(before, _fps(cfg))
+
+
+def test_a_stage_is_not_built_from_inputs_or_code_that_changed_since_planning(tmp_path,
+                                                                              monkeypatch):
+    """Identities are taken when the study is planned; a model folder re-saved, or a module
+    edited, while the run goes must not be built under the old identity."""
+    from ouroboros.config import DataConfig, RuntimeConfig
+    from ouroboros.experiment import executors, stages
+    from ouroboros.experiment.stages import Stage
+    folder = _folder(tmp_path / "model", b"weights one")
+    spec = {"model": {"pretrained": str(folder)}}
+    stage = Stage("train", "x", {**spec, **inputs.model_files(spec["model"], "model.pretrained")})
+    stage.fp  # planned  # noqa: B018
+    _folder(folder, b"weights two")
+    with pytest.raises(inputs.InputChanged, match="model.pretrained: .* changed since"):
+        executors.build_stage(stage, str(tmp_path / "run"), RuntimeConfig(), DataConfig(),
+                              {}, configure=False)
+    code = Stage("data", "y", {"a": 1})
+    code.fp  # noqa: B018
+    monkeypatch.setattr(stages, "version", lambda kind: "edited since")
+    with pytest.raises(executors.CodeChanged, match="changed since this run was planned"):
+        executors.build_stage(code, str(tmp_path / "run"), RuntimeConfig(), DataConfig(), {},
+                              configure=False)

@@ -218,3 +218,15 @@ def test_the_samples_table_keeps_lines_with_unicode_line_separators(tmp_path):
     path.write_text(json.dumps(row, ensure_ascii=False) + "\n", encoding="utf-8")
     rows, bad = _preview_rows(path)
     assert bad == 0 and rows[0]["text"] == "a\u2028b\x85c"
+
+
+def test_a_metrics_file_cut_mid_character_or_with_a_huge_cell_is_one_error(tmp_path):
+    from ouroboros.report.tables import MetricsFileError
+    _write(tmp_path, _rows())
+    path = tmp_path / "metrics.csv"
+    path.write_bytes(path.read_bytes() + "replace-s0,r\u00e9".encode()[:-1])
+    with pytest.raises(MetricsFileError, match=r"metrics.csv:14: not valid UTF-8"):
+        read_metrics(tmp_path)
+    _write(tmp_path, _rows())
+    path.write_text(path.read_text().replace("perplexity|v1|n=5|seed=0", "x" * 200_000, 1))
+    assert len(read_metrics(tmp_path)) == 12  # a long cell is read, not a traceback

@@ -20,8 +20,8 @@ DIVERSITY = "ouroboros.metrics.diversity"
 def edited(monkeypatch):
     """Replace one module's source text for the code identity (caches cleared around it)."""
     def clear():
-        for f in (versions._module_code, versions.closure, versions.version):
-            f.cache_clear()
+        versions.forget()
+        versions._STATE[0] = None
 
     def edit(module: str, change):
         real = versions._parsed
@@ -97,3 +97,10 @@ def test_a_metric_whose_code_changed_has_a_new_version():
         f"`python -m ouroboros.experiment.versions > tests/unit/metric_code.json`")
     assert recorded == now, ("re-record the metric code: `python -m "
                              "ouroboros.experiment.versions > tests/unit/metric_code.json`")
+
+
+def test_every_builder_has_a_code_identity():
+    from ouroboros.experiment.builders import BUILDERS
+    assert set(versions.BUILDER_MODULES) == set(BUILDERS)
+    for kind, entry in BUILDERS.items():
+        assert versions.BUILDER_MODULES[kind].endswith("." + entry.partition(":")[0])

@@ -84,7 +84,9 @@ def read_delimited(path: Path, delimiter: str) -> list[dict]:
     spreadsheets write it."""
     csv.field_size_limit(MAX_CELL)
     quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
-    reader = csv.DictReader(_lines(path), delimiter=delimiter, quoting=quoting)
+    # Lines with their ends: a quoted CSV cell may run over several lines and keeps them.
+    reader = csv.DictReader([line + "\n" for line in _lines(path)], delimiter=delimiter,
+                            quoting=quoting)
     rows = []
     try:
         start = 2

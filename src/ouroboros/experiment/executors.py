@@ -28,11 +28,16 @@ from pathlib import Path
 from ouroboros.config import DataConfig, RuntimeConfig
 from ouroboros.experiment.builders import Job, build, configure_torch
 from ouroboros.experiment.conditions import conditions
+from ouroboros.experiment.inputs import check_files
 from ouroboros.experiment.plan import Plan
 from ouroboros.experiment.retention import Retention, to_build, weights_read
-from ouroboros.experiment.stages import Stage, StageStore
+from ouroboros.experiment.stages import Stage, StageStore, fingerprint
 
 RAY_TASK_RETRIES = 2  # a stage whose worker died is built again, from scratch, this often
+
+
+class CodeChanged(RuntimeError):
+    """The project's code was edited between planning a stage and building it."""
 
 
 class StageLost(RuntimeError):
@@ -46,6 +51,11 @@ def build_stage(stage: Stage, run_dir: str, runtime: RuntimeConfig, data: DataCo
     if configure:
         configure_torch(runtime.threads)
     start = time.perf_counter()
+    if fingerprint(stage.full_spec) != stage.fp:  # the code on disk is not what was planned
+        raise CodeChanged(f"{stage.kind} {stage.label}: the code behind {stage.kind} stages "
+                          f"changed since this run was planned; run the same command again "
+                          f"(the stages it changes are rebuilt)")
+    check_files(stage.spec)
     job = Job(stage, Path(run_dir), runtime, data)
     store = StageStore(Path(run_dir), provenance, accept_rebuilt=runtime.accept_rebuilt_weights)
     store.run(stage, lambda out: build(job, out), conditions(stage.kind, stage.spec, runtime))

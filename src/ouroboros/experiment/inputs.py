@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from functools import cache
 from pathlib import Path
 
@@ -44,28 +45,34 @@ def local_digest(ref: str | None) -> str | None:
 
 
 @cache
-def hub_revision(name: str, cache_dir: str | None = None) -> str | None:
-    """The commit a Hub model name points to now: asked of the Hub where it can be reached,
-    else the commit the local cache holds for it (None: neither; loading will fail too)."""
+def hub_revision(name: str, cache_dir: str | None = None, revision: str | None = None
+                 ) -> str | None:
+    """The commit a Hub model name (at a branch or tag ``revision``; None: main) points to
+    now: asked of the Hub where it can be reached, else the commit the local cache holds for
+    it (None: neither; loading will fail too)."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.constants import HF_HUB_OFFLINE
     if not HF_HUB_OFFLINE and not os.environ.get("TRANSFORMERS_OFFLINE"):
         try:
             from huggingface_hub import HfApi
-            return HfApi().model_info(name, timeout=10).sha
+            return HfApi().model_info(name, revision=revision, timeout=10).sha
         except Exception:  # no network, unknown name, gated: fall back to the cache
             pass
     try:
-        return Path(snapshot_download(name, local_files_only=True, cache_dir=cache_dir)).name
+        return Path(snapshot_download(name, revision=revision, local_files_only=True,
+                                      cache_dir=cache_dir)).name
     except Exception:
         return None
 
 
 def _pin(ref: str | None, revision: str | None) -> str | None:
-    """``revision`` as given, else the resolved commit of a Hub name (None for a folder)."""
-    if not ref or revision is not None or local_digest(ref) is not None:
+    """A Hub name's commit: ``revision`` where it is one already (40 hex digits), else the
+    commit its branch or tag (default main) points to now; None for a local folder."""
+    if not ref or local_digest(ref) is not None:
         return revision
-    return hub_revision(ref)
+    if revision is not None and re.fullmatch(r"[0-9a-f]{40}", revision):
+        return revision
+    return hub_revision(ref, None, revision) or revision
 
 
 def pinned(cfg: StudyConfig) -> StudyConfig:
@@ -89,10 +96,11 @@ def pinned(cfg: StudyConfig) -> StudyConfig:
         "metrics": cfg.metrics.model_copy(update={"traits": traits})})
 
 
-def model_files(model: dict) -> dict:
-    """The content of a model's local pretrained folder, if it has one."""
+def model_files(model: dict, key: str) -> dict:
+    """The content of a model's local pretrained folder, if it has one (``key``: where the
+    folder's name stands in the stage's spec)."""
     digest = local_digest(model.get("pretrained"))
-    return {"files": {"pretrained": digest}} if digest else {}
+    return {"files": {key: digest}} if digest else {}
 
 
 def trait_files(cfg: StudyConfig) -> dict:
@@ -107,3 +115,25 @@ def curation_files(steps: list) -> dict:
     files = {f"curation.{i}.model": digest for i, s in enumerate(steps)
              if (digest := local_digest(s.model))}
     return {"files": files} if files else {}
+
+
+class InputChanged(ValueError):
+    """A file a stage reads changed between planning and building."""
+
+
+def _at(spec: dict, dotted: str):
+    node = spec
+    for part in dotted.split("."):
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    return node
+
+
+def check_files(spec: dict) -> None:
+    """Refuse to build a stage whose input files (``spec["files"]``: dotted path in the spec
+    -> SHA-256 at plan time) are no longer what its fingerprint names: a model folder re-saved
+    or a trait file edited while the run was going."""
+    for key, digest in (spec.get("files") or {}).items():
+        path = _at(spec, key)
+        if local_digest(path) != digest:
+            raise InputChanged(f"{key}: {path} changed since this run was planned; run the "
+                               f"same command again (the stages that read it are rebuilt)")

@@ -18,6 +18,7 @@ from ouroboros.experiment import executors, rundir
 from ouroboros.experiment.builders.data import real_splits
 from ouroboros.experiment.conditions import ConditionMismatch, mismatches
 from ouroboros.experiment.export import export_tables
+from ouroboros.experiment.inputs import pinned
 from ouroboros.experiment.plan import Plan, cell_curation, make_source, plan_study
 from ouroboros.experiment.stages import StageStore
 
@@ -153,6 +154,9 @@ def run_study(cfg: StudyConfig, run_dir: Path, log: Callable[[str], None] = _log
     (the summary and report), still holding the lock. manifest.json gets ``finished`` only
     once everything is written, which is what ``status`` calls complete."""
     run_dir = Path(run_dir)
+    # Hub names resolved to commits once, and written so into config.yaml: resume and status
+    # read the same commits, whatever the Hub's main points to later.
+    cfg = pinned(cfg)
     preflight(cfg, run_dir)
     with rundir.locked(run_dir):
         # Stages see the device that runs them (auto resolved); config.yaml keeps the setting.

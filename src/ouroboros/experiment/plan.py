@@ -16,6 +16,7 @@ on the policy, so cells with the same seed share it (same fingerprint, computed 
 from __future__ import annotations
 
 import importlib
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -93,7 +94,7 @@ def tokenizer_spec(model: dict, cfg: StudyConfig) -> dict:
             "vocab_size": model["vocab_size"], "pretrained": model["pretrained"],
             "revision": model.get("revision"),
             "trust_remote_code": model.get("trust_remote_code") or None,
-            **inputs.model_files(model)}
+            **inputs.model_files(model, "pretrained")}
     if cfg.data.source == "grammar" and model["tokenizer"] == "word" and not model["pretrained"]:
         spec["vocabulary"] = "lexicon"
     return spec
@@ -157,9 +158,12 @@ def request_part(policy: PolicyConfig, source, g: int) -> list[float] | None:
     makers = [s for s in policy.generators or [] if s.makes(g)]
     if len(makers) < 2:
         return None
+    # One list of cut points for all: a generator's upper bound is the next one's lower bound
+    # to the bit (a fresh sum per generator can differ by an ulp and round to another index).
+    cuts = [0.0, *itertools.accumulate(float(s.share) for s in makers)]
+    cuts[-1] = 1.0
     i = [s.label for s in makers].index(source.label)
-    lo = float(sum(s.share for s in makers[:i]))
-    return [lo, 1.0 if i == len(makers) - 1 else lo + source.share]
+    return [cuts[i], cuts[i + 1]]
 
 
 def _plan_cell(cfg: StudyConfig, cell: Cell, data: Stage, test: Stage, tok: Stage,
@@ -216,7 +220,8 @@ def _plan_cell(cfg: StudyConfig, cell: Cell, data: Stage, test: Stage, tok: Stag
             stream = {"generator_seed": source.seed or None} if source else {}
             models.append(add(Stage("train", name, {**model_spec, "generation": g,
                                                      "seed": cell.seed, **stream,
-                                                     **inputs.model_files(model_spec["model"])},
+                                                     **inputs.model_files(model_spec["model"],
+                                                                          "model.pretrained")},
                                     deps)))
             trained.append(models[-1])
             if source is not None and not source.makes(g):

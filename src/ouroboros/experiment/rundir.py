@@ -32,6 +32,19 @@ class RunLockedError(RuntimeError):
     """Another process is writing the run directory."""
 
 
+def _flock_patiently(f, tries: int = 20) -> None:
+    """Take the exclusive lock, waiting up to a second for a shared one (``status`` probing
+    for a live run holds it for microseconds); BlockingIOError if a writer holds it."""
+    for attempt in range(tries):
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if attempt == tries - 1:
+                raise
+            time.sleep(0.05)
+
+
 @contextlib.contextmanager
 def locked(run_dir: Path) -> Iterator[None]:
     """Hold the run directory's lock; a second writer gets a clear error, not corruption."""
@@ -41,7 +54,7 @@ def locked(run_dir: Path) -> Iterator[None]:
     f = os.fdopen(os.open(run_dir / ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644),
                   "r+")
     try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        _flock_patiently(f)
     except BlockingIOError:
         f.seek(0)
         owner = f.read().strip() or "unknown"

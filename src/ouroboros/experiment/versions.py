@@ -175,9 +175,35 @@ def modules_hash(modules: tuple[str, ...]) -> str:
     return digest.hexdigest()
 
 
-@cache
+_STATE: list = [None]  # the package's files (path, mtime, size) the caches were filled from
+
+
+def forget() -> None:
+    """Empty every cache: the next identity is computed from the files as they are now."""
+    for f in (_parsed, closure, _module_code, _version):
+        if hasattr(f, "cache_clear"):  # (a test may have replaced one)
+            f.cache_clear()
+
+
+def _fresh() -> None:
+    """Forget what was read if any module of the package changed since (an edit during a
+    long run, or in a worker started later): a stat per file, about a millisecond."""
+    state = tuple((str(p), s.st_mtime_ns, s.st_size) for p in sorted(ROOT.rglob("*.py"))
+                  for s in (p.stat(),))
+    if state != _STATE[0]:
+        forget()
+        _STATE[0] = state
+
+
 def version(kind: str) -> str | None:
-    """The code identity of a stage kind (None for a kind not built by a study)."""
+    """The code identity of a stage kind (None for a kind not built by a study), from the
+    package's source as it is on disk now."""
+    _fresh()
+    return _version(kind)
+
+
+@cache
+def _version(kind: str) -> str | None:
     if kind not in BUILDER_MODULES:
         return None
     return modules_hash(closure((BUILDER_MODULES[kind],)))

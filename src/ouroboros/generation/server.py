@@ -223,7 +223,9 @@ def _message(error) -> str:
     """The server's own error message, short."""
     body = getattr(error, "body", None)
     if isinstance(body, dict):
-        body = body.get("message") or body.get("error", {}).get("message") or body
+        inner = body.get("error")
+        body = (body.get("message") or (inner.get("message") if isinstance(inner, dict)
+                                        else inner) or body)
     return redact(str(body or error.message))[:300]
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ouroboros.atomic import write_atomic
 from ouroboros.metrics.signature import EvalContext, MetricValue
 from ouroboros.splits import duplicate_groups, grouped_folds
 
@@ -58,9 +59,10 @@ def _read_labeled(cfg) -> tuple[list[str], list[str]]:
     path = Path(cfg.file)
     if not path.is_file():
         raise FileNotFoundError(f"trait '{cfg.trait}': labeled file {path} not found")
-    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-    with open(path, encoding="utf-8", newline="") as f:
-        rows = list(csv.reader(f, delimiter=delimiter))
+    tsv = path.suffix.lower() == ".tsv"
+    with open(path, encoding="utf-8", newline="") as f:  # TSV has no quoting, as data files
+        rows = list(csv.reader(f, delimiter="\t" if tsv else ",",
+                               quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL))
     if cfg.header:
         head, rows = rows[0], rows[1:]
         missing = [c for c in (cfg.text, cfg.label) if str(c) not in head]
@@ -162,9 +164,7 @@ class ClassifierScorer:
                   "intercept": intercept, "regression": self.cfg.regression,
                   "held_out": held_out, "examples": len(texts)}
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(stored))
-        tmp.replace(path)
+        write_atomic(path, json.dumps(stored))  # a temporary name per writer: stages race
         return stored
 
     def score(self, texts: list[str]) -> np.ndarray:

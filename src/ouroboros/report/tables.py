@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import math
 import textwrap
 import unicodedata
@@ -43,7 +44,14 @@ def read_metrics(run_dir: Path) -> list[dict]:
         raise FileNotFoundError(f"{run_dir} is not a directory (a run directory is expected)")
     if not path.is_file():
         raise FileNotFoundError(f"no metrics.csv in {run_dir}: has the study run?")
-    with open(path, encoding="utf-8", newline="") as f:
+    csv.field_size_limit(1 << 24)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        line = path.read_bytes()[:e.start].count(b"\n") + 1
+        raise MetricsFileError(f"{path}:{line}: not valid UTF-8 (cut short or edited? run "
+                               f"`ouroboros resume {run_dir}` to write it again)") from None
+    with io.StringIO(text, newline="") as f:
         reader = csv.DictReader(f)
         missing = [c for c in ("cell", "policy", "seed", "generation", "metric", "value")
                    if c not in (reader.fieldnames or [])]
@@ -52,7 +60,7 @@ def read_metrics(run_dir: Path) -> list[dict]:
                                    f"written by ouroboros has them; run `ouroboros resume "
                                    f"{run_dir}` to write it again)")
         rows = []
-        for line, r in enumerate(reader, start=2):
+        for line, r in _numbered(reader, path, run_dir):
             shown = [r.get(k) or "" for k in ("cell", "policy", "metric", "signature")]
             bad = next((c for text in shown for c in text if _control(c)), None)
             if bad is not None:  # escape sequences would drive the terminal report prints to
@@ -71,6 +79,21 @@ def read_metrics(run_dir: Path) -> list[dict]:
 
 class MetricsFileError(ValueError):
     """A metrics.csv that cannot be read as ouroboros writes it."""
+
+
+def _numbered(reader, path: Path, run_dir: Path):
+    """(line, row) of a CSV reader; a malformed row (a cell over the limit, a stray quote) is
+    a MetricsFileError with its line."""
+    rows = iter(reader)
+    while True:
+        try:
+            row = next(rows)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            raise MetricsFileError(f"{path}:{reader.line_num}: {e} (run `ouroboros resume "
+                                   f"{run_dir}` to write it again)") from None
+        yield reader.line_num, row
 
 
 def _control(c: str) -> bool:
