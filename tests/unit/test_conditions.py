@@ -1,19 +1,23 @@
 """Which runtime settings are build conditions of which stage kinds (conditions.py)."""
 
 from ouroboros.config import RuntimeConfig
-from ouroboros.experiment.conditions import conditions, mismatches
+from ouroboros.experiment.conditions import conditions, mismatches, packages
 
 
 def test_conditions_by_kind():
     rt = RuntimeConfig(device="cuda:1", threads=3, micro_batch_size=4, eval_batch_size=9)
+    libraries = packages(("torch", "transformers", "tokenizers"))
+    assert set(libraries) == {"package torch", "package transformers", "package tokenizers"}
     assert conditions("train", {}, rt) == {"device": "cuda", "threads": 3,
-                                           "micro_batch_size": 4, "eval_batch_size": 9}
+                                           "micro_batch_size": 4, "eval_batch_size": 9,
+                                           **libraries}
     assert conditions("generate", {"generation": {"backend": "hf"}}, rt) == {
-        "device": "cuda", "threads": 3, "generation_batch_size": 256}
+        "device": "cuda", "threads": 3, "generation_batch_size": 256, **libraries}
     assert "generation_batch_size" not in conditions("curate", {}, rt)  # no refill: no sampling
     assert conditions("evaluate", {}, rt)["eval_batch_size"] == 9
-    for kind in ("data", "pool", "trainset", "tokenizer", "mixture"):
+    for kind in ("data", "test", "pool", "trainset", "mixture"):
         assert conditions(kind, {}, rt) == {}
+    assert set(conditions("tokenizer", {}, rt)) == {"package tokenizers", "package transformers"}
     assert conditions("generate", {"server": {"model": "x"}}, rt) == {}  # no local compute
 
 
@@ -37,3 +41,12 @@ def test_mismatches_name_the_setting_both_values_and_the_count():
                      "cpu, this run asks for cuda; the value changes results, so use "
                      "runtime.device=cpu here, or a new run directory (--out) for cuda"]
     assert mismatches([{"kind": "train", "spec": {}}], RuntimeConfig(threads=5)) == []
+
+
+def test_another_library_release_is_refused_with_what_to_install():
+    rt = RuntimeConfig(device="cpu", threads=1)
+    record = {"kind": "train", "spec": {}, "conditions": {
+        **conditions("train", {}, rt), "package torch": "1.0.0"}}
+    lines = mismatches([record], rt)
+    assert len(lines) == 1 and lines[0].startswith("torch 1.0.0 built 1 finished stage(s)")
+    assert "install torch==1.0.0" in lines[0]

@@ -17,6 +17,10 @@ progress bars, checkpoint retention) are tested to change no byte.
 
 from __future__ import annotations
 
+import contextlib
+from functools import cache
+from importlib import metadata
+
 from ouroboros.config import BUILD_CONDITIONS, RuntimeConfig
 
 # Stage kinds that run PyTorch (the others read and write JSON only).
@@ -34,9 +38,14 @@ class ConditionMismatch(ValueError):
 def conditions(kind: str, spec: dict, runtime: RuntimeConfig) -> dict:
     """The runtime settings a stage of ``kind`` with ``spec`` is built under that can change a
     bit of its result (``runtime.device`` already resolved: cpu or cuda[:N])."""
-    if kind not in TORCH_KINDS or "server" in spec:  # a server's answers: no local compute
+    if "server" in spec:  # a server's answers: no local compute
         return {}
-    out: dict = {"device": runtime.device.partition(":")[0], "threads": runtime.threads}
+    if kind == "tokenizer":  # BPE training: the tokenizers library's merges
+        return packages(("tokenizers", "transformers"))
+    if kind not in TORCH_KINDS:
+        return {}
+    out: dict = {"device": runtime.device.partition(":")[0], "threads": runtime.threads,
+                 **packages(("torch", "transformers", "tokenizers"))}
     if kind == "train":
         out["micro_batch_size"] = runtime.micro_batch_size
     if kind in SCORING_KINDS:
@@ -53,6 +62,17 @@ def conditions(kind: str, spec: dict, runtime: RuntimeConfig) -> dict:
     return out
 
 
+@cache
+def packages(names: tuple[str, ...]) -> dict:
+    """``{"package NAME": version}``: another PyTorch or transformers release computes in
+    other kernels, so a ``pip install -U`` between runs changes bits too."""
+    out = {}
+    for name in names:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            out[f"package {name}"] = metadata.version(name)
+    return out
+
+
 def mismatches(records: list[dict], runtime: RuntimeConfig) -> list[str]:
     """One line per runtime setting that finished stages were built with another value of
     (``records``: the completion records of the plan's finished stages)."""
@@ -66,10 +86,18 @@ def mismatches(records: list[dict], runtime: RuntimeConfig) -> list[str]:
             if key in before and key in now and before[key] != now[key]:
                 old, new, count = seen.get(key, (before[key], now[key], 0))
                 seen[key] = (old, new, count + 1)
-    return [f"runtime.{key}: {count} finished stage(s) of this run directory were built with "
-            f"{_show(old)}, this run asks for {_show(new)}; the value changes results, so "
-            f"use runtime.{key}={_show(old)} here, or a new run directory (--out) for "
-            f"{_show(new)}" for key, (old, new, count) in seen.items()]
+    return [_line(key, old, new, count) for key, (old, new, count) in seen.items()]
+
+
+def _line(key: str, old: object, new: object, count: int) -> str:
+    if key.startswith("package "):
+        name = key.removeprefix("package ")
+        return (f"{name} {old} built {count} finished stage(s) of this run directory, this "
+                f"process has {name} {new}; another release changes results, so install "
+                f"{name}=={old} to go on here, or use a new run directory (--out)")
+    return (f"runtime.{key}: {count} finished stage(s) of this run directory were built with "
+            f"{_show(old)}, this run asks for {_show(new)}; the value changes results, so use "
+            f"runtime.{key}={_show(old)} here, or a new run directory (--out) for {_show(new)}")
 
 
 def _show(value: object) -> str:
