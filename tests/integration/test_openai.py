@@ -245,7 +245,7 @@ def test_server_generators_retry_stop_resume_and_never_pay_twice(server, tmp_pat
         assert proxy.answered == len(cache)  # every request paid for exactly once
         llm = _records(run, "*-llm-*")
         # Generation 0's llm samples of both cells (shares 0.5 and 1) and generation 1's.
-        assert [r["info"]["requests"] for r in llm] == [120, 60, 60]
+        assert sorted(r["info"]["requests"] for r in llm) == [60, 60, 120]  # folder order
         # Generation 0's 120 requests (the half share's 60 are the same requests) and
         # generation 1's 60.
         assert len(cache) == 120 + 60
