@@ -87,6 +87,35 @@ class GrammarConfig(Section):
                                 "null: the whole lexicon (about 1,200 words).")
 
 
+class ArithmeticConfig(Section):
+    """The built-in verifiable task: arithmetic problems with exact answers (data/arithmetic.py)."""
+
+    operators: list[Literal["+", "-", "*"]] = Field(
+        ["+"], min_length=1, description="Operators of the problems.")
+    min_digits: int = Field(1, ge=1, le=6, description="Fewest digits of an operand.")
+    max_digits: int = Field(2, ge=1, le=6, description="Most digits of an operand.")
+    reverse: bool = Field(True, description="Write answers least significant digit first (the "
+                                            "order carries propagate: small models learn it "
+                                            "far faster).")
+    scratchpad: bool = Field(False, description="Targets show their column sums (addition) "
+                                                "before '#### <answer>'.")
+
+    @model_validator(mode="after")
+    def _digits(self) -> ArithmeticConfig:
+        problems = []
+        if self.min_digits > self.max_digits:
+            problems.append(f"min_digits {self.min_digits} > max_digits {self.max_digits}")
+        if len(set(self.operators)) != len(self.operators):
+            problems.append("operators: each once")
+        return _valid(self, problems)
+
+    def spec(self):
+        """The problem generator's settings."""
+        from ouroboros.data.arithmetic import ArithmeticSpec
+        return ArithmeticSpec(tuple(self.operators), self.min_digits, self.max_digits,
+                              self.reverse, self.scratchpad)
+
+
 PathOrPair = str | list[str]
 
 
@@ -123,8 +152,10 @@ class HFDatasetConfig(Section):
 class DataConfig(Section):
     """Where real data comes from and how much of it each split holds."""
 
-    source: str = Field("grammar", description="Data source plug-in: grammar, files, hf.")
+    source: str = Field("grammar", description="Data source plug-in: grammar, arithmetic, "
+                                                "files, hf.")
     grammar: GrammarConfig = GrammarConfig()
+    arithmetic: ArithmeticConfig = ArithmeticConfig()
     files: FilesConfig = FilesConfig()
     hf: HFDatasetConfig = HFDatasetConfig()
     train_size: int | None = Field(3000, gt=0, le=MAX_EXAMPLES,
@@ -140,9 +171,14 @@ class DataConfig(Section):
     @model_validator(mode="after")
     def _source_settings(self) -> DataConfig:
         problems = []
-        if self.source == "grammar" and None in (self.train_size, self.valid_size,
-                                                  self.test_size):
-            problems.append("the grammar source needs train_size, valid_size and test_size")
+        sizes = (self.train_size, self.valid_size, self.test_size)
+        if self.source in ("grammar", "arithmetic") and None in sizes:
+            problems.append(f"the {self.source} source needs train_size, valid_size and "
+                            f"test_size")
+        elif self.source == "arithmetic" and sum(sizes) > self.arithmetic.spec().size:
+            problems.append(f"train_size + valid_size + test_size = {sum(sizes)} distinct "
+                            f"problems, but these operators and digits make only "
+                            f"{self.arithmetic.spec().size}")
         if self.source == "files":
             problems += [f"files.{s} is required" for s in ("train", "test")
                          if getattr(self.files, s) is None]
@@ -816,7 +852,7 @@ class StudyConfig(Section):
             problems.append("model.name: task lm needs a decoder-only model (tiny-gpt2 or "
                             "hf-causal)")
         if (self.model.name == "tiny-gpt2" and self.model.tokenizer == "word"
-                and self.data.source != "grammar"):
+                and self.data.source not in ("grammar", "arithmetic")):
             problems.append("model.tokenizer: word-level on real text maps every test word the "
                             "training split lacks to [UNK], one cheap shared token, which biases "
                             "perplexity: use bpe (byte-level, an open vocabulary)")
@@ -827,6 +863,12 @@ class StudyConfig(Section):
         if not lm and self.data.source == "grammar":
             problems.append(f"task.name: task {self.task.name} needs source/target data "
                             "(data.source files or hf)")
+        if self.data.source == "arithmetic" and self.task.name != "arithmetic":
+            problems.append("task.name: data.source arithmetic makes arithmetic problems: use "
+                            "task arithmetic")
+        if "accuracy" in self.metrics.names and self.task.name != "arithmetic":
+            problems.append(f"metrics.names: accuracy needs a task with exact answers "
+                            f"(arithmetic), not {self.task.name}")
         requests = self.generation.num_samples or self.data.train_size or 0
         for i, p in enumerate(self.policies):
             per_generation = requests * (p.candidates or self.generation.candidates)

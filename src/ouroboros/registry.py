@@ -39,6 +39,7 @@ class Registry:
 
 DATA_SOURCES = Registry("data source", {
     "grammar": "ouroboros.data.sources:GrammarSource",
+    "arithmetic": "ouroboros.data.sources:ArithmeticSource",
     "files": "ouroboros.data.sources:FileSource",
     "hf": "ouroboros.data.sources:HFDatasetSource",
 })
@@ -46,6 +47,7 @@ TASKS = Registry("task", {
     "lm": "ouroboros.tasks.lm:LanguageModelling",
     "summarization": "ouroboros.tasks.conditional:Summarization",
     "translation": "ouroboros.tasks.conditional:Translation",
+    "arithmetic": "ouroboros.tasks.conditional:Arithmetic",
 })
 MODELS = Registry("model", {
     "tiny-gpt2": "ouroboros.models.tiny:TinyGPT2",
@@ -73,6 +75,7 @@ METRICS = Registry("metric", {
     "tails": "ouroboros.metrics.tails:tails",
     "reference-perplexity": "ouroboros.metrics.tails:reference_perplexity",
     "traits": "ouroboros.metrics.traits:traits",
+    "accuracy": "ouroboros.metrics.accuracy:accuracy",
 })
 
 ALL: dict[str, Registry] = {r.kind: r for r in

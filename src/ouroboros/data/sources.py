@@ -15,6 +15,7 @@ from typing import Protocol
 import numpy as np
 
 from ouroboros.config import DataConfig
+from ouroboros.data.arithmetic import example, sample_problems
 from ouroboros.data.files import DataError, file_digest, map_fields, read_split, split_paths
 from ouroboros.data.grammar import GroundTruthLanguage, LanguageSpec
 
@@ -75,6 +76,46 @@ class GrammarSource:
         """The language and the split sizes (the test split is drawn from the language)."""
         return {**self.truth.fingerprint(), "train_size": self.cfg.train_size,
                 "valid_size": self.cfg.valid_size, "test_size": self.cfg.test_size}
+
+
+class ArithmeticSource:
+    """Arithmetic problems from a seeded generator (data/arithmetic.py), every one distinct.
+
+    As with the grammar, the test problems depend only on the settings; train and validation
+    are drawn per seed from the rest; fresh problems, per seed and generation, never repeat a
+    test problem.
+    """
+
+    exact_sizes = True
+
+    def __init__(self, cfg: DataConfig, needed: tuple[str, ...] = ("source", "target")) -> None:
+        self.cfg, self.spec = cfg, cfg.arithmetic.spec()
+
+    def _test(self) -> list[int]:
+        return sample_problems(self.spec, self.cfg.test_size, np.random.default_rng([2**31, 1]))
+
+    def _records(self, indices: list[int]) -> list[dict]:
+        return [example(self.spec, *self.spec.problem(i)) for i in indices]
+
+    def records(self, seed: int) -> dict[str, list[dict] | None]:
+        """Exactly the configured number of problems per split, no problem in two splits."""
+        test = self._test()
+        rest = sample_problems(self.spec, self.cfg.train_size + self.cfg.valid_size,
+                               np.random.default_rng([seed, 0]), set(test))
+        n = self.cfg.train_size
+        return {"train": self._records(rest[:n]), "valid": self._records(rest[n:]),
+                "test": self._records(test)}
+
+    def fresh(self, n: int, seed: int, generation: int) -> list[dict]:
+        """New problems for generation ``generation`` of seed ``seed`` (never a test one)."""
+        return self._records(sample_problems(self.spec, n, np.random.default_rng(
+            [seed, 1, generation]), set(self._test())))
+
+    def fingerprint(self, test: bool = True) -> dict:
+        """The problem settings and the split sizes."""
+        return {"source": "arithmetic", **self.spec.fingerprint(),
+                "train_size": self.cfg.train_size, "valid_size": self.cfg.valid_size,
+                "test_size": self.cfg.test_size}
 
 
 class FileSource:

@@ -43,6 +43,8 @@ from ouroboros.report.tables import (
 FORMATS = ("png", "svg", "pdf")
 
 GROUPS: list[tuple[str, list[str]]] = [
+    ("Exact answers", ["accuracy", "train_accuracy", "sample_accuracy", "accuracy_unparsed",
+                       "train_accuracy_unparsed", "sample_accuracy_unparsed"]),
     ("Quality against real held-out data",
      ["perplexity", "cross_entropy", "continuation_perplexity", "rouge1", "rouge2", "rougeL",
       "rougeLsum", "bleu", "chrf", "length_ratio", "prediction_words", "unique_predictions"]),
@@ -68,6 +70,10 @@ UNITS = {"perplexity": "per token", "error_rate": "share of samples",
          "missing_mass": "share of real tokens", "repetition_rate": "share of 4-grams",
          "unfinished_rate": "share of samples", "test_oov_rate": "share of test words",
          "test_targets_cut": "share of test targets", "true_logprob": "nats per sentence"}
+UNITS.update({f"{p}{s}": unit for p, unit in (("", "share of test problems"),
+                                              ("train_", "share of training problems"),
+                                              ("sample_", "share of samples"))
+              for s in ("accuracy", "accuracy_unparsed")})
 UNIT_PREFIXES = {"distinct_": "share of n-grams", "rouge": "F1 x 100",
                  "rare_recall_": "share of rare n-grams", "trait_": "score"}
 

@@ -16,7 +16,8 @@ import numpy as np
 from ouroboros.report.stats import Interval, min_p_value, paired_differences, t_interval
 
 # Shown first in summaries, in this order, when present.
-KEY_METRICS = ["perplexity", "kl_true_model", "error_rate", "tail_coverage", "rouge1", "rougeL",
+KEY_METRICS = ["accuracy", "train_accuracy", "sample_accuracy", "perplexity", "kl_true_model",
+               "error_rate", "tail_coverage", "rouge1", "rougeL",
                "bleu", "chrf", "distinct_2", "unigram_entropy", "length_ratio"]
 
 

@@ -54,3 +54,16 @@ class Translation(ConditionalTask):
     """Machine translation (Multi30k en->de, ...)."""
 
     default_template = "{source}\nTranslation:"
+
+
+class Arithmetic(ConditionalTask):
+    """Problems with exact answers (data.source arithmetic, or such files): the model sees the
+    problem and writes the answer, which ``check`` compares exactly with the reference's."""
+
+    default_template = "{source}"
+
+    @staticmethod
+    def check(prediction: str, reference: str) -> tuple[bool, bool]:
+        """(the prediction states an answer, it is the reference's)."""
+        from ouroboros.data.arithmetic import check
+        return check(prediction, reference)

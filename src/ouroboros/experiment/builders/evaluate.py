@@ -41,6 +41,14 @@ def build_evaluate(job: Job, out: Path) -> dict:
         write_jsonl(out / "predictions.jsonl", [
             {"id": e["id"], "source": e["source"], "prediction": p, "reference": e["target"]}
             for e, p in zip(scored, predictions, strict=True)])
+    train_predictions = None
+    if "accuracy" in mcfg.names:  # what the model gets right of its own real training set
+        train = job.real("train")[:mcfg.eval_size or None]
+        train_predictions = predict(job, model, encoder, train, gcfg)
+        write_jsonl(out / "train_predictions.jsonl", [
+            {"id": e["id"], "source": e["source"], "prediction": p, "reference": e["target"],
+             "correct": job.task.check(p, e["target"])[1]}
+            for e, p in zip(train, train_predictions, strict=True)])
     reference = None
     if "reference" in job.stage.deps:
         reference, _ = load_checkpoint(job.input("reference") / "model", job.device)
@@ -49,6 +57,7 @@ def build_evaluate(job: Job, out: Path) -> dict:
         real_train=job.real("train"), sample_rows=samples, reference_model=reference,
         seed=job.spec["seed"], truth=job.truth, model=model, tokenizer=tokenizer,
         encoder=encoder, task=job.task, predictions=predictions,
+        train_predictions=train_predictions,
         batch_size=job.runtime.eval_batch_size, device=job.device,
         options={**job.spec["metrics"], "trait_configs": mcfg.traits,
                  "prefix_words": job.spec.get("prefix_words")})

@@ -1,0 +1,104 @@
+"""The built-in verifiable task: problems, exact answers, the checker and the accuracy metric
+on planted right and wrong answers."""
+
+import math
+
+import numpy as np
+import pytest
+
+from ouroboros.config import ArithmeticConfig, TaskConfig, load_config
+from ouroboros.data.arithmetic import ArithmeticSpec, answer_of, check, example, sample_problems
+from ouroboros.metrics.accuracy import accuracy
+from ouroboros.metrics.signature import EvalContext, parse_signature
+from ouroboros.tasks.conditional import Arithmetic
+
+
+def arithmetic_context(predictions, train_predictions=None, sample_rows=(), seed=0):
+    """An evaluation context of the arithmetic task: 4 test problems, 3 training problems."""
+    spec = ArithmeticSpec()
+    test = [{"id": f"test-{i}", **example(spec, a, "+", b)}
+            for i, (a, b) in enumerate([(12, 34), (9, 9), (50, 50), (7, 0)])]
+    train = [{"id": f"train-{i}", **example(spec, a, "+", b)}
+             for i, (a, b) in enumerate([(1, 2), (45, 55), (30, 3)])]
+    return EvalContext(samples=[r["target"] for r in sample_rows], real_test=test, seed=seed,
+                       task=Arithmetic(TaskConfig(name="arithmetic")), predictions=predictions,
+                       train_predictions=train_predictions, real_train=train,
+                       sample_rows=list(sample_rows), options={"eval_decoding": "greedy"})
+
+
+def test_problems_have_exact_answers_in_their_format():
+    spec = ArithmeticSpec(operators=("+", "-", "*"), reverse=True)
+    assert example(spec, 47, "+", 85) == {"source": "4 7 + 8 5 =", "target": "2 3 1"}  # 132
+    assert example(spec, 3, "-", 10)["target"] == "- 7"
+    assert example(ArithmeticSpec(reverse=False), 47, "+", 85)["target"] == "1 3 2"
+    worked = example(ArithmeticSpec(scratchpad=True), 47, "+", 85)["target"]
+    assert worked == "7 + 5 + 0 = 1 2 ; 4 + 8 + 1 = 1 3 ; 0 + 0 + 1 = 1 #### 2 3 1"
+    rng = np.random.default_rng(0)
+    for i in sample_problems(spec, 300, rng):
+        a, op, b = spec.problem(i)
+        value = {"+": a + b, "-": a - b, "*": a * b}[op]
+        target = example(spec, a, op, b)["target"]
+        sign = -1 if target.startswith("-") else 1
+        assert sign * int(target.lstrip("- ").replace(" ", "")[::-1]) == value
+
+
+def test_the_problem_space_and_its_splits():
+    assert ArithmeticSpec().size == 100 * 100
+    assert ArithmeticSpec(min_digits=2, max_digits=2).size == 90 * 90
+    picks = sample_problems(ArithmeticSpec(min_digits=1, max_digits=1), 100,
+                            np.random.default_rng(0))
+    assert sorted(picks) == list(range(100))  # every one of the 100 once
+    with pytest.raises(ValueError, match="only 100 distinct"):
+        sample_problems(ArithmeticSpec(min_digits=1, max_digits=1), 101,
+                        np.random.default_rng(0))
+    cfg = load_config(overrides=["data.source=arithmetic", "task.name=arithmetic",
+                                 "metrics.names=[accuracy]", "data.train_size=300",
+                                 "data.valid_size=50", "data.test_size=100"])
+    from ouroboros.experiment.plan import make_source
+    records = make_source(cfg).records(0)
+    seen = [r["source"] for split in records.values() for r in split]
+    assert len(seen) == len(set(seen)) == 450  # no problem in two splits
+    assert records["test"] == make_source(cfg).records(1)["test"]  # the same for every seed
+
+
+@pytest.mark.parametrize(("prediction", "expected"), [
+    ("2 3 1", (True, True)), ("  2   3 1 ", (True, True)), ("2 3 1 0", (True, False)),
+    ("2 3", (True, False)), ("231", (False, False)), ("", (False, False)),
+    ("7 + 5 #### 2 3 1", (True, True)), ("#### 2 3 1 #### 9", (True, False)),
+    ("two", (False, False)), ("- 2 3 1", (True, False)),
+])
+def test_the_checker_on_planted_answers(prediction, expected):
+    assert check(prediction, "2 3 1") == expected
+
+
+def test_a_leading_zero_of_a_reversed_answer_counts():
+    assert answer_of("0 2") == "0 2" and check("2", "0 2") == (True, False)  # 20, not 2
+
+
+def test_accuracy_on_planted_predictions():
+    # the answers: 46 -> "6 4", 18 -> "8 1", 100 -> "0 0 1", 7 -> "7"
+    ctx = arithmetic_context(["6 4", "8 1 1", "0 0 1", "no idea"],
+                             train_predictions=["3", "0 0 1", "3 3"],
+                             sample_rows=[{"prompted_by": "train-0", "target": "3"},
+                                          {"prompted_by": "train-1", "target": "0 0 2"},
+                                          {"prompted_by": "train-2", "target": "#### 3 3"},
+                                          {"prompted_by": None, "target": "x"}])
+    values = {v.metric: v for v in accuracy(ctx)}
+    assert values["accuracy"].value == 2 / 4 and values["accuracy_unparsed"].value == 1 / 4
+    assert values["accuracy"].n == 4
+    se = parse_signature(values["accuracy"].signature)["params"]["se"]
+    assert se == pytest.approx(math.sqrt(0.5 * 0.5 / 4), abs=1e-6)
+    assert values["train_accuracy"].value == 3 / 3
+    assert values["sample_accuracy"].value == 2 / 3 and values["sample_accuracy"].n == 3
+    assert values["accuracy"].higher_is_better and not values["accuracy_unparsed"].higher_is_better
+
+
+def test_accuracy_needs_a_task_with_exact_answers():
+    with pytest.raises(Exception, match="accuracy needs a task with exact answers"):
+        load_config(overrides=["metrics.names=[accuracy]"])
+    with pytest.raises(Exception, match="data.source arithmetic makes arithmetic problems"):
+        load_config(overrides=["data.source=arithmetic", "metrics.names=[perplexity]"])
+    with pytest.raises(Exception, match="but these operators and digits make only 100"):
+        load_config(overrides=["data.source=arithmetic", "task.name=arithmetic",
+                               "metrics.names=[accuracy]", "data.arithmetic.max_digits=1"])
+    assert ArithmeticConfig(operators=["+", "*"]).spec().operators == ("+", "*")
