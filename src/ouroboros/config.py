@@ -208,6 +208,27 @@ class TaskConfig(Section):
     template: str | None = Field(
         None, description="Prompt for decoder-only models with {source} once ({{ and }} for "
                           "literal braces); null: the task's.")
+    answer_pattern: str | None = Field(
+        None, description="gsm8k / classification: a regular expression with one group, the "
+                          "answer in a target or a prediction (the last match counts); null: "
+                          "the task's (gsm8k: the text after '####').")
+    answer_match: Literal["exact", "numeric"] | None = Field(
+        None, description="gsm8k / classification: how answers compare: exact text "
+                          "(whitespace normalised) or numeric value (commas, $ and % dropped); "
+                          "null: the task's (gsm8k numeric, classification exact).")
+
+    @field_validator("answer_pattern")
+    @classmethod
+    def _one_group(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            groups = re.compile(value).groups
+        except re.error as e:
+            raise ValueError(f"not a regular expression ({e})") from None
+        if groups != 1:
+            raise ValueError(f"needs exactly one group, the answer (it has {groups})")
+        return value
 
     @field_validator("template")
     @classmethod
@@ -866,9 +887,13 @@ class StudyConfig(Section):
         if self.data.source == "arithmetic" and self.task.name != "arithmetic":
             problems.append("task.name: data.source arithmetic makes arithmetic problems: use "
                             "task arithmetic")
-        if "accuracy" in self.metrics.names and self.task.name != "arithmetic":
+        checked = hasattr(registry.TASKS.get(self.task.name), "check")
+        if "accuracy" in self.metrics.names and not checked:
             problems.append(f"metrics.names: accuracy needs a task with exact answers "
-                            f"(arithmetic), not {self.task.name}")
+                            f"(arithmetic, gsm8k, classification), not {self.task.name}")
+        if not checked and (self.task.answer_pattern or self.task.answer_match):
+            problems.append(f"task.answer_pattern/answer_match: task {self.task.name} has no "
+                            f"answers to check")
         requests = self.generation.num_samples or self.data.train_size or 0
         for i, p in enumerate(self.policies):
             per_generation = requests * (p.candidates or self.generation.candidates)

@@ -48,6 +48,8 @@ TASKS = Registry("task", {
     "summarization": "ouroboros.tasks.conditional:Summarization",
     "translation": "ouroboros.tasks.conditional:Translation",
     "arithmetic": "ouroboros.tasks.conditional:Arithmetic",
+    "gsm8k": "ouroboros.tasks.conditional:GSM8K",
+    "classification": "ouroboros.tasks.conditional:Classification",
 })
 MODELS = Registry("model", {
     "tiny-gpt2": "ouroboros.models.tiny:TinyGPT2",

@@ -41,3 +41,39 @@ def test_accuracy_is_recounted_from_the_stage_files(tmp_path):
         answers = {r["id"]: r["reference"] for r in train}
         right = sum(check(s["target"], answers[s["prompted_by"]])[1] for s in samples)
         assert rows[(str(g), "sample_accuracy")] == pytest.approx(right / len(samples))
+
+
+def test_gsm8k_format_files_are_scored_by_value_and_garbage_is_counted(tmp_path):
+    """A tiny model on GSM8K-format files writes mostly garbage: every unparsed answer is
+    counted as such and scored wrong, and accuracy recounts from predictions.jsonl."""
+    import json
+
+    from ouroboros.config import TaskConfig
+    from ouroboros.tasks.conditional import GSM8K
+    for split, n in (("train", 60), ("test", 20)):
+        with open(tmp_path / f"{split}.jsonl", "w") as f:
+            for i in range(n):
+                a, b = i % 7 + 2, i % 5 + 3
+                f.write(json.dumps({"question": f"Ann has {a} bags of {b} apples. How many?",
+                                    "answer": f"{a} * {b} = {a * b} apples.\n#### {a * b}"})
+                        + "\n")
+    cfg = load_config(overrides=[
+        "task.name=gsm8k", "data.source=files", f"data.files.root={tmp_path}",
+        "data.files.train=train.jsonl", "data.files.test=test.jsonl",
+        "data.files.fields={source: question, target: answer}", "data.train_size=null",
+        "data.valid_size=10", "data.test_size=null", "model.tokenizer=bpe",
+        "model.vocab_size=300", "model.n_layer=1", "model.n_embd=32",
+        "model.context_length=64", "metrics.names=[accuracy]", "generations=1", "seeds=[0]",
+        "policies=[{name: replace}]", "training.epochs=1", "generation.max_new_tokens=12",
+        "runtime.progress=false", "runtime.threads=1"])
+    plan = run_study(cfg, tmp_path / "run", log=lambda _: None)
+    with open(tmp_path / "run" / "metrics.csv") as f:
+        rows = {r["metric"]: float(r["value"]) for r in csv.DictReader(f)}
+    task = GSM8K(TaskConfig(name="gsm8k"))
+    scored = read_jsonl(tmp_path / "run" / plan.cells[0].evaluations[0].relpath /
+                        "predictions.jsonl")
+    checked = [task.check(r["prediction"], r["reference"]) for r in scored]
+    assert rows["accuracy"] == pytest.approx(sum(c for _, c in checked) / len(checked))
+    assert rows["accuracy_unparsed"] == pytest.approx(
+        sum(not p for p, _ in checked) / len(checked))
+    assert rows["accuracy_unparsed"] > 0.5  # garbage, counted, not guessed

@@ -102,3 +102,36 @@ def test_accuracy_needs_a_task_with_exact_answers():
         load_config(overrides=["data.source=arithmetic", "task.name=arithmetic",
                                "metrics.names=[accuracy]", "data.arithmetic.max_digits=1"])
     assert ArithmeticConfig(operators=["+", "*"]).spec().operators == ("+", "*")
+
+
+@pytest.mark.parametrize(("text", "answer"), [
+    ("so 5*6=30 #### 30", "30"), ("#### 1,000", "1000"), ("#### $1,000.00", "1000"),
+    ("#### 72.0", "72"), ("#### 0.50", "0.5"), ("#### -7", "-7"), ("#### -0", "0"),
+    ("#### 3 #### 4", "4"), ("#### 40%", "40"), ("no mark 30", None),
+    ("#### thirty", None), ("####", None), ("#### NaN", None), ("#### inf", None),
+])
+def test_gsm8k_answers_are_extracted_and_compared_by_value(text, answer):
+    from ouroboros.tasks.conditional import GSM8K
+    task = GSM8K(TaskConfig(name="gsm8k"))
+    assert task.answer(text) == answer
+    if answer is not None:
+        assert task.check(text, f"rationale #### {answer}") == (True, True)
+    else:
+        assert task.check(text, "#### 30") == (False, False)
+
+
+def test_classification_labels_compare_exactly_and_patterns_are_configurable():
+    from ouroboros.tasks.conditional import GSM8K, Classification
+    task = Classification(TaskConfig(name="classification"))
+    assert task.check(" positive\n", "positive") == (True, True)
+    assert task.check("Positive", "positive") == (True, False)
+    assert task.check("", "positive") == (False, False)
+    boxed = GSM8K(TaskConfig(name="gsm8k", answer_pattern=r"\\boxed\{([^}]*)\}"))
+    assert boxed.check("so \\boxed{12}", "\\boxed{12.0}") == (True, True)
+    for bad, message in (("(a)(b)", "exactly one group"), ("(", "not a regular expression")):
+        with pytest.raises(Exception, match=message):
+            TaskConfig(name="gsm8k", answer_pattern=bad)
+    cfg = load_config(overrides=["task.name=gsm8k", "data.source=files", "data.files.train=a",
+                                 "data.files.test=b", "model.tokenizer=bpe",
+                                 "metrics.names=[accuracy]"])
+    assert cfg.task.name == "gsm8k"

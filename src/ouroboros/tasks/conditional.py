@@ -7,6 +7,9 @@ always scored against the original real references.
 
 from __future__ import annotations
 
+import re
+from decimal import Decimal, InvalidOperation
+
 import numpy as np
 
 from ouroboros.config import GenerationConfig, TaskConfig
@@ -67,3 +70,55 @@ class Arithmetic(ConditionalTask):
         """(the prediction states an answer, it is the reference's)."""
         from ouroboros.data.arithmetic import check
         return check(prediction, reference)
+
+
+class AnswerTask(ConditionalTask):
+    """A task whose targets end in an answer that can be right or wrong: ``answer`` extracts it
+    (the last match of ``task.answer_pattern``'s group), ``check`` compares it with the
+    reference's, exactly or by numeric value. A prediction with no answer is unparsed."""
+
+    default_pattern = r"(.+)"
+    default_match = "exact"
+
+    def __init__(self, cfg: TaskConfig) -> None:
+        super().__init__(cfg)
+        self.pattern = re.compile(cfg.answer_pattern or self.default_pattern)
+        self.match = cfg.answer_match or self.default_match
+
+    def answer(self, text: str) -> str | None:
+        """The answer a text states, normalised (None: none, or no number where one is due)."""
+        found = list(self.pattern.finditer(text))
+        if not found or found[-1].group(1) is None:
+            return None
+        answer = " ".join(found[-1].group(1).split())
+        if self.match == "exact":
+            return answer or None
+        number = answer.replace(",", "").replace("$", "").replace("%", "").replace(" ", "")
+        try:
+            value = Decimal(number)
+        except InvalidOperation:
+            return None
+        if not value.is_finite():
+            return None
+        return format(value.normalize(), "f") if value != 0 else "0"  # 72.0 = 72, -0 = 0
+
+    def check(self, prediction: str, reference: str) -> tuple[bool, bool]:
+        """(the prediction states an answer, it is the reference's)."""
+        given = self.answer(prediction)
+        return given is not None, given is not None and given == self.answer(reference)
+
+
+class GSM8K(AnswerTask):
+    """Math word problems in GSM8K's format: a question; an answer whose rationale ends
+    ``#### <number>``. Answers compare by numeric value (1,000 = 1000.0)."""
+
+    default_template = "Question: {source}\nAnswer:"
+    default_pattern = r"####\s*([^#\n]*)"
+    default_match = "numeric"
+
+
+class Classification(AnswerTask):
+    """Classification as generation (TREC, SST-2 style): the target is a label, compared
+    exactly (whitespace normalised)."""
+
+    default_template = "{source}\nLabel:"
