@@ -891,9 +891,14 @@ class StudyConfig(Section):
         if "accuracy" in self.metrics.names and not checked:
             problems.append(f"metrics.names: accuracy needs a task with exact answers "
                             f"(arithmetic, gsm8k, classification), not {self.task.name}")
-        if not checked and (self.task.answer_pattern or self.task.answer_match):
-            problems.append(f"task.answer_pattern/answer_match: task {self.task.name} has no "
-                            f"answers to check")
+        if (self.task.answer_pattern or self.task.answer_match) and (
+                not checked or self.task.name == "arithmetic"):
+            key = "answer_pattern" if self.task.answer_pattern else "answer_match"
+            problems.append(f"task.{key}: task {self.task.name} "
+                            f"{'checks digits exactly' if checked else 'has no answers'}, "
+                            f"this setting is for gsm8k and classification")
+        if self.data.source == "arithmetic":
+            problems += self._arithmetic_problems()
         requests = self.generation.num_samples or self.data.train_size or 0
         for i, p in enumerate(self.policies):
             per_generation = requests * (p.candidates or self.generation.candidates)
@@ -910,6 +915,28 @@ class StudyConfig(Section):
                     f"mix or fresh, where the real rows come first and the samples keep their "
                     f"curated order)")
         return problems + self._template_problems()
+
+    def _arithmetic_problems(self) -> list[str]:
+        """Arithmetic problems whose longest answer the generation budget or the context
+        cannot hold (the answer would be cut, so never right)."""
+        from ouroboros.data.arithmetic import example
+        a = self.data.arithmetic
+        spec, top = a.spec(), 10 ** a.max_digits - 1
+        problems = []
+        if a.scratchpad and "+" not in a.operators:
+            problems.append("data.arithmetic.scratchpad: column sums are written for + only")
+        longest = max((example(spec, x, op, y) for op in a.operators
+                       for x, y in ((top, top), (spec.low, top))),
+                      key=lambda e: len(e["target"].split()))
+        target, source = len(longest["target"].split()) + 1, len(longest["source"].split())
+        if target > self.generation.max_new_tokens:
+            problems.append(f"generation.max_new_tokens: {self.generation.max_new_tokens} "
+                            f"tokens cut the longest answer ({target} tokens with EOS, for "
+                            f"{longest['source']})")
+        if self.model.name != "hf-seq2seq" and 1 + source + target > self.model.context_length:
+            problems.append(f"model.context_length: {self.model.context_length} tokens cut the "
+                            f"longest problem and answer ({1 + source + target} with BOS, EOS)")
+        return problems
 
     def _template_problems(self) -> list[str]:
         """A decoder-only model's prompt (BOS, the template around max_source_tokens of

@@ -20,9 +20,11 @@ def arithmetic_context(predictions, train_predictions=None, sample_rows=(), seed
             for i, (a, b) in enumerate([(12, 34), (9, 9), (50, 50), (7, 0)])]
     train = [{"id": f"train-{i}", **example(spec, a, "+", b)}
              for i, (a, b) in enumerate([(1, 2), (45, 55), (30, 3)])]
+    said = None if train_predictions is None else {
+        e["id"]: p for e, p in zip(train, train_predictions, strict=True)}
     return EvalContext(samples=[r["target"] for r in sample_rows], real_test=test, seed=seed,
                        task=Arithmetic(TaskConfig(name="arithmetic")), predictions=predictions,
-                       train_predictions=train_predictions, real_train=train,
+                       train_predictions=said, real_train=train,
                        sample_rows=list(sample_rows), options={"eval_decoding": "greedy"})
 
 
@@ -86,8 +88,8 @@ def test_accuracy_on_planted_predictions():
     values = {v.metric: v for v in accuracy(ctx)}
     assert values["accuracy"].value == 2 / 4 and values["accuracy_unparsed"].value == 1 / 4
     assert values["accuracy"].n == 4
-    se = parse_signature(values["accuracy"].signature)["params"]["se"]
-    assert se == pytest.approx(math.sqrt(0.5 * 0.5 / 4), abs=1e-6)
+    assert values["accuracy@se"].value == pytest.approx(math.sqrt(0.5 * 0.5 / 4))
+    assert "se" not in parse_signature(values["accuracy"].signature)["params"]  # per value
     assert values["train_accuracy"].value == 3 / 3
     assert values["sample_accuracy"].value == 2 / 3 and values["sample_accuracy"].n == 3
     assert values["accuracy"].higher_is_better and not values["accuracy_unparsed"].higher_is_better
@@ -109,11 +111,14 @@ def test_accuracy_needs_a_task_with_exact_answers():
     ("#### 72.0", "72"), ("#### 0.50", "0.5"), ("#### -7", "-7"), ("#### -0", "0"),
     ("#### 3 #### 4", "4"), ("#### 40%", "40"), ("no mark 30", None),
     ("#### thirty", None), ("####", None), ("#### NaN", None), ("#### inf", None),
+    ("#### 1e1000000", None), ("#### 3 4", None), ("#### 1e-1000100", None),
 ])
 def test_gsm8k_answers_are_extracted_and_compared_by_value(text, answer):
+    from decimal import Decimal
+
     from ouroboros.tasks.conditional import GSM8K
     task = GSM8K(TaskConfig(name="gsm8k"))
-    assert task.answer(text) == answer
+    assert task.answer(text) == (None if answer is None else Decimal(answer))
     if answer is not None:
         assert task.check(text, f"rationale #### {answer}") == (True, True)
     else:
@@ -126,6 +131,9 @@ def test_classification_labels_compare_exactly_and_patterns_are_configurable():
     assert task.check(" positive\n", "positive") == (True, True)
     assert task.check("Positive", "positive") == (True, False)
     assert task.check("", "positive") == (False, False)
+    assert task.check("positive\n ", "positive") == (True, True)  # a last empty match skipped
+    anything = Classification(TaskConfig(name="classification", answer_pattern="(.*)"))
+    assert anything.check("positive", "positive") == (True, True)
     boxed = GSM8K(TaskConfig(name="gsm8k", answer_pattern=r"\\boxed\{([^}]*)\}"))
     assert boxed.check("so \\boxed{12}", "\\boxed{12.0}") == (True, True)
     for bad, message in (("(a)(b)", "exactly one group"), ("(", "not a regular expression")):
@@ -135,3 +143,59 @@ def test_classification_labels_compare_exactly_and_patterns_are_configurable():
                                  "data.files.test=b", "model.tokenizer=bpe",
                                  "metrics.names=[accuracy]"])
     assert cfg.task.name == "gsm8k"
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["data.arithmetic.operators=[-]", "data.arithmetic.scratchpad=true"], "for \\+ only"),
+    (["data.arithmetic.max_digits=6", "data.arithmetic.scratchpad=true"],
+     "generation.max_new_tokens: 48 tokens cut the longest answer"),
+    (["data.arithmetic.max_digits=6", "data.arithmetic.scratchpad=true",
+      "generation.max_new_tokens=80"], "model.context_length: 64 tokens cut"),
+    (["task.answer_pattern=(x)"], "task.answer_pattern: task arithmetic checks digits"),
+])
+def test_arithmetic_settings_that_cannot_score_are_refused(extra, message):
+    with pytest.raises(Exception, match=message):
+        load_config(overrides=["data.source=arithmetic", "task.name=arithmetic",
+                               "metrics.names=[accuracy]", *extra])
+
+
+def test_fresh_problems_are_never_used_before_and_their_supply_is_checked():
+    from ouroboros.config import ConfigError
+    from ouroboros.experiment.loop import preflight
+    from ouroboros.experiment.plan import make_source
+    base = ["data.source=arithmetic", "task.name=arithmetic", "metrics.names=[accuracy]",
+            "data.train_size=300", "data.valid_size=50", "data.test_size=100", "seeds=[0]"]
+    source = make_source(load_config(overrides=base))
+    used = {r["source"] for split in source.records(0).values() for r in split}
+    first, second = ({r["source"] for r in source.fresh(200, 0, g)} for g in (1, 2))
+    assert len(first) == len(second) == 200 and not (first & used) and not (first & second)
+    small = [*base[:3], "data.arithmetic.max_digits=1", "data.train_size=50",
+             "data.valid_size=20", "data.test_size=30", "generations=3",
+             "policies=[{name: fresh, real_fraction: 0.5}]"]
+    with pytest.raises(ConfigError, match="needs 50 never-used problems over 2 generations, "
+                                          "but only 0 remain"):
+        preflight(load_config(overrides=small))
+
+
+def test_a_reference_without_an_answer_is_refused_before_work(tmp_path):
+    from ouroboros.config import ConfigError
+    from ouroboros.experiment.loop import preflight
+    rows = "".join(f'{{"question": "q{i}", "answer": "r #### {i}"}}\n' for i in range(40))
+    (tmp_path / "train.jsonl").write_text(rows + '{"question": "q", "answer": "no mark"}\n')
+    (tmp_path / "test.jsonl").write_text(rows)
+    cfg = load_config(overrides=[
+        "task.name=gsm8k", "data.source=files", f"data.files.root={tmp_path}",
+        "data.files.train=train.jsonl", "data.files.test=test.jsonl",
+        "data.files.fields={source: question, target: answer}", "data.train_size=null",
+        "data.valid_size=5", "data.test_size=null", "model.tokenizer=bpe",
+        "metrics.names=[accuracy]", "seeds=[0]"])
+    with pytest.raises(ConfigError, match="1 of 36 real train targets state no answer"):
+        preflight(cfg)
+
+
+def test_candidates_of_one_problem_are_one_cluster_in_the_standard_error():
+    from ouroboros.metrics.accuracy import _cluster_se
+    flags = [True, True, False, False]
+    assert _cluster_se(flags, [0, 1, 2, 3]) == pytest.approx(math.sqrt(0.25 / 4))
+    # two problems, each answered twice the same way: really 2 observations, not 4
+    assert _cluster_se(flags, [0, 0, 1, 1]) == pytest.approx(math.sqrt(0.25 / 2))

@@ -97,19 +97,32 @@ class ArithmeticSource:
     def _records(self, indices: list[int]) -> list[dict]:
         return [example(self.spec, *self.spec.problem(i)) for i in indices]
 
+    def _splits(self, seed: int) -> tuple[list[int], list[int]]:
+        """(test problems, this seed's train + valid problems)."""
+        test = self._test()
+        return test, sample_problems(self.spec, self.cfg.train_size + self.cfg.valid_size,
+                                     np.random.default_rng([seed, 0]), set(test))
+
     def records(self, seed: int) -> dict[str, list[dict] | None]:
         """Exactly the configured number of problems per split, no problem in two splits."""
-        test = self._test()
-        rest = sample_problems(self.spec, self.cfg.train_size + self.cfg.valid_size,
-                               np.random.default_rng([seed, 0]), set(test))
+        test, rest = self._splits(seed)
         n = self.cfg.train_size
         return {"train": self._records(rest[:n]), "valid": self._records(rest[n:]),
                 "test": self._records(test)}
 
     def fresh(self, n: int, seed: int, generation: int) -> list[dict]:
-        """New problems for generation ``generation`` of seed ``seed`` (never a test one)."""
-        return self._records(sample_problems(self.spec, n, np.random.default_rng(
-            [seed, 1, generation]), set(self._test())))
+        """New problems for generation ``generation`` of seed ``seed``: never a test, train or
+        validation problem, nor one an earlier generation's fresh data held."""
+        test, rest = self._splits(seed)
+        used = set(test) | set(rest)
+        for g in range(1, generation + 1):
+            drawn = sample_problems(self.spec, n, np.random.default_rng([seed, 1, g]), used)
+            used.update(drawn)
+        return self._records(drawn)
+
+    def fresh_capacity(self) -> int:
+        """How many never-used problems remain for fresh data, over all generations."""
+        return self.spec.size - self.cfg.train_size - self.cfg.valid_size - self.cfg.test_size
 
     def fingerprint(self, test: bool = True) -> dict:
         """The problem settings and the split sizes."""

@@ -53,12 +53,26 @@ def plan_problems(cfg: StudyConfig, splits: RealSplits, source) -> list[str]:
                 f"generation, but a generation yields at most {most} (generation.num_samples"
                 f"={requests} for {size} real training examples{why})")
         needed = (cfg.generations - 1) * n_real
+        capacity = getattr(source, "fresh_capacity", None)
+        if p.name == "fresh" and capacity is not None and needed > capacity():
+            problems.append(
+                f"policies.{i}: {p.display} needs {needed} never-used problems over "
+                f"{cfg.generations - 1} generations, but only {capacity()} remain after the "
+                f"splits (data.arithmetic: more digits or operators, or smaller splits)")
         if p.name == "fresh" and splits.pool is not None and needed > len(splits.pool):
             problems.append(
                 f"policies.{i}: {p.display} needs {needed} never-used real examples over "
                 f"{cfg.generations - 1} generations, but the data leave {len(splits.pool)} "
                 f"after the training split; lower real_fraction or generations, or "
                 f"data.train_size")
+    answer = getattr(registry.TASKS.get(cfg.task.name)(cfg.task), "answer", None)
+    for name, rows in (("train", splits.train), ("test", splits.test)):
+        silent = [e for e in rows if answer is not None and answer(e["target"]) is None]
+        if silent:
+            problems.append(
+                f"data: {len(silent)} of {len(rows)} real {name} targets state no answer "
+                f"task {cfg.task.name} can check (first: {silent[0]['id']}: "
+                f"{silent[0]['target'][-60:]!r}); fix the data or task.answer_pattern")
     truth = getattr(source, "truth", None)
     if (truth is not None and "ground-truth" in cfg.metrics.names
             and cfg.model.tokenizer == "word" and cfg.model.name == "tiny-gpt2"):

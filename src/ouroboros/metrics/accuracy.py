@@ -9,6 +9,9 @@ from __future__ import annotations
 import math
 
 from ouroboros.metrics.signature import EvalContext, MetricValue
+from ouroboros.tasks import conditional as _checkers  # noqa: F401 - the answer checkers this
+
+# metric runs (through ctx.task): imported so that they are part of its code identity
 
 # Bump when this module's numbers change: it re-runs the evaluations that use it.
 VERSION = 1
@@ -18,17 +21,36 @@ def _share(flags: list[bool]) -> float:
     return sum(flags) / len(flags) if flags else math.nan
 
 
+def _cluster_se(flags: list[bool], clusters: list) -> float:
+    """Standard error of a share whose answers come in clusters (the candidates of one
+    problem are not independent): sqrt(sum_j (y_j - p m_j)^2) / N over clusters j with y_j
+    right of m_j; with one answer per problem it is the binomial sqrt(p(1-p)/n)."""
+    n = len(flags)
+    if not n:
+        return math.nan
+    p = sum(flags) / n
+    right: dict = {}
+    size: dict = {}
+    for flag, key in zip(flags, clusters, strict=True):
+        right[key] = right.get(key, 0) + flag
+        size[key] = size.get(key, 0) + 1
+    return math.sqrt(sum((right[k] - p * size[k]) ** 2 for k in size)) / n
+
+
 def _values(name: str, checked: list[tuple[bool, bool]], ctx: EvalContext,
-            params: dict) -> list[MetricValue]:
-    """``<name>`` (share right, with its binomial standard error over the problems in the
-    signature) and ``<name>_unparsed`` (share stating no answer)."""
+            params: dict, clusters: list | None = None) -> list[MetricValue]:
+    """``<name>`` (share right), ``<name>@se`` (its standard error over the problems: the
+    problems are the sample, a seed's model fixed; answers to one problem form a cluster) and
+    ``<name>_unparsed`` (share stating no answer)."""
     n = len(checked)
     right = _share([c for _, c in checked])
-    se = math.sqrt(right * (1 - right) / n) if n else math.nan
-    return [MetricValue(name, right, VERSION, n, ctx.seed,
-                        {**params, "check": "exact", "se": round(se, 6)}, True),
+    se = _cluster_se([c for _, c in checked], clusters or list(range(n)))
+    params = {**params, **ctx.task.identity()}
+    return [MetricValue(name, right, VERSION, n, ctx.seed, params, True),
+            MetricValue(f"{name}@se", se, VERSION, n, ctx.seed,
+                        {**params, "of": name, "method": "clustered by problem"}, None),
             MetricValue(f"{name}_unparsed", _share([not p for p, _ in checked]), VERSION, n,
-                        ctx.seed, {**params, "check": "exact"}, False)]
+                        ctx.seed, params, False)]
 
 
 def accuracy(ctx: EvalContext) -> list[MetricValue]:
@@ -37,20 +59,21 @@ def accuracy(ctx: EvalContext) -> list[MetricValue]:
     the problem that prompted each)."""
     check = getattr(ctx.task, "check", None)
     if check is None or ctx.predictions is None:
-        raise ValueError("metric 'accuracy' needs a task with exact answers (arithmetic)")
+        raise ValueError("metric 'accuracy' needs a task with exact answers (arithmetic, "
+                         "gsm8k, classification)")
     decoding = ctx.options.get("eval_decoding", "greedy")
     out = _values("accuracy", [check(p, r) for p, r in zip(
         ctx.predictions, ctx.references, strict=True)], ctx,
         {"split": "real-test", "decoding": decoding})
-    if ctx.train_predictions is not None:
-        train = ctx.real_train[:len(ctx.train_predictions)]
-        out += _values("train_accuracy", [check(p, e["target"]) for p, e in zip(
-            ctx.train_predictions, train, strict=True)], ctx,
-            {"split": "real-train", "decoding": decoding})
     answers = {e["id"]: e["target"] for e in ctx.real_train}
+    if ctx.train_predictions is not None:
+        out += _values("train_accuracy", [check(p, answers[i]) for i, p in
+                                          ctx.train_predictions.items()], ctx,
+                       {"split": "real-train", "decoding": decoding})
     prompted = [r for r in ctx.sample_rows if r.get("prompted_by") in answers]
     if prompted:
         out += _values("sample_accuracy", [check(r["target"], answers[r["prompted_by"]])
                                            for r in prompted], ctx,
-                       {"set": "generated", "against": "real answer"})
+                       {"set": "generated", "against": "real answer"},
+                       [r["prompted_by"] for r in prompted])
     return out

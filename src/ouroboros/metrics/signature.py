@@ -134,7 +134,7 @@ class EvalContext:
     encoder: Any = None                # models.encoding.Encoder of the model family
     task: Any = None
     predictions: list[str] | None = None  # model outputs for real test sources (conditional)
-    train_predictions: list[str] | None = None  # ... for real training sources (accuracy)
+    train_predictions: dict[str, str] | None = None  # real training id -> output (accuracy)
     real_train: list[dict] = field(default_factory=list)  # the real training examples
     sample_rows: list[dict] = field(default_factory=list)  # the samples with source/target
     reference_model: Any = None        # the frozen generation-0 model of this seed

@@ -71,6 +71,19 @@ class Arithmetic(ConditionalTask):
         from ouroboros.data.arithmetic import check
         return check(prediction, reference)
 
+    @staticmethod
+    def answer(text: str) -> str | None:
+        """The answer a text states (digits one per token), or None."""
+        from ouroboros.data.arithmetic import answer_of
+        return answer_of(text)
+
+    def identity(self) -> dict:
+        """How answers are extracted and compared (in the accuracy signature)."""
+        return {"task": "arithmetic", "match": "exact digits", "pattern": "after last ####"}
+
+
+MAX_DIGITS, MAX_EXPONENT = 60, 60  # a stated number beyond these is no answer
+
 
 class AnswerTask(ConditionalTask):
     """A task whose targets end in an answer that can be right or wrong: ``answer`` extracts it
@@ -85,27 +98,38 @@ class AnswerTask(ConditionalTask):
         self.pattern = re.compile(cfg.answer_pattern or self.default_pattern)
         self.match = cfg.answer_match or self.default_match
 
-    def answer(self, text: str) -> str | None:
-        """The answer a text states, normalised (None: none, or no number where one is due)."""
-        found = list(self.pattern.finditer(text))
-        if not found or found[-1].group(1) is None:
+    def answer(self, text: str) -> str | Decimal | None:
+        """The answer a text states: the last non-empty match of the pattern's group,
+        whitespace normalised; with numeric matching its value (None: none, or not a number
+        of at most MAX_DIGITS significant digits)."""
+        found = [" ".join((m.group(1) or "").split()) for m in self.pattern.finditer(text)]
+        found = [a for a in found if a]
+        if not found:
             return None
-        answer = " ".join(found[-1].group(1).split())
         if self.match == "exact":
-            return answer or None
-        number = answer.replace(",", "").replace("$", "").replace("%", "").replace(" ", "")
+            return found[-1]
+        number = found[-1].replace(",", "").replace("$", "").replace("%", "")
+        if " " in number:  # "3 4" is two numbers, not 34
+            return None
         try:
             value = Decimal(number)
-        except InvalidOperation:
+        except (InvalidOperation, ValueError):
             return None
-        if not value.is_finite():
+        digits = value.as_tuple()
+        if not value.is_finite() or len(digits.digits) > MAX_DIGITS or \
+                abs(digits.exponent) > MAX_EXPONENT:  # 1e1000000 would overflow, or crawl
             return None
-        return format(value.normalize(), "f") if value != 0 else "0"  # 72.0 = 72, -0 = 0
+        return value  # compared by value: 72.0 == 72, -0 == 0
 
     def check(self, prediction: str, reference: str) -> tuple[bool, bool]:
-        """(the prediction states an answer, it is the reference's)."""
+        """(the prediction states an answer, it is the reference's); a reference that states
+        none is a data error (refused before any work)."""
         given = self.answer(prediction)
         return given is not None, given is not None and given == self.answer(reference)
+
+    def identity(self) -> dict:
+        """How answers are extracted and compared (in the accuracy signature)."""
+        return {"task": self.cfg.name, "match": self.match, "pattern": self.pattern.pattern}
 
 
 class GSM8K(AnswerTask):

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from ouroboros import registry
 from ouroboros.config import GenerationConfig, MetricsConfig
 from ouroboros.experiment import rundir
 from ouroboros.experiment.builders.job import Job
-from ouroboros.experiment.stages import read_jsonl, write_jsonl
+from ouroboros.experiment.stages import derive_seed, read_jsonl, write_jsonl
 from ouroboros.generation.hf import generate_with_model
 from ouroboros.metrics.references import unfinished
 from ouroboros.metrics.signature import EvalContext
@@ -43,12 +45,16 @@ def build_evaluate(job: Job, out: Path) -> dict:
             for e, p in zip(scored, predictions, strict=True)])
     train_predictions = None
     if "accuracy" in mcfg.names:  # what the model gets right of its own real training set
-        train = job.real("train")[:mcfg.eval_size or None]
-        train_predictions = predict(job, model, encoder, train, gcfg)
+        train = job.real("train")
+        if mcfg.eval_size and mcfg.eval_size < len(train):  # a seeded subset, not file order
+            keep = np.random.default_rng(derive_seed(job.spec["seed"], "train-accuracy"))
+            train = [train[i] for i in sorted(keep.permutation(len(train))[:mcfg.eval_size])]
+        said = predict(job, model, encoder, train, gcfg)
+        train_predictions = {e["id"]: p for e, p in zip(train, said, strict=True)}
         write_jsonl(out / "train_predictions.jsonl", [
             {"id": e["id"], "source": e["source"], "prediction": p, "reference": e["target"],
              "correct": job.task.check(p, e["target"])[1]}
-            for e, p in zip(train, train_predictions, strict=True)])
+            for e, p in zip(train, said, strict=True)])
     reference = None
     if "reference" in job.stage.deps:
         reference, _ = load_checkpoint(job.input("reference") / "model", job.device)
