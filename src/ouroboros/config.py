@@ -867,8 +867,10 @@ class StudyConfig(Section):
                                 "(verifier, reference, length, repetition, dedup, finished, "
                                 "best-of-n) "
                                 "or quality in order mode")
-        if any(s.name == "verifier" for s in steps) and self.data.source != "grammar":
-            problems.append("curation: the verifier step needs data.source grammar")
+        if (any(s.name == "verifier" for s in steps) and self.data.source != "grammar"
+                and not hasattr(registry.TASKS.get(self.task.name), "check")):
+            problems.append("curation: the verifier step needs data.source grammar or a task "
+                            "with exact answers (arithmetic, gsm8k, classification)")
         if lm and self.model.name == "hf-seq2seq":
             problems.append("model.name: task lm needs a decoder-only model (tiny-gpt2 or "
                             "hf-causal)")

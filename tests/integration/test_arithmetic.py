@@ -77,3 +77,25 @@ def test_gsm8k_format_files_are_scored_by_value_and_garbage_is_counted(tmp_path)
     assert rows["accuracy_unparsed"] == pytest.approx(
         sum(not p for p, _ in checked) / len(checked))
     assert rows["accuracy_unparsed"] > 0.5  # garbage, counted, not guessed
+
+
+def test_verified_self_training_never_trains_on_a_wrong_answer(tmp_path):
+    """Verified self-training (STaR / ReST-EM): every synthetic example the next generation
+    trains on verifies against the real answer; the unverified control trains on wrong ones."""
+    cfg = load_config(overrides=[
+        *STUDY, "training.epochs=30", "generation.candidates=4",
+        "policies=[{name: accumulate, label: verified, curation: [{name: verifier}]}, "
+        "{name: accumulate, label: unverified}]"])
+    plan = run_study(cfg, tmp_path, log=lambda _: None)
+    real = {e["id"]: e["target"] for e in read_jsonl(
+        tmp_path / plan.cells[0].evaluations[0].deps["data"].relpath / "train.jsonl")}
+    wrong = {}
+    for cell in plan.cells:
+        trainset = next(s for s in plan.stages if s.kind == "trainset"
+                        and s.label == f"{cell.policy.display}-s0-g1")
+        rows = [r for r in read_jsonl(tmp_path / trainset.relpath / "trainset.jsonl")
+                if r["origin"] == "synthetic"]
+        assert rows
+        wrong[cell.policy.display] = sum(not check(r["target"], real[r["prompted_by"]])[1]
+                                         for r in rows)
+    assert wrong["verified"] == 0 and wrong["unverified"] > 0

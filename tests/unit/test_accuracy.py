@@ -199,3 +199,25 @@ def test_candidates_of_one_problem_are_one_cluster_in_the_standard_error():
     assert _cluster_se(flags, [0, 1, 2, 3]) == pytest.approx(math.sqrt(0.25 / 4))
     # two problems, each answered twice the same way: really 2 observations, not 4
     assert _cluster_se(flags, [0, 0, 1, 1]) == pytest.approx(math.sqrt(0.25 / 2))
+
+
+def test_the_verifier_on_exact_answers_keeps_exactly_the_right_ones():
+    """Verified self-training: the exact verifier keeps a sample iff its answer is the real
+    answer of the problem that prompted it; its error rates flip decisions as configured."""
+    from ouroboros.curation.steps import CurationContext, verifier
+    ctx = arithmetic_context(["x"] * 4)
+    rows = [{"id": "a", "prompted_by": "train-0", "target": "3"},        # 1 + 2: right
+            {"id": "b", "prompted_by": "train-1", "target": "0 0 2"},    # 45 + 55 = 100: wrong
+            {"id": "c", "prompted_by": "train-2", "target": "3 3"},      # 30 + 3: right
+            {"id": "d", "prompted_by": "train-2", "target": "nothing"},  # unparsed: wrong
+            {"id": "e", "prompted_by": None, "target": "3"}]             # no real problem
+    cur = CurationContext(real=ctx.real_train, rng=np.random.default_rng(0), task=ctx.task)
+    kept = verifier([dict(r) for r in rows], cur)
+    assert [r["id"] for r in kept] == ["a", "c"]
+    assert cur.info["verifier"]["valid"] == 2
+    everything = verifier([dict(r) for r in rows], CurationContext(
+        real=ctx.real_train, rng=np.random.default_rng(0), task=ctx.task), false_accept=1.0)
+    assert len(everything) == 5
+    none = verifier([dict(r) for r in rows], CurationContext(
+        real=ctx.real_train, rng=np.random.default_rng(0), task=ctx.task), false_reject=0.999)
+    assert [r["id"] for r in none] == []

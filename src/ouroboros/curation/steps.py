@@ -138,11 +138,11 @@ def repetition(rows: list[dict], ctx: CurationContext, max_rate: float = 0.2) ->
 
 def verifier(rows: list[dict], ctx: CurationContext, false_accept: float = 0.0,
              false_reject: float = 0.0) -> list[dict]:
-    """Exact validity under the ground-truth language, with the configured error rates."""
-    if ctx.truth is None:
-        raise ValueError("curation step 'verifier' needs the grammar data source (exact "
-                         "validity); real tasks need a reference- or model-based verifier")
-    valid = np.isfinite(ctx.truth.logprobs([_text(ctx, r) for r in rows]))
+    """Exact validity, with the configured error rates: under the ground-truth language, a
+    grammatical sentence; on a task with exact answers (arithmetic, gsm8k, classification),
+    an answer equal to the real answer of the problem that prompted the sample, which makes
+    curation with it verified self-training (STaR, ReST-EM; Feng et al. 2024)."""
+    valid = np.array(_valid(rows, ctx), dtype=bool)
     u = ctx.rng.random(len(rows))
     accept = np.where(valid, u >= false_reject, u < false_accept)
     for r, v in zip(rows, valid, strict=True):
@@ -151,6 +151,20 @@ def verifier(rows: list[dict], ctx: CurationContext, false_accept: float = 0.0,
                             "accepted_invalid": int((accept & ~valid).sum()),
                             "rejected_valid": int((~accept & valid).sum())}
     return _decide(rows, list(accept), "verifier", "rejected by the verifier")
+
+
+def _valid(rows: list[dict], ctx: CurationContext) -> list[bool]:
+    """Whether each row is right, exactly (the verifier's truth)."""
+    if ctx.truth is not None:
+        return list(np.isfinite(ctx.truth.logprobs([_text(ctx, r) for r in rows])))
+    check = getattr(ctx.task, "check", None)
+    if check is None:
+        raise ValueError("curation step 'verifier' needs exact validity: the grammar data "
+                         "source or a task with exact answers; other real tasks need a "
+                         "reference- or model-based verifier")
+    answers = {e["id"]: e["target"] for e in ctx.real}
+    return [r.get("prompted_by") in answers and check(r["target"], answers[r["prompted_by"]])[1]
+            for r in rows]
 
 
 def reference(rows: list[dict], ctx: CurationContext, threshold: float = 0.3) -> list[dict]:
