@@ -8,12 +8,11 @@ always scored against the original real references.
 from __future__ import annotations
 
 import re
-from decimal import Decimal, InvalidOperation
 
 import numpy as np
 
 from ouroboros.config import GenerationConfig, TaskConfig
-from ouroboros.tasks import example_id
+from ouroboros.tasks import answers, example_id
 
 
 class ConditionalTask:
@@ -82,9 +81,6 @@ class Arithmetic(ConditionalTask):
         return {"task": "arithmetic", "match": "exact digits", "pattern": "after last ####"}
 
 
-MAX_DIGITS, MAX_EXPONENT = 60, 60  # a stated number beyond these is no answer
-
-
 class AnswerTask(ConditionalTask):
     """A task whose targets end in an answer that can be right or wrong: ``answer`` extracts it
     (the last match of ``task.answer_pattern``'s group), ``check`` compares it with the
@@ -98,34 +94,14 @@ class AnswerTask(ConditionalTask):
         self.pattern = re.compile(cfg.answer_pattern or self.default_pattern)
         self.match = cfg.answer_match or self.default_match
 
-    def answer(self, text: str) -> str | Decimal | None:
-        """The answer a text states: the last non-empty match of the pattern's group,
-        whitespace normalised; with numeric matching its value (None: none, or not a number
-        of at most MAX_DIGITS significant digits)."""
-        found = [" ".join((m.group(1) or "").split()) for m in self.pattern.finditer(text)]
-        found = [a for a in found if a]
-        if not found:
-            return None
-        if self.match == "exact":
-            return found[-1]
-        number = found[-1].replace(",", "").replace("$", "").replace("%", "")
-        if " " in number:  # "3 4" is two numbers, not 34
-            return None
-        try:
-            value = Decimal(number)
-        except (InvalidOperation, ValueError):
-            return None
-        digits = value.as_tuple()
-        if not value.is_finite() or len(digits.digits) > MAX_DIGITS or \
-                abs(digits.exponent) > MAX_EXPONENT:  # 1e1000000 would overflow, or crawl
-            return None
-        return value  # compared by value: 72.0 == 72, -0 == 0
+    def answer(self, text: str):
+        """The answer a text states (tasks/answers.py), or None."""
+        return answers.extract(text, self.pattern, self.match)
 
     def check(self, prediction: str, reference: str) -> tuple[bool, bool]:
         """(the prediction states an answer, it is the reference's); a reference that states
         none is a data error (refused before any work)."""
-        given = self.answer(prediction)
-        return given is not None, given is not None and given == self.answer(reference)
+        return answers.compare(prediction, reference, self.pattern, self.match)
 
     def identity(self) -> dict:
         """How answers are extracted and compared (in the accuracy signature)."""
