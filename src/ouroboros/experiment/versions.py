@@ -230,11 +230,5 @@ def _module_version(tree: ast.Module) -> int | None:
     return None
 
 
-def code_hashes() -> dict[str, dict]:
-    """Per stage kind: its code identity and the modules it covers."""
-    return {kind: {"code": version(kind), "modules": list(closure((root,)))}
-            for kind, root in sorted(BUILDER_MODULES.items())}
-
-
 if __name__ == "__main__":
     print(json.dumps(metric_code(), indent=2, sort_keys=True))
