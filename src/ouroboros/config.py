@@ -593,6 +593,92 @@ class GeneratorConfig(Section):
         return model
 
 
+TEACHER_TEMPLATE = ("Here is a problem and its correct answer.\nQuestion: {source}\n"
+                    "Answer: {target}\nWrite one new problem of the same kind and difficulty, "
+                    "with its correct answer, in the same format.\nQuestion:")
+TEACHER_PARSE = r"(?s)^\s*(?:Question:)?\s*(?P<source>.+?)\s*\nAnswer:\s*(?P<target>.+?)\s*$"
+
+
+class TeacherConfig(Section):
+    """LLM2LLM's teacher (Lee et al. 2024): each generation, for every real training example
+    the current student gets wrong (``target: wrong``), it writes ``per_example`` new examples
+    like it; the new examples are parsed, checked to state an answer and de-duplicated against
+    every example so far, and accumulate. ``target: random`` is the control: as many teacher
+    examples, for seed examples chosen at random."""
+
+    kind: Literal["oracle", "server", "model"] = Field(
+        description="oracle (data.source arithmetic: new problems with the same operator and "
+                    "operand digits, exact answers), server (an LLM behind an "
+                    "OpenAI-compatible server), model (a Hugging Face causal model by name or "
+                    "folder, sampled here).")
+    label: str = Field("teacher", description="Tag of its examples (the generator column).")
+    _safe_label = field_validator("label")(_path_name)
+    target: Literal["wrong", "random"] = Field(
+        "wrong", description="wrong: the seed examples the student gets wrong (LLM2LLM); "
+                             "random: seed examples drawn at random (the control).")
+    match: str | None = Field(
+        None, description="target random: the label of the targeted policy whose count of "
+                          "accepted teacher examples this one matches, per seed and generation.")
+    per_example: int = Field(1, ge=1, le=MAX_CANDIDATES,
+                             description="New examples asked for per seed example.")
+    dedup: Fraction = Field(
+        1.0, gt=0, description="Drop a new example whose source has a ROUGE-L F1 at or above "
+                               "this with the source of any example so far (seed, earlier "
+                               "generations, this one); 1.0: exact duplicates only.")
+    server: ServerConfig | None = Field(None, description="kind server: the LLM's server "
+                                                          "(its template must stay {source}).")
+    model: str | None = Field(None, description="kind model: Hugging Face model name or folder.")
+    revision: str | None = Field(
+        None, description="kind model, a Hub name: the commit to load (null: pinned when the "
+                          "study is planned).")
+    template: str = Field(TEACHER_TEMPLATE, description="The prompt (server, model): "
+                                                        "{source} and {target} of the seed "
+                                                        "example.")
+    parse: str = Field(TEACHER_PARSE, description="Regex with groups source and target that "
+                                                  "reads a new example from the teacher's "
+                                                  "reply; a reply it does not match, or whose "
+                                                  "target states no answer, is refused.")
+    temperature: float = Field(1.0, gt=0, description="server, model: sampling temperature.")
+    max_new_tokens: int = Field(128, gt=0, description="server, model: longest reply.")
+    seed: int = Field(0, description="Its random streams (with the cell's seed).")
+
+    @model_validator(mode="after")
+    def _kind_settings(self) -> TeacherConfig:
+        problems = []
+        if (self.kind == "server") != (self.server is not None):
+            problems.append("server: set for kind server, and only then")
+        if (self.kind == "model") != (self.model is not None):
+            problems.append("model: set for kind model, and only then")
+        if self.revision is not None and self.kind != "model":
+            problems.append("revision: for kind model only")
+        if (self.target == "random") != (self.match is not None):
+            problems.append("match: target random needs match (the targeted policy's label), "
+                            "and only it takes one")
+        if self.server is not None and self.server.template != "{source}":
+            problems.append("server.template: the teacher's prompt is teacher.template; leave "
+                            "server.template at {source}")
+        if self.kind != "oracle":
+            try:
+                groups = re.compile(self.parse).groupindex
+            except re.error as e:
+                groups = {}
+                problems.append(f"parse: not a valid regex ({e})")
+            else:
+                if not {"source", "target"} <= set(groups):
+                    problems.append("parse: needs the named groups (?P<source>...) and "
+                                    "(?P<target>...)")
+            if "{source}" not in self.template:
+                problems.append("template: needs {source}, the seed example it shows")
+        return _valid(self, problems)
+
+    def spec(self) -> dict:
+        """What changes its examples (a server by what it generates, not where it is)."""
+        spec = self.model_dump()
+        if self.server is not None:
+            spec["server"] = self.server.spec()
+        return spec
+
+
 class PolicyConfig(Section):
     """One data policy of the grid: how generation g's training set is assembled."""
 
@@ -617,6 +703,10 @@ class PolicyConfig(Section):
         None, ge=1, description="Generate until accepted: up to this many extra rounds re-ask "
                                 "every request curation left without a kept sample (null: "
                                 "none; pruning then shrinks the data).")
+    teacher: TeacherConfig | None = Field(
+        None, description="LLM2LLM: a teacher writes the synthetic data, new examples like the "
+                          "seed examples the student gets wrong (or random ones: the "
+                          "control); policy accumulate (null: the student generates).")
 
     _check_name = field_validator("name")(_plugin(registry.POLICIES))
 
@@ -856,6 +946,8 @@ class StudyConfig(Section):
                 if lm and settings["name"] == "hf-seq2seq":
                     problems.append(f"{where}: task lm needs a decoder-only model")
         for i, p in enumerate(self.policies):
+            problems += self._teacher_problems(i, p)
+        for i, p in enumerate(self.policies):
             own = self.curation if p.curation is None else p.curation
             if p.refill and not own:
                 problems.append(f"policies.{i}.refill: needs curation steps that reject samples")
@@ -963,6 +1055,52 @@ class StudyConfig(Section):
                     f"template's up to {around} and BOS leave no target token in {where}."
                     f"context_length {m['context_length']}: use at most {max(room, 0)} (the "
                     f"template is never cut)")
+        return problems
+
+    def _teacher_problems(self, i: int, policy: PolicyConfig) -> list[str]:
+        """A teacher policy (LLM2LLM): what it needs, and what does not go with it."""
+        teacher = policy.teacher
+        if teacher is None:
+            return []
+        where = f"policies.{i}"
+        problems = []
+        if not hasattr(registry.TASKS.get(self.task.name), "check"):
+            problems.append(f"{where}.teacher: needs a task with exact answers (arithmetic, "
+                            f"gsm8k, classification): the student is scored on its seed "
+                            f"examples")
+        if teacher.kind == "oracle" and self.data.source != "arithmetic":
+            problems.append(f"{where}.teacher.kind: the oracle writes arithmetic problems: it "
+                            f"needs data.source arithmetic")
+        if policy.name != "accumulate":
+            problems.append(f"{where}.name: a teacher's examples accumulate with the seed "
+                            f"data (LLM2LLM): use accumulate")
+        for key in ("generators", "candidates", "refill"):
+            if getattr(policy, key) is not None:
+                problems.append(f"{where}.{key}: the teacher writes this policy's synthetic "
+                                f"data, the student generates none")
+        if self.curation if policy.curation is None else policy.curation:
+            problems.append(f"{where}.curation: the teacher's examples are parsed and "
+                            f"de-duplicated, not curated: set curation: [] for this policy")
+        if teacher.kind != "oracle" and self.generation.decoding == "beam":
+            problems.append(f"{where}.teacher: the student is scored with greedy answers; "
+                            f"decoding beam is not used")
+        if teacher.match is not None:
+            labels = [p.display for p in self.policies]
+            if teacher.match not in labels:
+                problems.append(f"{where}.teacher.match: no policy is labelled "
+                                f"{teacher.match!r} (labels: {', '.join(labels)})")
+            else:
+                other = self.policies[labels.index(teacher.match)].teacher
+                mine = teacher.model_dump(exclude={"target", "match"})
+                if (other is None or other.target != "wrong"
+                        or other.model_dump(exclude={"target", "match"}) != mine):
+                    problems.append(f"{where}.teacher.match: {teacher.match!r} must be a "
+                                    f"policy with the same teacher and target wrong (the "
+                                    f"control differs only in which seed examples it shows)")
+        asked = (self.data.train_size or 0) * teacher.per_example
+        if asked > MAX_SAMPLES_PER_GENERATION:
+            problems.append(f"{where}.teacher.per_example: up to {asked} teacher examples a "
+                            f"generation, more than {MAX_SAMPLES_PER_GENERATION:,}")
         return problems
 
     def _server_problems(self, i: int, policy: PolicyConfig) -> list[str]:

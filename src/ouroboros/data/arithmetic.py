@@ -124,3 +124,48 @@ def check(prediction: str, reference: str) -> tuple[bool, bool]:
     """(the prediction states an answer, that answer is the reference's), exactly."""
     given = answer_of(prediction)
     return given is not None, given is not None and given == answer_of(reference)
+
+
+_PROBLEM = re.compile(r"(-?[0-9]+) ([-+*]) (-?[0-9]+) =")
+
+
+def parse_problem(source: str) -> tuple[int, str, int] | None:
+    """``"4 7 + 1 5 ="`` -> (47, "+", 15): the problem a source states (digits one per token,
+    whitespace normalised), or None if it states none."""
+    words = source.split()
+    if "=" not in words or words[-1] != "=":
+        return None
+    ops = [i for i, w in enumerate(words) if w in ("+", "-", "*") and 0 < i < len(words) - 1]
+    if len(ops) != 1:
+        return None
+    i = ops[0]
+    left, right = words[:i], words[i + 1:-1]
+    if not (left and right and all(w.isdigit() and len(w) == 1 for w in left + right)):
+        return None
+    return int("".join(left)), words[i], int("".join(right))
+
+
+def true_answer(source: str, spec: ArithmeticSpec) -> str | None:
+    """The exact answer of the problem a source states, written as ``spec`` writes answers."""
+    problem = parse_problem(source)
+    return None if problem is None else spaced(_value(*problem), spec.reverse)
+
+
+def _digits(n: int) -> int:
+    return len(str(abs(n)))
+
+
+def similar(spec: ArithmeticSpec, source: str, rng: np.random.Generator) -> dict:
+    """The oracle teacher: a new problem like the one ``source`` states, with the same
+    operator and the same number of digits in each operand, and its exact answer (a random
+    draw: it may be the problem itself, which de-duplication then drops)."""
+    problem = parse_problem(source)
+    if problem is None:
+        raise ValueError(f"not an arithmetic problem: {source!r}")
+    a, op, b = problem
+
+    def like(n: int) -> int:
+        d = _digits(n)
+        lo = 0 if d == 1 else 10 ** (d - 1)
+        return int(rng.integers(lo, 10 ** d))
+    return example(spec, like(a), op, like(b))

@@ -42,6 +42,12 @@ def conditions(kind: str, spec: dict, runtime: RuntimeConfig) -> dict:
         return {}
     if kind == "tokenizer":  # BPE training: the tokenizers library's merges
         return packages(("tokenizers", "transformers"))
+    if kind == "augment":  # the student's answers (greedy) or a local teacher's samples
+        if "prediction" not in spec and spec["teacher"]["kind"] != "model":
+            return {}
+        return {"device": runtime.device.partition(":")[0], "threads": runtime.threads,
+                **packages(("torch", "transformers", "tokenizers")),
+                "generation_batch_size": runtime.generation_batch_size}
     if kind not in TORCH_KINDS:
         return {}
     out: dict = {"device": runtime.device.partition(":")[0], "threads": runtime.threads,

@@ -90,7 +90,9 @@ def pinned(cfg: StudyConfig) -> StudyConfig:
         "curation": steps(p.curation),
         "generators": None if p.generators is None else [
             g.model_copy(update={"revision": _pin(g.pretrained, g.revision)})
-            for g in p.generators]}) for p in cfg.policies]
+            for g in p.generators],
+        "teacher": None if p.teacher is None else p.teacher.model_copy(update={
+            "revision": _pin(p.teacher.model, p.teacher.revision)})}) for p in cfg.policies]
     return cfg.model_copy(update={
         "model": model, "policies": policies, "curation": steps(cfg.curation),
         "metrics": cfg.metrics.model_copy(update={"traits": traits})})
@@ -108,6 +110,12 @@ def trait_files(cfg: StudyConfig) -> dict:
     files = {f"metrics.traits.{i}.{key}": digest for i, t in enumerate(cfg.metrics.traits)
              for key in ("file", "model") if (digest := local_digest(getattr(t, key)))}
     return {"files": files} if files else {}
+
+
+def teacher_files(teacher) -> dict:
+    """The content of a teacher's local model folder, if it has one."""
+    digest = local_digest(teacher.model)
+    return {"files": {"teacher.model": digest}} if digest else {}
 
 
 def curation_files(steps: list) -> dict:

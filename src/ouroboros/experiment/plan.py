@@ -8,6 +8,9 @@ seed), generation by generation:
     generate(g)  = model g's synthetic samples (the data of generation g+1)
     evaluate(g)  = metrics of model g and its samples against REAL held-out data
 
+A policy with a teacher (LLM2LLM) has augment(g) in generate(g)'s place: the teacher's new
+examples like the seed examples model g gets wrong.
+
 Each stage's spec holds every setting its build reads (the task through the data stage every
 stage depends on), so its fingerprint is right by construction. Generation 0 does not depend
 on the policy, so cells with the same seed share it (same fingerprint, computed once).
@@ -68,16 +71,20 @@ def plan_study(cfg: StudyConfig) -> Plan:
         return unique.setdefault(stage.fp, stage)
 
     cells = []
+    augments: dict[tuple, Stage] = {}  # (policy label, seed, g) -> its teacher's examples
+    # A random-augmentation control reads its targeted policy's stages: plan those first.
+    planning = sorted(cfg.policies, key=lambda p: p.teacher is not None
+                      and p.teacher.match is not None)
     for seed in cfg.seeds:
         data = add(Stage("data", f"s{seed}", {"source": source.fingerprint(test=False),
                                               "seed": seed, "task": cfg.task.model_dump()}))
         test = add(Stage("test", f"s{seed}", {"source": source.fingerprint()}, {"data": data}))
         tok = add(Stage("tokenizer", f"s{seed}", tokenizer_spec(cfg.model.model_dump(), cfg),
                         {"data": data}))
-        for policy in cfg.policies:
-            cell = Cell(policy, seed)
-            cells.append(cell)
-            _plan_cell(cfg, cell, data, test, tok, add)
+        mine = {p.display: Cell(p, seed) for p in cfg.policies}
+        cells += mine.values()
+        for policy in planning:
+            _plan_cell(cfg, mine[policy.display], data, test, tok, add, augments)
     return Plan(list(unique.values()), cells)
 
 
@@ -166,8 +173,28 @@ def request_part(policy: PolicyConfig, source, g: int) -> list[float] | None:
     return [cuts[i], cuts[i + 1]]
 
 
+def _augment_stage(cfg: StudyConfig, cell: Cell, g: int, model: Stage, data: Stage,
+                   test: Stage, earlier: list[Stage], augments: dict) -> Stage:
+    """Generation g's teacher examples (LLM2LLM): for the seed examples model g gets wrong,
+    or (the control) as many as the targeted policy's for random seed examples."""
+    teacher = cell.policy.teacher
+    spec = {"teacher": teacher.spec(), "g": g, "seed": cell.seed,
+            **inputs.teacher_files(teacher)}
+    deps: dict = {"data": data, "test": test, "earlier": list(earlier)}
+    if teacher.target == "wrong":  # the student's greedy answers pick the examples
+        spec["prediction"] = cfg.generation.model_copy(update={"decoding": "greedy"}).model_dump()
+        deps["model"] = model
+    else:
+        deps["match"] = augments[(teacher.match, cell.seed, g)]
+    access = {"server": teacher.server.model_dump()} if teacher.server is not None else None
+    stage = Stage("augment", f"{cell.policy.display}-s{cell.seed}-g{g}", spec, deps,
+                  **({"access": access} if access else {}))
+    augments[(cell.policy.display, cell.seed, g)] = stage
+    return stage
+
+
 def _plan_cell(cfg: StudyConfig, cell: Cell, data: Stage, test: Stage, tok: Stage,
-               add: Callable[[Stage], Stage]) -> None:
+               add: Callable[[Stage], Stage], augments: dict) -> None:
     """The four stages of every generation of one cell."""
     samples: list[Stage] = []
     model: Stage | None = None
@@ -226,6 +253,10 @@ def _plan_cell(cfg: StudyConfig, cell: Cell, data: Stage, test: Stage, tok: Stag
             trained.append(models[-1])
             if source is not None and not source.makes(g):
                 continue
+            if cell.policy.teacher is not None:  # the teacher writes the synthetic data
+                parts.append(add(_augment_stage(cfg, cell, g, models[-1], data, test, samples,
+                                                augments)))
+                continue
             share = {} if source is None else {"share": source.share, "generator": source.label,
                                                "part": request_part(cell.policy, source, g)}
             parts.append(add(Stage("generate", name,
@@ -255,7 +286,7 @@ def _plan_cell(cfg: StudyConfig, cell: Cell, data: Stage, test: Stage, tok: Stag
         if "reference-perplexity" in cfg.metrics.names:
             needs["reference"] = first
         cell.evaluations.append(add(Stage(
-            "evaluate", label if len(sources) == 1 else own,
+            "evaluate", label if len(sources) == 1 and not cell.policy.teacher else own,
             {"metrics": cfg.metrics.model_dump(exclude={"slices"}), "g": g, "seed": cell.seed,
              "metric_versions": metric_versions(cfg), **evaluation,
              **inputs.trait_files(cfg)}, needs)))
@@ -265,6 +296,7 @@ def _plan_cell(cfg: StudyConfig, cell: Cell, data: Stage, test: Stage, tok: Stag
             if curation and "candidates" in cfg.metrics.slices:
                 slice_inputs["curate"] = samples[-1]
             cell.slices.append(add(Stage(
-                "slice", label if len(sources) == 1 and not curation else own,
+                "slice", label if len(sources) == 1 and not curation and not cell.policy.teacher
+                else own,
                 {"sets": cfg.metrics.slices, "g": g, "seed": cell.seed,
                  "version": slicing.VERSION}, slice_inputs)))

@@ -15,7 +15,7 @@ from ouroboros.metrics.signature import EvalContext, MetricValue
 from ouroboros.tasks import answers as _answers  # noqa: F401
 
 # Bump when this module's numbers change: it re-runs the evaluations that use it.
-VERSION = 1
+VERSION = 2
 
 
 def _share(flags: list[bool]) -> float:
@@ -71,7 +71,9 @@ def accuracy(ctx: EvalContext) -> list[MetricValue]:
         out += _values("train_accuracy", [check(p, answers[i]) for i, p in
                                           ctx.train_predictions.items()], ctx,
                        {"split": "real-train", "decoding": decoding})
-    prompted = [r for r in ctx.sample_rows if r.get("prompted_by") in answers]
+    # A teacher's example (LLM2LLM) is a new problem, not an answer to the one that prompted it.
+    prompted = [r for r in ctx.sample_rows if r.get("prompted_by") in answers
+                and "teacher" not in r]
     if prompted:
         out += _values("sample_accuracy", [check(r["target"], answers[r["prompted_by"]])
                                            for r in prompted], ctx,

@@ -15,7 +15,7 @@ from ouroboros.metrics.slices import origin_of
 from ouroboros.policies.core import PolicyContext
 
 SAMPLE_FILES = {"generate": "samples.jsonl", "curate": "curated.jsonl",
-                "mixture": "samples.jsonl"}
+                "mixture": "samples.jsonl", "augment": "samples.jsonl"}
 
 
 def fresh(job: Job, g: int, n: int) -> list[dict]:

@@ -1,0 +1,152 @@
+"""LLM2LLM's targeted augmentation with the oracle teacher, and its random control: only the
+seed examples the student gets wrong are shown to the teacher (never a synthetic one), the
+oracle's problems have the prompting problem's shape and exact answers, the control matches
+the targeted policy's count, and the accepted examples are what the next training set adds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ouroboros.config import RuntimeConfig, load_config
+from ouroboros.data.arithmetic import answer_of, parse_problem, true_answer
+from ouroboros.experiment.builders import augment
+from ouroboros.experiment.builders.job import Job
+from ouroboros.experiment.loop import run_study
+from ouroboros.experiment.stages import read_jsonl
+
+pytestmark = pytest.mark.integration
+
+STUDY = ["data.source=arithmetic", "task.name=arithmetic", "metrics.names=[accuracy]",
+         "data.train_size=300", "data.valid_size=30", "data.test_size=100", "generations=3",
+         "seeds=[0]", "model.n_layer=1", "model.n_embd=32", "model.context_length=16",
+         "training.tokens=40000", "generation.max_new_tokens=6", "runtime.progress=false",
+         "runtime.threads=1",
+         "policies=[{name: accumulate, label: llm2llm, curation: [], teacher: {kind: oracle, "
+         "per_example: 2}}, {name: accumulate, label: random, curation: [], teacher: {kind: "
+         "oracle, per_example: 2, target: random, match: llm2llm}}]"]
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    out = tmp_path_factory.mktemp("llm2llm")
+    cfg = load_config(overrides=STUDY)
+    plan = run_study(cfg, out, log=lambda _: None)
+    return cfg, plan, out
+
+
+def _augments(plan, label):
+    cell = next(c for c in plan.cells if c.policy.display == label)
+    return [e.deps["samples"] for e in cell.evaluations]
+
+
+def test_only_wrong_seed_examples_are_augmented_with_oracle_problems_of_their_shape(study):
+    cfg, plan, out = study
+    spec = cfg.data.arithmetic.spec()
+    for stage in _augments(plan, "llm2llm"):
+        folder = out / stage.relpath
+        scored = {r["id"]: r for r in read_jsonl(folder / "scored.jsonl")}
+        seed = {r["id"]: r for r in read_jsonl(out / stage.deps["data"].relpath / "train.jsonl")}
+        assert set(scored) == set(seed)  # every seed example scored, none synthetic
+        wrong = {i for i, r in scored.items() if not r["correct"]}
+        replies = read_jsonl(folder / "teacher.jsonl")
+        assert {r["prompted_by"] for r in replies} == wrong
+        assert all(sum(r["prompted_by"] == i for r in replies) == 2 for i in wrong)
+        kept = read_jsonl(folder / "samples.jsonl")
+        assert len(kept) == sum(r["kept"] for r in replies) > 0
+        for row in kept:
+            a, op, b = parse_problem(row["source"])
+            x, op2, y = parse_problem(seed[row["prompted_by"]]["source"])
+            assert op == op2 and len(str(a)) == len(str(x)) and len(str(b)) == len(str(y))
+            assert answer_of(row["target"]) == true_answer(row["source"], spec)
+        sources = [r["source"] for r in kept]
+        assert len(set(sources)) == len(sources)
+        assert not set(sources) & {r["source"] for r in seed.values()}
+        test = {r["source"] for r in read_jsonl(out / stage.deps["test"].relpath /
+                                                "test.jsonl")}
+        assert not set(sources) & test
+
+
+def test_the_random_control_matches_the_count_and_the_training_sets_accumulate(study):
+    _, plan, out = study
+    targeted, control = _augments(plan, "llm2llm"), _augments(plan, "random")
+    for t, c in zip(targeted, control, strict=True):
+        n = len(read_jsonl(out / t.relpath / "samples.jsonl"))
+        assert len(read_jsonl(out / c.relpath / "samples.jsonl")) == n
+    for label, stages in (("llm2llm", targeted), ("random", control)):
+        cell = next(c for c in plan.cells if c.policy.display == label)
+        for g in (1, 2):
+            trainset = read_jsonl(out / cell.evaluations[g].deps["model"].deps["trainset"]
+                                  .relpath / "trainset.jsonl")
+            added = [r for s in stages[:g] for r in read_jsonl(out / s.relpath /
+                                                                "samples.jsonl")]
+            assert len(trainset) == 300 + len(added)
+            assert {r["id"] for r in trainset if r["origin"] == "synthetic"} == {
+                r["id"] for r in added}
+
+
+def test_a_planted_student_gets_exactly_its_wrong_examples_augmented(study, monkeypatch,
+                                                                      tmp_path):
+    cfg, plan, out = study
+    stage = _augments(plan, "llm2llm")[1]
+    seed = read_jsonl(out / stage.deps["data"].relpath / "train.jsonl")
+    planted = {e["id"] for e in seed[::7]}
+    monkeypatch.setattr(augment, "score_student", lambda job, real: [
+        {"id": e["id"], "prediction": "", "correct": e["id"] not in planted} for e in real])
+    info = augment.build_augment(Job(stage, out, RuntimeConfig(threads=1), cfg.data), tmp_path)
+    replies = read_jsonl(tmp_path / "teacher.jsonl")
+    assert {r["prompted_by"] for r in replies} == planted
+    assert info["wrong"] == info["prompted"] == len(planted)
+    earlier = {r["source"] for r in read_jsonl(out / stage.deps["earlier"][0].relpath /
+                                                 "samples.jsonl")}
+    assert not earlier & {r["source"] for r in read_jsonl(tmp_path / "samples.jsonl")}
+
+
+def test_parsing_and_dedup_refuse_and_count():
+    class Task:
+        @staticmethod
+        def answer(text):
+            return answer_of(text)
+
+    class FakeJob:
+        task = Task()
+
+    from ouroboros.config import TeacherConfig
+    teacher = augment.Teacher(FakeJob(), TeacherConfig(kind="model", model="x"))
+    assert teacher.parse("3 + 4 =\nAnswer: 7") == ({"source": "3 + 4 =", "target": "7"}, None)
+    assert teacher.parse("Question: 3 + 4 =\nAnswer: seven") == (None, "no answer")
+    assert teacher.parse("I cannot help with that.") == (None, "unparsed")
+    assert augment.rouge_l("a b c d".split(), "a b x d".split()) == pytest.approx(0.75)
+    dedup = augment.Dedup(["a b c d"], 0.7)
+    assert not dedup.new("A b  c d")  # exact, after case and whitespace
+    assert not dedup.new("a b x d")  # ROUGE-L 0.75 >= 0.7
+    assert dedup.new("q r s t")
+    assert not dedup.new("q r s t")  # what it kept counts too
+
+
+def test_teacher_settings_are_checked_before_any_work():
+    from ouroboros.config import ConfigError
+    base = STUDY[:-1]
+    with pytest.raises(ConfigError) as e:
+        load_config(overrides=base + ["policies=[{name: replace, teacher: {kind: oracle}}, "
+                                      "{name: accumulate, label: r, curation: [], teacher: "
+                                      "{kind: oracle, target: random, match: nobody}}]"])
+    text = str(e.value)
+    assert "policies.0.name: a teacher's examples accumulate" in text
+    assert "policies.1.teacher.match: no policy is labelled 'nobody'" in text
+    with pytest.raises(ConfigError) as e:
+        load_config(overrides=["policies=[{name: accumulate, curation: [], teacher: "
+                               "{kind: oracle}}]"])
+    assert "policies.0.teacher: needs a task with exact answers" in str(e.value)
+    assert "policies.0.teacher.kind: the oracle writes arithmetic problems" in str(e.value)
+
+
+def test_the_record_says_what_the_teacher_cost(study):
+    _, plan, out = study
+    for stage in _augments(plan, "llm2llm"):
+        info = json.loads((Path(out) / stage.relpath / "_complete.json").read_text())["info"]
+        assert info["cost"]["requests"] == info["replies"] == 2 * info["wrong"]
+        assert info["teacher_right"] == 1.0
+        assert sum(info["refused"].values()) + info["accepted"] == info["replies"]
