@@ -1,6 +1,8 @@
 """The run directory's tables, exported from the finished stages of a plan: metrics.csv,
-composition.csv, slices.csv and sample_perplexity.csv. Rows follow the plan (cell, then
-generation), never the order the stages happened to finish in."""
+composition.csv, slices.csv, sample_perplexity.csv, and where they apply transitions.csv
+(seed problems fixed and broken between generations) and teacher.csv (LLM2LLM's teacher).
+Rows follow the plan (cell, then generation), never the order the stages happened to finish
+in."""
 
 from __future__ import annotations
 
@@ -83,6 +85,11 @@ def sample_preview(store: StageStore, plan: Plan, truth=None, k: int = PREVIEW) 
     rows: list[dict] = []
     seen: set[str] = set()
     for cell in plan.cells:
+        if cell.policy.teacher is not None:  # new examples beside the seed example shown
+            if cell.policy.display not in seen:
+                seen.add(cell.policy.display)
+                rows += _teacher_preview(store, cell, k)
+            continue
         if cell.policy.display in seen:
             continue
         seen.add(cell.policy.display)
@@ -125,6 +132,91 @@ def sample_preview(store: StageStore, plan: Plan, truth=None, k: int = PREVIEW) 
     return rows
 
 
+def transition_rows(store: StageStore, plan: Plan) -> list[dict]:
+    """Per cell and generation g >= 1: how the real training (seed) problems moved between
+    model g-1 and model g: fixed (wrong, then right), broken (right, then wrong), still
+    wrong, still right; counted over all of them, and, where a teacher writes the data, apart
+    for those shown to the teacher in generation g-1 and those not."""
+    rows = []
+    for cell in plan.cells:
+        before = None
+        for g, stage in enumerate(cell.evaluations):
+            path = store.path(stage) / "train_predictions.jsonl"
+            if not path.is_file():
+                break
+            now = {r["id"]: bool(r["correct"]) for r in read_jsonl(path)}
+            if before is not None:
+                groups = {"all": set(now) & set(before)}
+                samples = cell.evaluations[g - 1].deps["samples"]
+                if samples.kind == "augment":
+                    shown = {r["prompted_by"] for r in read_jsonl(store.path(samples) /
+                                                                  "teacher.jsonl")}
+                    groups["shown to teacher"] = groups["all"] & shown
+                    groups["not shown"] = groups["all"] - shown
+                for group, ids in groups.items():
+                    moves = [(before[i], now[i]) for i in ids]
+                    rows.append({"cell": cell.name, "policy": cell.policy.display,
+                                 "seed": cell.seed, "generation": g, "problems": group,
+                                 "n": len(moves),
+                                 "fixed": sum(not b and a for b, a in moves),
+                                 "broken": sum(b and not a for b, a in moves),
+                                 "still_wrong": sum(not b and not a for b, a in moves),
+                                 "still_right": sum(b and a for b, a in moves)})
+            before = now
+    return rows
+
+
+TEACHER_COLUMNS = ["cell", "policy", "seed", "generation", "target", "wrong", "prompted",
+                   "replies", "accepted", "unparsed", "no_answer", "duplicate", "test_problem",
+                   "over_quota", "teacher_right", "requests", "prompt_tokens",
+                   "completion_tokens", "cached", "seconds"]
+
+
+def teacher_rows(store: StageStore, plan: Plan) -> list[dict]:
+    """Per cell and generation, what the teacher was asked, what was accepted and refused
+    (and why), and what it cost (augment stages)."""
+    rows = []
+    for cell in plan.cells:
+        for g, stage in enumerate(cell.evaluations):
+            samples = stage.deps["samples"]
+            if samples.kind != "augment":
+                continue
+            info = (store.record(samples) or {}).get("info", {})
+            refused = info.get("refused", {})
+            cost = info.get("cost", {})
+            rows.append({"cell": cell.name, "policy": cell.policy.display, "seed": cell.seed,
+                         "generation": g, "target": info.get("target"),
+                         "wrong": info.get("wrong"), "prompted": info.get("prompted"),
+                         "replies": info.get("replies"), "accepted": info.get("accepted"),
+                         **{k.replace(" ", "_"): refused.get(k, 0) for k in (
+                             "unparsed", "no answer", "duplicate", "test problem",
+                             "over quota")},
+                         "teacher_right": info.get("teacher_right"),
+                         **{k: cost.get(k) for k in ("requests", "prompt_tokens",
+                                                     "completion_tokens", "cached",
+                                                     "seconds")}})
+    return rows
+
+
+def _teacher_preview(store: StageStore, cell, k: int) -> list[dict]:
+    """A teacher's first ``k`` accepted examples of each generation, each after the seed
+    example it was shown."""
+    rows = []
+    for g, stage in enumerate(cell.evaluations):
+        augment = stage.deps["samples"]
+        seed = {e["id"]: e for e in read_jsonl(store.path(augment.deps["data"]) / "train.jsonl")}
+        for slot, r in enumerate(read_jsonl(store.path(augment) / "samples.jsonl")[:k]):
+            shown = seed.get(r["prompted_by"], {})
+            rows.append({"policy": cell.policy.display, "seed": cell.seed, "generation": g,
+                         "slot": slot, "prompt": None, "prompted_by": r["prompted_by"],
+                         "id": r["id"], "finished": True,
+                         "text": f"shown: {shown.get('source', '')} {shown.get('target', '')}"
+                                 f" | wrote: {r['source']} {r['target']}",
+                         "generator": r.get("generator"), "valid": None,
+                         "reference_perplexity": None, "curation": "kept"})
+    return rows
+
+
 def export_tables(store: StageStore, plan: Plan, run_dir: Path, truth=None) -> None:
     """Write every table of a study whose stages are all finished."""
     rundir.write_metrics(run_dir, metric_rows(store, plan))
@@ -137,6 +229,12 @@ def export_tables(store: StageStore, plan: Plan, run_dir: Path, truth=None) -> N
     per_sample = artifact_rows(store, plan, "sample_perplexity")
     if per_sample:
         rundir.write_table(run_dir / "sample_perplexity.csv", list(per_sample[0]), per_sample)
+    moves = transition_rows(store, plan)
+    if moves:
+        rundir.write_table(run_dir / "transitions.csv", list(moves[0]), moves)
+    taught = teacher_rows(store, plan)
+    if taught:
+        rundir.write_table(run_dir / "teacher.csv", TEACHER_COLUMNS, taught)
     preview = sample_preview(store, plan, truth)
     write_atomic(run_dir / "samples_preview.jsonl",
                  "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in preview))

@@ -347,6 +347,62 @@ def _slices_table(run_dir: Path) -> str:
                   caption=f"Metrics by origin, mean over {seeds} seed(s)")
 
 
+def _mean_table(path: Path, keys: list[str], values: list[str], caption: str) -> str:
+    """Means over seeds of the numeric ``values`` of a per-cell CSV, by ``keys``; "" when the
+    file is absent or has no rows."""
+    if not path.is_file():
+        return ""
+    with open(path, encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in rows:
+        groups[tuple(r.get(k, "") for k in keys)].append(r)
+    body = []
+    for key, members in groups.items():
+        line: list = list(key)
+        for v in values:
+            numbers = []
+            for r in members:
+                try:
+                    numbers.append(float(r.get(v) or "nan"))
+                except ValueError:
+                    numbers.append(math.nan)
+            numbers = [x for x in numbers if math.isfinite(x)]
+            mean = sum(numbers) / len(numbers) if numbers else math.nan
+            line.append((_num(mean), mean))
+        body.append([*line, len(members)])
+    return _table([*keys, *values, "n seeds"], body, text_columns=len(keys),
+                  caption=caption) if body else ""
+
+
+def _self_improvement_html(run_dir: Path) -> str:
+    """Seed problems fixed and broken between generations (transitions.csv) and what a
+    teacher was asked, accepted and cost (teacher.csv); "" for studies with neither."""
+    moves = _mean_table(
+        run_dir / "transitions.csv", ["policy", "generation", "problems"],
+        ["n", "fixed", "broken", "still_wrong", "still_right"],
+        "Real training problems between model g-1 and model g, mean over seeds: fixed (wrong, "
+        "then right), broken (right, then wrong); where a teacher writes the data, apart for "
+        "the problems it was shown in generation g-1")
+    taught = _mean_table(
+        run_dir / "teacher.csv", ["policy", "generation", "target"],
+        ["wrong", "prompted", "replies", "accepted", "unparsed", "no_answer", "duplicate",
+         "test_problem", "over_quota", "teacher_right", "requests", "prompt_tokens",
+         "completion_tokens", "cached", "seconds"],
+        "The teacher per generation, mean over seeds: seed examples the student got wrong, "
+        "shown, replies, accepted and refused by reason, the share of accepted answers that "
+        "are right (arithmetic: checked exactly), and its cost")
+    if not (moves or taught):
+        return ""
+    parts = [f"<details open><summary>Seed problems fixed and broken</summary>{moves}</details>"
+             if moves else "",
+             f"<details open><summary>Teacher (LLM2LLM)</summary>{taught}</details>"
+             if taught else ""]
+    return ("<h2>Self-improvement</h2><p><small>Accuracy per generation is in the figures "
+            "above; here is what moved underneath it. Teacher examples beside the seed "
+            "example shown are under Samples.</small></p>" + "".join(parts))
+
+
 def _samples_html(run_dir: Path) -> str:
     """Per policy, a handful of samples of each generation side by side (the same prompt in
     a row where samples have prompts), with what is known of each (samples_preview.jsonl)."""
@@ -567,6 +623,7 @@ a wide range. Figures for papers: <code>ouroboros report RUN --format pdf</code>
 <h2>All metrics</h2>
 {''.join(sections)}
 {histogram}
+{_self_improvement_html(run_dir)}
 <h2>Samples</h2>
 <p><small>What the models wrote: for each policy (its first seed), the same slots in every
 generation: the same real prompt where samples have prompts, else the first samples. Each
