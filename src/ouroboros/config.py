@@ -679,6 +679,26 @@ class TeacherConfig(Section):
         return spec
 
 
+class BackTranslationConfig(Section):
+    """Back-translation (Sennrich et al. 2016) and its forward control, for source -> target
+    tasks: each generation a backward model (the study's model family, trained from scratch on
+    the generation's training pairs reversed) writes a source for the real target of each of
+    ``size`` never-used real examples (the fresh pool); ``direction: forward`` is forward
+    self-training on the same examples (the forward model writes a target for each real
+    source). ``keep_fraction``: self-curation (Li et al. 2023), keep that share of the pairs
+    the forward model scores highest (mean log-likelihood per target token)."""
+
+    direction: Literal["backward", "forward"] = Field(
+        "backward", description="backward: synthetic sources for real targets; forward: "
+                                "synthetic targets for real sources (the control).")
+    size: int | None = Field(None, gt=0, le=MAX_EXAMPLES,
+                             description="Never-used real examples per generation (null: "
+                                         "data.train_size).")
+    keep_fraction: Fraction | None = Field(
+        None, gt=0, description="Self-curation: the share of pairs kept, by the forward "
+                                "model's score (null: keep all).")
+
+
 class PolicyConfig(Section):
     """One data policy of the grid: how generation g's training set is assembled."""
 
@@ -703,6 +723,10 @@ class PolicyConfig(Section):
         None, ge=1, description="Generate until accepted: up to this many extra rounds re-ask "
                                 "every request curation left without a kept sample (null: "
                                 "none; pruning then shrinks the data).")
+    backtranslation: BackTranslationConfig | None = Field(
+        None, description="The synthetic pairs come from back-translation (or forward "
+                          "self-training) of never-used real examples (null: the student "
+                          "answers the real training sources).")
     teacher: TeacherConfig | None = Field(
         None, description="LLM2LLM: a teacher writes the synthetic data, new examples like the "
                           "seed examples the student gets wrong (or random ones: the "
@@ -946,7 +970,7 @@ class StudyConfig(Section):
                 if lm and settings["name"] == "hf-seq2seq":
                     problems.append(f"{where}: task lm needs a decoder-only model")
         for i, p in enumerate(self.policies):
-            problems += self._teacher_problems(i, p)
+            problems += self._teacher_problems(i, p) + self._backtranslation_problems(i, p)
         for i, p in enumerate(self.policies):
             own = self.curation if p.curation is None else p.curation
             if p.refill and not own:
@@ -1055,6 +1079,31 @@ class StudyConfig(Section):
                     f"template's up to {around} and BOS leave no target token in {where}."
                     f"context_length {m['context_length']}: use at most {max(room, 0)} (the "
                     f"template is never cut)")
+        return problems
+
+    def _backtranslation_problems(self, i: int, policy: PolicyConfig) -> list[str]:
+        """A back-translation policy: a source -> target task, and nothing that generates
+        otherwise."""
+        if policy.backtranslation is None:
+            return []
+        where = f"policies.{i}"
+        problems = []
+        if self.task.name == "lm":
+            problems.append(f"{where}.backtranslation: needs a source -> target task "
+                            f"(translation, summarization, ...), not lm")
+        if self.model.name == "hf-seq2seq" or self.model.pretrained:
+            problems.append(f"{where}.backtranslation: the backward model is the study's "
+                            f"family trained from scratch: use model tiny-gpt2")
+        for key in ("generators", "candidates", "refill", "teacher"):
+            if getattr(policy, key) is not None:
+                problems.append(f"{where}.{key}: does not go with backtranslation (its pairs "
+                                f"are the synthetic data)")
+        if self.curation if policy.curation is None else policy.curation:
+            problems.append(f"{where}.curation: back-translated pairs are curated by "
+                            f"backtranslation.keep_fraction: set curation: [] for this policy")
+        if policy.name == "fresh":
+            problems.append(f"{where}.name: fresh draws on the same never-used data as "
+                            f"backtranslation: use accumulate, mix or replace")
         return problems
 
     def _teacher_problems(self, i: int, policy: PolicyConfig) -> list[str]:

@@ -150,3 +150,29 @@ def test_the_record_says_what_the_teacher_cost(study):
         assert info["cost"]["requests"] == info["replies"] == 2 * info["wrong"]
         assert info["teacher_right"] == 1.0
         assert sum(info["refused"].values()) + info["accepted"] == info["replies"]
+
+
+def test_a_local_model_teacher_is_sampled_and_its_garbage_counted_not_trained_on(study,
+                                                                                  tmp_path):
+    """A teacher that is a Hugging Face model folder (here the study's own tiny generation-0
+    checkpoint, which cannot follow the prompt): its replies are sampled here, recorded with
+    their cost, refused as unparsed, and the next training set is the seed data alone."""
+    _, plan, out = study
+    (folder,) = {p for p in out.glob("stages/train/s0-g0-*/model")}
+    overrides = [o for o in STUDY if not o.startswith(("policies=", "generations="))] + [
+        "generations=2", "policies=[{name: accumulate, label: hf, curation: [], teacher: "
+        f"{{kind: model, model: '{folder}', max_new_tokens: 8, template: 'Q: {{source}} "
+        "A: {target} Q:'}}]"]
+    plan = run_study(load_config(overrides=overrides), tmp_path, log=lambda _: None)
+    cell = plan.cells[0]
+    stage = cell.evaluations[0].deps["samples"]
+    assert stage.spec["files"]["teacher.model"]  # the folder's content is in the fingerprint
+    info = json.loads((tmp_path / stage.relpath / "_complete.json").read_text())["info"]
+    assert info["replies"] == info["wrong"] > 0 and info["accepted"] == 0
+    assert info["refused"] == {"unparsed": info["replies"]}
+    assert info["cost"]["completion_tokens"] > 0 and info["cost"]["prompt_tokens"] > 0
+    replies = read_jsonl(tmp_path / stage.relpath / "teacher.jsonl")
+    assert all(r["reply"] is not None and not r["kept"] for r in replies)
+    trainset = read_jsonl(tmp_path / cell.evaluations[1].deps["model"].deps["trainset"].relpath
+                          / "trainset.jsonl")
+    assert len(trainset) == 300 and {r["origin"] for r in trainset} == {"real"}

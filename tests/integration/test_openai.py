@@ -293,3 +293,62 @@ def test_chat_api_and_what_preflight_says(server, tmp_path, monkeypatch):
         f"x.base_url: cannot reach {dead} (is the server running?)"]
     monkeypatch.setenv(KEY_ENV, "sk-wrong")
     assert check(chat, "x") == [f"x.api_key_env: {url} refused the key in {KEY_ENV} (401)"]
+
+
+def test_llm2llm_teacher_behind_the_server_writes_garbage_that_is_counted_and_refused(
+        server, tmp_path):
+    """configs/llm2llm-server.yaml on GSM8K-format files, its teacher the tiny served model:
+    the student is scored, the teacher is asked for every seed problem the student gets
+    wrong, its replies (garbage: the tiny model cannot follow the prompt) are parsed, counted
+    and refused, and the next training sets hold nothing the teacher wrote that states no
+    answer; the key is written nowhere."""
+    import yaml
+    for split, n in (("train", 40), ("test", 20)):
+        with open(tmp_path / f"{split}.jsonl", "w") as f:
+            for i in range(n):
+                a, b = i % 7 + 2, i % 5 + 3
+                f.write(json.dumps({"question": f"Ann has {a} bags of {b} apples.",
+                                    "answer": f"{a} * {b} = {a * b}\n#### {a * b}"}) + "\n")
+    study = yaml.safe_load((Path(__file__).parents[2] / "configs" / "llm2llm-server.yaml")
+                           .read_text())
+    study.update(generations=2, seeds=[0], runtime={"progress": False, "threads": 1})
+    study["data"] = {"source": "files", "files": {
+        "root": str(tmp_path), "train": "train.jsonl", "test": "test.jsonl",
+        "fields": {"source": "question", "target": "answer"}},
+        "train_size": None, "valid_size": 10, "test_size": None}
+    study["model"].update(n_layer=1, n_embd=32, context_length=64, vocab_size=300)
+    study["training"] = {"epochs": 1}
+    study["generation"] = {"max_new_tokens": 12}
+    for p in study["policies"][1:]:
+        p["teacher"].update(max_new_tokens=8, template="Question: {source}\nAnswer: {target}"
+                                                       "\nQuestion:")
+        p["teacher"]["server"] = {**p["teacher"]["server"], "base_url": f"{server}/v1",
+                                  "model": "tiny", "api_key_env": KEY_ENV}
+    config = tmp_path / "study.yaml"
+    config.write_text(json.dumps(study))
+    run = tmp_path / "run"
+    done = _ouroboros("run", "--out", str(run), str(config))
+    assert done.returncode == 0, done.stderr[-3000:]
+    with open(run / "teacher.csv") as f:
+        rows = list(__import__("csv").DictReader(f))
+    targeted = [r for r in rows if r["policy"] == "llm2llm"]
+    assert len(targeted) == 2 and all(int(r["wrong"]) > 0 for r in targeted)
+    for r in targeted:
+        refused = sum(int(r[k]) for k in ("unparsed", "no_answer", "duplicate",
+                                          "test_problem"))
+        assert int(r["replies"]) == int(r["wrong"]) == int(r["requests"])
+        assert refused + int(r["accepted"]) == int(r["replies"])
+        assert int(r["unparsed"]) + int(r["no_answer"]) > 0  # garbage, counted
+        assert int(r["completion_tokens"]) > 0
+    from ouroboros.config import TaskConfig
+    from ouroboros.tasks.conditional import GSM8K
+    task = GSM8K(TaskConfig(name="gsm8k"))
+    for trainset in run.glob("stages/trainset/llm2llm*-g1-*/trainset.jsonl"):
+        synthetic = [json.loads(line) for line in trainset.read_text().splitlines()
+                     if json.loads(line)["origin"] == "synthetic"]
+        assert all(task.answer(r["target"]) is not None for r in synthetic)
+    assert list(run.glob("cache/openai/*/*.json"))
+    for f in run.rglob("*"):
+        if f.is_file():
+            assert KEY.encode() not in f.read_bytes(), f
+    assert KEY not in done.stdout + done.stderr

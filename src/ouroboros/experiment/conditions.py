@@ -24,10 +24,10 @@ from importlib import metadata
 from ouroboros.config import BUILD_CONDITIONS, RuntimeConfig
 
 # Stage kinds that run PyTorch (the others read and write JSON only).
-TORCH_KINDS = {"train", "generate", "curate", "evaluate", "slice"}
+TORCH_KINDS = {"train", "generate", "curate", "evaluate", "slice", "backtranslate"}
 # Kinds that score sequences in batches of runtime.eval_batch_size (training: the validation
 # loss that picks the best epoch; curation: the quality step; slices: quality by origin).
-SCORING_KINDS = {"train", "curate", "evaluate", "slice"}
+SCORING_KINDS = {"train", "curate", "evaluate", "slice", "backtranslate"}
 VLLM_KEYS = tuple(k.removeprefix("vllm.") for k in BUILD_CONDITIONS if k.startswith("vllm."))
 
 
@@ -60,10 +60,11 @@ def conditions(kind: str, spec: dict, runtime: RuntimeConfig) -> dict:
     # (measured: 3 of 300 samples differ between batch sizes 1 and 64 on prompts of 2-30
     # tokens): generation, refill rounds and test predictions.
     sampling = [spec.get(k) for k in ("generation", "prediction") if spec.get(k)]
-    if kind in ("generate", "curate", "evaluate") and sampling:
+    if kind in ("generate", "curate", "evaluate", "backtranslate") and sampling:
         out["generation_batch_size"] = runtime.generation_batch_size
     # vLLM samples generate stages and refill rounds; test predictions always use HF.
-    if kind in ("generate", "curate") and (spec.get("generation") or {}).get("backend") == "vllm":
+    if (kind in ("generate", "curate", "backtranslate")
+            and (spec.get("generation") or {}).get("backend") == "vllm"):
         out.update({f"vllm.{k}": getattr(runtime.vllm, k) for k in VLLM_KEYS})
     return out
 

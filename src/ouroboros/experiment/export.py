@@ -217,6 +217,31 @@ def _teacher_preview(store: StageStore, cell, k: int) -> list[dict]:
     return rows
 
 
+BACKTRANSLATION_COLUMNS = ["cell", "policy", "seed", "generation", "direction", "pairs",
+                           "kept", "new_tokens", "seconds", "backward_train_seconds"]
+
+
+def backtranslation_rows(store: StageStore, plan: Plan) -> list[dict]:
+    """Per cell and generation, the back-translated (or forward) pairs made and kept, and
+    what making them cost: generation tokens and seconds, and the backward model's training."""
+    rows = []
+    for cell in plan.cells:
+        for g, stage in enumerate(cell.evaluations):
+            made = stage.deps["samples"]
+            if made.kind != "backtranslate":
+                continue
+            info = (store.record(made) or {}).get("info", {})
+            model = made.deps["model"]
+            backward = ((store.record(model) or {}).get("info", {}).get("seconds")
+                        if model.spec.get("direction") == "backward" else None)
+            rows.append({"cell": cell.name, "policy": cell.policy.display, "seed": cell.seed,
+                         "generation": g, "direction": info.get("direction"),
+                         "pairs": info.get("pairs"), "kept": info.get("kept"),
+                         "new_tokens": info.get("new_tokens"), "seconds": info.get("seconds"),
+                         "backward_train_seconds": backward})
+    return rows
+
+
 def export_tables(store: StageStore, plan: Plan, run_dir: Path, truth=None) -> None:
     """Write every table of a study whose stages are all finished."""
     rundir.write_metrics(run_dir, metric_rows(store, plan))
@@ -235,6 +260,9 @@ def export_tables(store: StageStore, plan: Plan, run_dir: Path, truth=None) -> N
     taught = teacher_rows(store, plan)
     if taught:
         rundir.write_table(run_dir / "teacher.csv", TEACHER_COLUMNS, taught)
+    made = backtranslation_rows(store, plan)
+    if made:
+        rundir.write_table(run_dir / "backtranslation.csv", BACKTRANSLATION_COLUMNS, made)
     preview = sample_preview(store, plan, truth)
     write_atomic(run_dir / "samples_preview.jsonl",
                  "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in preview))

@@ -65,6 +65,19 @@ def plan_problems(cfg: StudyConfig, splits: RealSplits, source) -> list[str]:
                 f"{cfg.generations - 1} generations, but the data leave {len(splits.pool)} "
                 f"after the training split; lower real_fraction or generations, or "
                 f"data.train_size")
+    for i, p in enumerate(cfg.policies):  # back-translation reads never-used real examples
+        if p.backtranslation is None:
+            continue
+        needed = cfg.generations * (p.backtranslation.size or size)
+        capacity = getattr(source, "fresh_capacity", None)
+        left = (capacity() if capacity is not None else
+                len(splits.pool) if splits.pool is not None else None)
+        if left is not None and needed > left:
+            problems.append(
+                f"policies.{i}.backtranslation: {p.display} needs {needed} never-used real "
+                f"examples over {cfg.generations} generations, but the data leave {left} "
+                f"after the splits; lower backtranslation.size or generations, or "
+                f"data.train_size")
     answer = getattr(registry.TASKS.get(cfg.task.name)(cfg.task), "answer", None)
     for name, rows in (("train", splits.train), ("test", splits.test)):
         silent = [e for e in rows if answer is not None and answer(e["target"]) is None]
@@ -85,22 +98,27 @@ def plan_problems(cfg: StudyConfig, splits: RealSplits, source) -> list[str]:
 
 
 def server_problems(cfg: StudyConfig, run_dir: Path | None = None) -> list[str]:
-    """Server generators that would fail their first request (key unset or refused, server
-    unreachable, model not served), checked once each; in a run directory only those whose
-    samples are not all made yet."""
+    """Server generators and teachers that would fail their first request (key unset or
+    refused, server unreachable, model not served), checked once each; in a run directory
+    only those whose samples are not all made yet."""
     plan = plan_study(cfg) if run_dir is not None else None
     store = StageStore(run_dir) if run_dir is not None else None
     seen, problems = set(), []
-    for i, p in enumerate(cfg.policies):
-        for j, g in enumerate(p.generators or []):
-            if g.server is None or g.server.model_dump_json() in seen:
-                continue
-            if plan is not None and all(store.is_done(s) for s in plan.stages
-                                        if s.access.get("server") == g.server.model_dump()):
-                continue
-            seen.add(g.server.model_dump_json())
-            from ouroboros.generation.server import check
-            problems += check(g.server, f"policies.{i}.generators.{j}.server")
+    servers = [(f"policies.{i}.generators.{j}.server", g.server)
+               for i, p in enumerate(cfg.policies) for j, g in enumerate(p.generators or [])
+               if g.server is not None]
+    servers += [(f"policies.{i}.teacher.server", p.teacher.server)
+                for i, p in enumerate(cfg.policies)
+                if p.teacher is not None and p.teacher.server is not None]
+    for where, server in servers:
+        if server.model_dump_json() in seen:
+            continue
+        if plan is not None and all(store.is_done(s) for s in plan.stages
+                                    if s.access.get("server") == server.model_dump()):
+            continue
+        seen.add(server.model_dump_json())
+        from ouroboros.generation.server import check
+        problems += check(server, where)
     return problems
 
 

@@ -9,7 +9,8 @@ seed), generation by generation:
     evaluate(g)  = metrics of model g and its samples against REAL held-out data
 
 A policy with a teacher (LLM2LLM) has augment(g) in generate(g)'s place: the teacher's new
-examples like the seed examples model g gets wrong.
+examples like the seed examples model g gets wrong. A back-translation policy has
+backtranslate(g) there: a backward model's sources for never-used real targets.
 
 Each stage's spec holds every setting its build reads (the task through the data stage every
 stage depends on), so its fingerprint is right by construction. Generation 0 does not depend
@@ -193,6 +194,31 @@ def _augment_stage(cfg: StudyConfig, cell: Cell, g: int, model: Stage, data: Sta
     return stage
 
 
+def _backtranslation_stage(cfg: StudyConfig, cell: Cell, g: int, label: str, train_spec: dict,
+                           trainset: Stage, model: Stage, data: Stage, tok: Stage,
+                           generation: dict, add: Callable[[Stage], Stage]) -> Stage:
+    """Generation g's back-translated pairs: a backward model, trained on generation g's
+    training pairs reversed, writes a source for the real target of never-used real examples
+    (direction forward: model g writes a target for their real source); model g scores them
+    for self-curation."""
+    bt = cell.policy.backtranslation
+    deps: dict = {"data": data, "forward": model,
+                  "pool": add(Stage("pool", f"s{cell.seed}", {}, {"data": data}))}
+    if bt.direction == "backward":
+        reverse = add(Stage("trainset", f"{label}-backward", {"generation": g, "reverse": True},
+                            {"trainset": trainset, "data": data}))
+        deps["model"] = add(Stage("train", f"{label}-backward",
+                                  {**train_spec, "generation": g, "seed": cell.seed,
+                                   "generator": "backward", "direction": "backward"},
+                                  {"trainset": reverse, "tokenizer": tok, "data": data}))
+    else:
+        deps["model"] = model
+    return Stage("backtranslate", f"{cell.policy.display}-s{cell.seed}-g{g}",
+                 {"backtranslation": bt.model_dump(), "g": g, "seed": cell.seed,
+                  "generation": {**generation, "candidates": 1}, "task": cfg.task.model_dump()},
+                 deps)
+
+
 def _plan_cell(cfg: StudyConfig, cell: Cell, data: Stage, test: Stage, tok: Stage,
                add: Callable[[Stage], Stage], augments: dict) -> None:
     """The four stages of every generation of one cell."""
@@ -253,6 +279,11 @@ def _plan_cell(cfg: StudyConfig, cell: Cell, data: Stage, test: Stage, tok: Stag
             trained.append(models[-1])
             if source is not None and not source.makes(g):
                 continue
+            if cell.policy.backtranslation is not None:  # pairs for never-used real data
+                parts.append(add(_backtranslation_stage(cfg, cell, g, label, spec, trainset,
+                                                        models[-1], data, tok, generation,
+                                                        add)))
+                continue
             if cell.policy.teacher is not None:  # the teacher writes the synthetic data
                 parts.append(add(_augment_stage(cfg, cell, g, models[-1], data, test, samples,
                                                 augments)))
@@ -286,7 +317,9 @@ def _plan_cell(cfg: StudyConfig, cell: Cell, data: Stage, test: Stage, tok: Stag
         if "reference-perplexity" in cfg.metrics.names:
             needs["reference"] = first
         cell.evaluations.append(add(Stage(
-            "evaluate", label if len(sources) == 1 and not cell.policy.teacher else own,
+            "evaluate", label if len(sources) == 1 and not (cell.policy.teacher or
+                                                            cell.policy.backtranslation)
+            else own,
             {"metrics": cfg.metrics.model_dump(exclude={"slices"}), "g": g, "seed": cell.seed,
              "metric_versions": metric_versions(cfg), **evaluation,
              **inputs.trait_files(cfg)}, needs)))
@@ -296,7 +329,7 @@ def _plan_cell(cfg: StudyConfig, cell: Cell, data: Stage, test: Stage, tok: Stag
             if curation and "candidates" in cfg.metrics.slices:
                 slice_inputs["curate"] = samples[-1]
             cell.slices.append(add(Stage(
-                "slice", label if len(sources) == 1 and not curation and not cell.policy.teacher
-                else own,
+                "slice", label if len(sources) == 1 and not curation and not (
+                    cell.policy.teacher or cell.policy.backtranslation) else own,
                 {"sets": cfg.metrics.slices, "g": g, "seed": cell.seed,
                  "version": slicing.VERSION}, slice_inputs)))

@@ -38,6 +38,7 @@ BUILDER_MODULES = {
     "trainset": f"{_B}.trainset", "train": f"{_B}.train", "generate": f"{_B}.generate",
     "mixture": f"{_B}.generate", "curate": f"{_B}.curate", "evaluate": f"{_B}.evaluate",
     "slice": f"{_B}.slice", "augment": f"{_B}.augment",
+    "backtranslate": f"{_B}.backtranslate",
 }
 _SKIP_TOKENS = {tokenize.COMMENT, tokenize.NL, tokenize.ENCODING, tokenize.ENDMARKER}
 _STRING_STARTS = {getattr(tokenize, n) for n in ("FSTRING_START", "TSTRING_START")

@@ -15,7 +15,7 @@ BUILDERS = {
     "train": "train:build_train", "generate": "generate:build_generate",
     "mixture": "generate:build_mixture", "curate": "curate:build_curate",
     "evaluate": "evaluate:build_evaluate", "slice": "slice:build_slice",
-    "augment": "augment:build_augment",
+    "augment": "augment:build_augment", "backtranslate": "backtranslate:build_backtranslate",
 }
 
 

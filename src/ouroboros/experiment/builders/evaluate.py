@@ -59,7 +59,9 @@ def build_evaluate(job: Job, out: Path) -> dict:
     if "reference" in job.stage.deps:
         reference, _ = load_checkpoint(job.input("reference") / "model", job.device)
     ctx = EvalContext(
-        samples=[job.task.text(s) for s in samples], real_test=test,
+        # the generated side: a back-translated pair's source, else the target
+        samples=[s["source"] if s.get("generated") == "source" else job.task.text(s)
+                 for s in samples], real_test=test,
         real_train=job.real("train"), sample_rows=samples, reference_model=reference,
         seed=job.spec["seed"], truth=job.truth, model=model, tokenizer=tokenizer,
         encoder=encoder, task=job.task, predictions=predictions,

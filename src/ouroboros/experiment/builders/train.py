@@ -53,6 +53,8 @@ def build_train(job: Job, out: Path) -> dict:
     rows = read_jsonl(job.input("trainset") / "trainset.jsonl")
     tcfg = TrainingConfig.model_validate(job.spec["training"])  # this cell's settings
     texts, valid = selection_split(job, rows, tcfg)
+    if job.spec.get("direction") == "backward" and tcfg.selection_split == "real":
+        valid = [{**e, "source": e["target"], "target": e["source"]} for e in valid]
     seed = derive_seed(job.spec["seed"], "train", job.spec["generation"], *stream(job.spec))
     mcfg = ModelConfig.model_validate(job.spec["model"])  # the study's or a generator's
     family = registry.MODELS.get(mcfg.name)()

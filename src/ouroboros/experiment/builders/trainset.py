@@ -15,7 +15,8 @@ from ouroboros.metrics.slices import origin_of
 from ouroboros.policies.core import PolicyContext
 
 SAMPLE_FILES = {"generate": "samples.jsonl", "curate": "curated.jsonl",
-                "mixture": "samples.jsonl", "augment": "samples.jsonl"}
+                "mixture": "samples.jsonl", "augment": "samples.jsonl",
+                "backtranslate": "samples.jsonl"}
 
 
 def fresh(job: Job, g: int, n: int) -> list[dict]:
@@ -37,7 +38,10 @@ def build_trainset(job: Job, out: Path) -> dict:
     """Generation g's training set and its composition by origin."""
     real = job.real("train")
     g = job.spec["generation"]
-    if g == 0:
+    if job.spec.get("reverse"):  # a backward model's: generation g's pairs, reversed
+        rows = [{**r, "source": r["target"], "target": r["source"]}
+                for r in read_jsonl(job.input("trainset") / "trainset.jsonl")]
+    elif g == 0:
         rows = real
     else:
         # The generators are not read here (their samples are the inputs), and a server
