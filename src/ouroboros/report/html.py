@@ -376,8 +376,9 @@ def _mean_table(path: Path, keys: list[str], values: list[str], caption: str) ->
 
 
 def _self_improvement_html(run_dir: Path) -> str:
-    """Seed problems fixed and broken between generations (transitions.csv) and what a
-    teacher was asked, accepted and cost (teacher.csv); "" for studies with neither."""
+    """Seed problems fixed and broken between generations (transitions.csv), what a teacher
+    was asked, accepted and cost (teacher.csv), and back-translated pairs made and kept
+    (backtranslation.csv); "" for studies with none of them."""
     moves = _mean_table(
         run_dir / "transitions.csv", ["policy", "generation", "problems"],
         ["n", "fixed", "broken", "still_wrong", "still_right"],
@@ -392,12 +393,19 @@ def _self_improvement_html(run_dir: Path) -> str:
         "The teacher per generation, mean over seeds: seed examples the student got wrong, "
         "shown, replies, accepted and refused by reason, the share of accepted answers that "
         "are right (arithmetic: checked exactly), and its cost")
-    if not (moves or taught):
+    made = _mean_table(
+        run_dir / "backtranslation.csv", ["policy", "generation", "direction"],
+        ["pairs", "kept", "new_tokens", "seconds", "backward_train_seconds"],
+        "Back-translated (or forward) pairs per generation, mean over seeds: made, kept by "
+        "self-curation, and their cost")
+    if not (moves or taught or made):
         return ""
     parts = [f"<details open><summary>Seed problems fixed and broken</summary>{moves}</details>"
              if moves else "",
              f"<details open><summary>Teacher (LLM2LLM)</summary>{taught}</details>"
-             if taught else ""]
+             if taught else "",
+             f"<details open><summary>Back-translation</summary>{made}</details>"
+             if made else ""]
     return ("<h2>Self-improvement</h2><p><small>Accuracy per generation is in the figures "
             "above; here is what moved underneath it. Teacher examples beside the seed "
             "example shown are under Samples.</small></p>" + "".join(parts))
