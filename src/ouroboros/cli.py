@@ -48,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
                                           "figures and the summary table's columns")
     report.add_argument("--format", help="also write a figure per metric for papers: png, "
                                          "svg or pdf (comma-separated for several)")
+    report.add_argument("--against", metavar="POLICY[,POLICY...]",
+                        help="print the paired differences and exact tests against each of "
+                             "these policies (default: the first policy), e.g. the controls")
     report.add_argument("--slices", nargs="?", const=-1, type=int, metavar="GENERATION",
                         help="also print metrics by origin, generator and curation outcome "
                              "(slices.csv) at GENERATION (default: the last)")
@@ -348,7 +351,12 @@ def main(argv: list[str] | None = None) -> int:
             rows = read_metrics(args.run_dir)
             print(summary_table(rows, columns))
             print()
-            print(paired_table(rows, columns))
+            against = [a.strip() for a in args.against.split(",")] if args.against else [None]
+            try:
+                tables = [paired_table(rows, columns, a) for a in against]
+            except ValueError as e:
+                parser.error(str(e))
+            print("\n\n".join(tables))
             if args.slices is not None:
                 from ouroboros.report.tables import read_slices, slices_text
                 print()

@@ -1,6 +1,7 @@
 """Statistics over seeds: interval coverage, exact paired tests, what the report says."""
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -114,6 +115,16 @@ def test_paired_table_states_tests_and_gives_no_verdict_three_seeds_cannot_carry
     assert "p_flip=0.25  p_sign=0.25" in text and "wins 3/3" in text
     assert "not significant (n=3 cannot reach p<0.05)" in text
     assert "2^(1-n) (n=3: 0.25)" in text and "better (p" not in text
+
+
+def test_paired_table_against_another_policy():
+    six = [10, 20, 30, 40, 50, 60]
+    rows = _rows({"replace": six, "mix": [v - 1 for v in six], "fresh": [v + 2 for v in six]})
+    text = paired_table(rows, baseline="mix")
+    assert "paired difference to mix" in text
+    assert re.search(r"replace\s+1 \[", text) and re.search(r"fresh\s+3 \[", text)
+    with pytest.raises(ValueError, match="no policy 'nobody'"):
+        paired_table(rows, baseline="nobody")
 
 
 def test_paired_table_verdict_needs_the_test_to_reject():

@@ -216,11 +216,18 @@ def _bracket_legend(ns: list[int], generation: int) -> str:
             f"{generation}; none at n=1]")
 
 
-def paired_table(rows: list[dict], metrics: list[str] | None = None) -> str:
-    """Per policy, the paired difference to the first policy at the last generation, with its
-    t-interval, wins, exact paired tests and a verdict only where the tests carry one."""
+def paired_table(rows: list[dict], metrics: list[str] | None = None,
+                 baseline: str | None = None) -> str:
+    """Per policy, the paired difference to ``baseline`` (default: the first policy) at the
+    last generation, with its t-interval, wins, exact paired tests and a verdict only where
+    the tests carry one."""
     last = max(r["generation"] for r in rows)
     policies = policies_in_order(rows)
+    if baseline is not None:
+        if baseline not in policies:
+            raise ValueError(f"--against: no policy {baseline!r} in this run (policies: "
+                             f"{', '.join(policies)})")
+        policies = [baseline] + [p for p in policies if p != baseline]
     names = metrics or ordered(headline(sorted({r["metric"] for r in rows})), KEY_METRICS)[:6]
     better = directions(rows)
     lines, ns = [], set()
