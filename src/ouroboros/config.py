@@ -596,7 +596,10 @@ class GeneratorConfig(Section):
 TEACHER_TEMPLATE = ("Here is a problem and its correct answer.\nQuestion: {source}\n"
                     "Answer: {target}\nWrite one new problem of the same kind and difficulty, "
                     "with its correct answer, in the same format.\nQuestion:")
-TEACHER_PARSE = r"(?s)^\s*(?:Question:)?\s*(?P<source>.+?)\s*\nAnswer:\s*(?P<target>.+?)\s*$"
+# The target ends at a blank line, the next Question: or Answer:, or the reply's end (a
+# teacher that writes several examples gives its first).
+TEACHER_PARSE = (r"(?s)^\s*(?:Question:)?\s*(?P<source>.+?)\s*\nAnswer:\s*(?P<target>.+?)\s*"
+                 r"(?:\n\s*\n|\n\s*(?:Question|Answer):|$)")
 
 
 class TeacherConfig(Section):
@@ -1101,9 +1104,10 @@ class StudyConfig(Section):
         if self.curation if policy.curation is None else policy.curation:
             problems.append(f"{where}.curation: back-translated pairs are curated by "
                             f"backtranslation.keep_fraction: set curation: [] for this policy")
-        if policy.name == "fresh":
-            problems.append(f"{where}.name: fresh draws on the same never-used data as "
-                            f"backtranslation: use accumulate, mix or replace")
+        if policy.name not in ("accumulate", "replace"):
+            problems.append(f"{where}.name: back-translated pairs join the seed data "
+                            f"(accumulate) or replace it (replace); {policy.name} is not "
+                            f"supported with backtranslation")
         return problems
 
     def _teacher_problems(self, i: int, policy: PolicyConfig) -> list[str]:
@@ -1130,9 +1134,6 @@ class StudyConfig(Section):
         if self.curation if policy.curation is None else policy.curation:
             problems.append(f"{where}.curation: the teacher's examples are parsed and "
                             f"de-duplicated, not curated: set curation: [] for this policy")
-        if teacher.kind != "oracle" and self.generation.decoding == "beam":
-            problems.append(f"{where}.teacher: the student is scored with greedy answers; "
-                            f"decoding beam is not used")
         if teacher.match is not None:
             labels = [p.display for p in self.policies]
             if teacher.match not in labels:

@@ -48,13 +48,17 @@ def test_backward_model_pairs_self_curation_and_the_next_training_set(study):
                          "trainset.jsonl")
     assert [(r["source"], r["target"]) for r in reverse] == [
         (r["target"], r["source"]) for r in forward]
-    lineage = read_jsonl(out / stage.relpath / "lineage.jsonl")
-    kept = read_jsonl(out / stage.relpath / "samples.jsonl")
+    lineage = read_jsonl(out / stage.relpath / "samples.jsonl")
+    kept = read_jsonl(out / stage.relpath / "curated.jsonl")
     assert len(lineage) == 120 and len(kept) == 60
     # real targets of never-used problems, each asked once; the source is the model's
     real = {r["prompted_by"] for r in lineage}
     assert len(real) == 120 and all(i.startswith("fresh-g1-") for i in real)
     assert all(r["generated"] == "source" and r["origin"] == "synthetic" for r in lineage)
+    # the real target is whole: trained with its EOS whether or not the source was cut
+    assert all(r["finished"] is True and "source_finished" in r for r in lineage)
+    later = read_jsonl(out / cell.evaluations[1].deps["samples"].relpath / "samples.jsonl")
+    assert all(r["prompted_by"].startswith("fresh-g2-") for r in later)
     kept_ids = {r["id"] for r in kept}
     assert min(r["scores"]["forward_loglik"] for r in lineage if r["id"] in kept_ids) >= max(
         r["scores"]["forward_loglik"] for r in lineage if r["id"] not in kept_ids)
@@ -68,7 +72,7 @@ def test_backward_model_pairs_self_curation_and_the_next_training_set(study):
 def test_the_forward_control_answers_the_same_real_examples(study):
     plan, out = study
     bt = read_jsonl(out / _cell(plan, "bt").evaluations[0].deps["samples"].relpath /
-                    "lineage.jsonl")
+                    "samples.jsonl")
     ft_stage = _cell(plan, "ft").evaluations[0].deps["samples"]
     ft = read_jsonl(out / ft_stage.relpath / "samples.jsonl")
     assert ft_stage.deps["model"] == _cell(plan, "ft").evaluations[0].deps["model"]
@@ -80,6 +84,9 @@ def test_the_forward_control_answers_the_same_real_examples(study):
     test = {r["source"] for r in read_jsonl(out / _cell(plan, "ft").evaluations[0]
                                            .deps["test"].relpath / "test.jsonl")}
     assert not {r["source"] for r in ft} & (used | test)  # never-used real problems
+    later = read_jsonl(out / _cell(plan, "ft").evaluations[1].deps["samples"].relpath /
+                       "samples.jsonl")
+    assert not {r["source"] for r in later} & ({r["source"] for r in ft} | used | test)
     info = json.loads((out / ft_stage.relpath / "_complete.json").read_text())["info"]
     assert info["pairs"] == info["kept"] == 120 and info["new_tokens"] > 0
     assert (out / "backtranslation.csv").is_file()
@@ -88,9 +95,9 @@ def test_the_forward_control_answers_the_same_real_examples(study):
 def test_backtranslation_settings_are_checked():
     from ouroboros.config import ConfigError
     with pytest.raises(ConfigError) as e:
-        load_config(overrides=["policies=[{name: fresh, real_fraction: 0.5, backtranslation: "
+        load_config(overrides=["policies=[{name: mix, real_fraction: 0.5, backtranslation: "
                                "{}, candidates: 2}]"])
     text = str(e.value)
     assert "policies.0.backtranslation: needs a source -> target task" in text
     assert "policies.0.candidates: does not go with backtranslation" in text
-    assert "policies.0.name: fresh draws on the same never-used data" in text
+    assert "policies.0.name: back-translated pairs join the seed data" in text

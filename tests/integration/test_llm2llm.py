@@ -75,6 +75,14 @@ def test_the_random_control_matches_the_count_and_the_training_sets_accumulate(s
     for t, c in zip(targeted, control, strict=True):
         n = len(read_jsonl(out / t.relpath / "samples.jsonl"))
         assert len(read_jsonl(out / c.relpath / "samples.jsonl")) == n
+        replies = read_jsonl(out / c.relpath / "teacher.jsonl")
+        kept = [r for r in replies if r["kept"]]
+        assert len(kept) == n
+        # over quota only once the count is reached, and nothing kept after it
+        first_over = next((i for i, r in enumerate(replies) if r.get("reason") == "over quota"),
+                          len(replies))
+        assert sum(r["kept"] for r in replies[:first_over]) == n
+        assert not any(r["kept"] for r in replies[first_over:])
     for label, stages in (("llm2llm", targeted), ("random", control)):
         cell = next(c for c in plan.cells if c.policy.display == label)
         for g in (1, 2):
@@ -118,12 +126,24 @@ def test_parsing_and_dedup_refuse_and_count():
     assert teacher.parse("3 + 4 =\nAnswer: 7") == ({"source": "3 + 4 =", "target": "7"}, None)
     assert teacher.parse("Question: 3 + 4 =\nAnswer: seven") == (None, "no answer")
     assert teacher.parse("I cannot help with that.") == (None, "unparsed")
+    # a teacher that goes on with more examples: the first one, its own answer
+    assert teacher.parse("3 + 4 =\nAnswer: 7\n\nQuestion: 5 + 5 =\nAnswer: 1 0")[0] == {
+        "source": "3 + 4 =", "target": "7"}
+    assert teacher.parse("3 + 4 =\nAnswer: 7\nQuestion: 5 + 5 =\nAnswer: 1 0")[0] == {
+        "source": "3 + 4 =", "target": "7"}
+    # cut at max_new_tokens inside the answer: "1 2" may have been "1 2 3"
+    assert teacher.parse("6 + 6 =\nAnswer: 1 2", finished=False) == (None, "unfinished")
+    assert teacher.parse("6 + 6 =\nAnswer: 1 2\n\nQuestion: 7", finished=False)[1] is None
     assert augment.rouge_l("a b c d".split(), "a b x d".split()) == pytest.approx(0.75)
     dedup = augment.Dedup(["a b c d"], 0.7)
-    assert not dedup.new("A b  c d")  # exact, after case and whitespace
-    assert not dedup.new("a b x d")  # ROUGE-L 0.75 >= 0.7
-    assert dedup.new("q r s t")
-    assert not dedup.new("q r s t")  # what it kept counts too
+    assert dedup.seen("A b  c d")  # exact, after case and whitespace
+    assert dedup.seen("a b x d")  # ROUGE-L 0.75 >= 0.7
+    assert not dedup.seen("d c b a")  # the same words, out of order: LCS 1, F1 0.25
+    assert not dedup.seen("q r s t")
+    dedup.add("q r s t")
+    assert dedup.seen("q r s t")  # what it kept counts too
+    exact = augment.Dedup(["a b c d"], 1.0)
+    assert exact.seen("a  B c d") and not exact.seen("a b x d")
 
 
 def test_teacher_settings_are_checked_before_any_work():

@@ -334,19 +334,31 @@ def test_llm2llm_teacher_behind_the_server_writes_garbage_that_is_counted_and_re
     targeted = [r for r in rows if r["policy"] == "llm2llm"]
     assert len(targeted) == 2 and all(int(r["wrong"]) > 0 for r in targeted)
     for r in targeted:
-        refused = sum(int(r[k]) for k in ("unparsed", "no_answer", "duplicate",
-                                          "test_problem"))
+        refused = sum(int(r[k]) for k in ("unparsed", "unfinished", "no_answer",
+                                          "held_out_problem", "duplicate"))
         assert int(r["replies"]) == int(r["wrong"]) == int(r["requests"])
         assert refused + int(r["accepted"]) == int(r["replies"])
         assert int(r["unparsed"]) + int(r["no_answer"]) > 0  # garbage, counted
         assert int(r["completion_tokens"]) > 0
+    control = [r for r in rows if r["policy"] == "llm2llm-random"]
+    for t, c in zip(targeted, control, strict=True):  # as many accepted, as many asked
+        assert int(c["quota"]) == int(c["accepted"]) + int(c["short"]) == int(t["accepted"])
+        assert int(c["replies"]) >= int(t["replies"])
+    records = [json.loads(p.read_text())["info"] for p in
+               run.glob("stages/augment/llm2llm-s0-*/_complete.json")]
+    assert {tuple(r["cost"]["served_as"]) for r in records} == {("tiny",)}
     from ouroboros.config import TaskConfig
     from ouroboros.tasks.conditional import GSM8K
     task = GSM8K(TaskConfig(name="gsm8k"))
-    for trainset in run.glob("stages/trainset/llm2llm*-g1-*/trainset.jsonl"):
+    trainsets = list(run.glob("stages/trainset/llm2llm*-g1-*/trainset.jsonl"))
+    assert len(trainsets) == 2
+    accepted = sum(int(r["accepted"]) for r in rows if r["generation"] == "0")
+    for trainset in trainsets:
         synthetic = [json.loads(line) for line in trainset.read_text().splitlines()
                      if json.loads(line)["origin"] == "synthetic"]
         assert all(task.answer(r["target"]) is not None for r in synthetic)
+    assert sum(len([1 for line in t.read_text().splitlines() if '"synthetic"' in line])
+               for t in trainsets) == accepted  # only what was accepted is trained on
     assert list(run.glob("cache/openai/*/*.json"))
     for f in run.rglob("*"):
         if f.is_file():

@@ -126,9 +126,6 @@ def check(prediction: str, reference: str) -> tuple[bool, bool]:
     return given is not None, given is not None and given == answer_of(reference)
 
 
-_PROBLEM = re.compile(r"(-?[0-9]+) ([-+*]) (-?[0-9]+) =")
-
-
 def parse_problem(source: str) -> tuple[int, str, int] | None:
     """``"4 7 + 1 5 ="`` -> (47, "+", 15): the problem a source states (digits one per token,
     whitespace normalised), or None if it states none."""

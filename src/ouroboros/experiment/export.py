@@ -85,10 +85,10 @@ def sample_preview(store: StageStore, plan: Plan, truth=None, k: int = PREVIEW) 
     rows: list[dict] = []
     seen: set[str] = set()
     for cell in plan.cells:
-        if cell.policy.teacher is not None:  # new examples beside the seed example shown
-            if cell.policy.display not in seen:
+        if cell.policy.teacher is not None or cell.policy.backtranslation is not None:
+            if cell.policy.display not in seen:  # what was written beside what it was given
                 seen.add(cell.policy.display)
-                rows += _teacher_preview(store, cell, k)
+                rows += _pair_preview(store, cell, k)
             continue
         if cell.policy.display in seen:
             continue
@@ -166,10 +166,13 @@ def transition_rows(store: StageStore, plan: Plan) -> list[dict]:
     return rows
 
 
-TEACHER_COLUMNS = ["cell", "policy", "seed", "generation", "target", "wrong", "prompted",
-                   "replies", "accepted", "unparsed", "no_answer", "duplicate", "test_problem",
-                   "over_quota", "teacher_right", "requests", "prompt_tokens",
-                   "completion_tokens", "cached", "seconds"]
+REFUSALS = ("unparsed", "unfinished", "no answer", "held-out problem", "duplicate",
+            "over quota")
+TEACHER_COLUMNS = ["cell", "policy", "seed", "generation", "target", "wrong", "quota",
+                   "short", "prompted", "replies", "accepted",
+                   *[k.replace(" ", "_").replace("-", "_") for k in REFUSALS],
+                   "teacher_right", "requests", "prompt_tokens", "completion_tokens",
+                   "paid_completion_tokens", "cached", "seconds"]
 
 
 def teacher_rows(store: StageStore, plan: Plan) -> list[dict]:
@@ -186,34 +189,42 @@ def teacher_rows(store: StageStore, plan: Plan) -> list[dict]:
             cost = info.get("cost", {})
             rows.append({"cell": cell.name, "policy": cell.policy.display, "seed": cell.seed,
                          "generation": g, "target": info.get("target"),
-                         "wrong": info.get("wrong"), "prompted": info.get("prompted"),
-                         "replies": info.get("replies"), "accepted": info.get("accepted"),
-                         **{k.replace(" ", "_"): refused.get(k, 0) for k in (
-                             "unparsed", "no answer", "duplicate", "test problem",
-                             "over quota")},
+                         "wrong": info.get("wrong"), "quota": info.get("quota"),
+                         "short": info.get("short", 0 if "quota" in info else None),
+                         "prompted": info.get("prompted"), "replies": info.get("replies"),
+                         "accepted": info.get("accepted"),
+                         **{k.replace(" ", "_").replace("-", "_"): refused.get(k, 0)
+                            for k in REFUSALS},
                          "teacher_right": info.get("teacher_right"),
                          **{k: cost.get(k) for k in ("requests", "prompt_tokens",
-                                                     "completion_tokens", "cached",
+                                                     "completion_tokens",
+                                                     "paid_completion_tokens", "cached",
                                                      "seconds")}})
     return rows
 
 
-def _teacher_preview(store: StageStore, cell, k: int) -> list[dict]:
-    """A teacher's first ``k`` accepted examples of each generation, each after the seed
-    example it was shown."""
+def _pair_preview(store: StageStore, cell, k: int) -> list[dict]:
+    """The first ``k`` examples of each generation of a teacher (each after the seed example
+    it was shown) or of back-translation (the real side, then the generated one)."""
     rows = []
     for g, stage in enumerate(cell.evaluations):
-        augment = stage.deps["samples"]
-        seed = {e["id"]: e for e in read_jsonl(store.path(augment.deps["data"]) / "train.jsonl")}
-        for slot, r in enumerate(read_jsonl(store.path(augment) / "samples.jsonl")[:k]):
-            shown = seed.get(r["prompted_by"], {})
+        made = stage.deps["samples"]
+        seed = {e["id"]: e for e in read_jsonl(store.path(made.deps["data"]) / "train.jsonl")}
+        for slot, r in enumerate(read_jsonl(store.path(made) / "samples.jsonl")[:k]):
+            if made.kind == "augment":
+                shown = seed.get(r["prompted_by"], {})
+                text = (f"shown: {shown.get('source', '')} {shown.get('target', '')} | "
+                        f"wrote: {r['source']} {r['target']}")
+            else:
+                real, wrote = (("target", "source") if r.get("generated") == "source"
+                               else ("source", "target"))
+                text = f"real {real}: {r[real]} | wrote {wrote}: {r[wrote]}"
             rows.append({"policy": cell.policy.display, "seed": cell.seed, "generation": g,
                          "slot": slot, "prompt": None, "prompted_by": r["prompted_by"],
-                         "id": r["id"], "finished": True,
-                         "text": f"shown: {shown.get('source', '')} {shown.get('target', '')}"
-                                 f" | wrote: {r['source']} {r['target']}",
+                         "id": r["id"], "finished": r.get("finished"), "text": text,
                          "generator": r.get("generator"), "valid": None,
-                         "reference_perplexity": None, "curation": "kept"})
+                         "reference_perplexity": None,
+                         "curation": _outcome(r.get("decisions", []))})
     return rows
 
 

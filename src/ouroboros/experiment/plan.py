@@ -175,7 +175,8 @@ def request_part(policy: PolicyConfig, source, g: int) -> list[float] | None:
 
 
 def _augment_stage(cfg: StudyConfig, cell: Cell, g: int, model: Stage, data: Stage,
-                   test: Stage, earlier: list[Stage], augments: dict) -> Stage:
+                   test: Stage, earlier: list[Stage], augments: dict,
+                   add: Callable[[Stage], Stage]) -> Stage:
     """Generation g's teacher examples (LLM2LLM): for the seed examples model g gets wrong,
     or (the control) as many as the targeted policy's for random seed examples."""
     teacher = cell.policy.teacher
@@ -188,8 +189,9 @@ def _augment_stage(cfg: StudyConfig, cell: Cell, g: int, model: Stage, data: Sta
     else:
         deps["match"] = augments[(teacher.match, cell.seed, g)]
     access = {"server": teacher.server.model_dump()} if teacher.server is not None else None
-    stage = Stage("augment", f"{cell.policy.display}-s{cell.seed}-g{g}", spec, deps,
-                  **({"access": access} if access else {}))
+    # The stage as planned (an identical one of another policy may stand for it).
+    stage = add(Stage("augment", f"{cell.policy.display}-s{cell.seed}-g{g}", spec, deps,
+                      access=access or {}))
     augments[(cell.policy.display, cell.seed, g)] = stage
     return stage
 
@@ -285,8 +287,8 @@ def _plan_cell(cfg: StudyConfig, cell: Cell, data: Stage, test: Stage, tok: Stag
                                                         add)))
                 continue
             if cell.policy.teacher is not None:  # the teacher writes the synthetic data
-                parts.append(add(_augment_stage(cfg, cell, g, models[-1], data, test, samples,
-                                                augments)))
+                parts.append(_augment_stage(cfg, cell, g, models[-1], data, test, samples,
+                                            augments, add))
                 continue
             share = {} if source is None else {"share": source.share, "generator": source.label,
                                                "part": request_part(cell.policy, source, g)}

@@ -9,7 +9,8 @@ import torch
 from tqdm.auto import tqdm
 
 from ouroboros.config import GenerationConfig
-from ouroboros.generation.sampling import processors, row_seeds
+from ouroboros.generation.sampling import processors
+from ouroboros.generation.sampling import row_seeds as derive_rows
 from ouroboros.models.checkpoint import load_checkpoint
 from ouroboros.progress import show_progress
 
@@ -60,8 +61,12 @@ def _context_room(model) -> int | None:
 
 def generate_with_model(model, tokenizer, prompts: list[list[int]], cfg: GenerationConfig, *,
                         seed: int, batch_size: int, device: str = "cpu",
-                        progress: bool = False) -> list[Completion]:
-    """Continuations of already-encoded prompts (see ``Encoder.prompt_ids``)."""
+                        progress: bool = False,
+                        row_seeds: list[int] | None = None) -> list[Completion]:
+    """Continuations of already-encoded prompts (see ``Encoder.prompt_ids``); each sampled
+    with its own random stream: ``row_seeds[i]`` if given, else one derived from ``seed`` and
+    the prompt's position."""
+    given = row_seeds
     seq2seq = bool(model.config.is_encoder_decoder)
     eos = tokenizer.eos_token_id
     # BOS is banned for decoder-only models (it only starts prompts); encoder-decoder models
@@ -84,7 +89,10 @@ def generate_with_model(model, tokenizer, prompts: list[list[int]], cfg: Generat
     for start in range(0, len(prompts), batch_size):
         batch = prompts[start:start + batch_size]
         ids, mask = _batch_inputs(batch, tokenizer.pad_token_id, left=not seq2seq)
-        seeds = row_seeds(seed, start, len(batch)) if cfg.decoding == "sample" else None
+        seeds = None
+        if cfg.decoding == "sample":
+            seeds = (derive_rows(seed, start, len(batch)) if given is None
+                     else given[start:start + len(batch)])
         with torch.no_grad():
             out = model.generate(
                 input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=False,

@@ -387,12 +387,14 @@ def _self_improvement_html(run_dir: Path) -> str:
         "the problems it was shown in generation g-1")
     taught = _mean_table(
         run_dir / "teacher.csv", ["policy", "generation", "target"],
-        ["wrong", "prompted", "replies", "accepted", "unparsed", "no_answer", "duplicate",
-         "test_problem", "over_quota", "teacher_right", "requests", "prompt_tokens",
-         "completion_tokens", "cached", "seconds"],
-        "The teacher per generation, mean over seeds: seed examples the student got wrong, "
-        "shown, replies, accepted and refused by reason, the share of accepted answers that "
-        "are right (arithmetic: checked exactly), and its cost")
+        ["wrong", "quota", "short", "prompted", "replies", "accepted", "unparsed",
+         "unfinished", "no_answer", "held_out_problem", "duplicate", "over_quota",
+         "teacher_right", "requests", "prompt_tokens", "completion_tokens",
+         "paid_completion_tokens", "cached", "seconds"],
+        "The teacher per generation, mean over seeds: seed examples the student got wrong "
+        "(the random control: the count it matches, and by how many it fell short), shown, "
+        "replies, accepted and refused by reason, the share of accepted answers that are "
+        "right (arithmetic: checked exactly), and its cost")
     made = _mean_table(
         run_dir / "backtranslation.csv", ["policy", "generation", "direction"],
         ["pairs", "kept", "new_tokens", "seconds", "backward_train_seconds"],

@@ -5,9 +5,10 @@ wrong, the teacher writes ``per_example`` new examples like it (``target: random
 control: as many accepted teacher examples as the targeted policy's of the same seed and
 generation, for seed examples drawn at random). Only seed examples are shown to the teacher,
 never synthetic ones. Each reply is parsed into a source and a target, refused if the target
-states no answer, refused if its source is a held-out test problem's, and de-duplicated
-(ROUGE-L F1 of its source) against every example so far: the seed data, earlier generations'
-teacher examples and this generation's. The accepted
+states no answer (or was cut at ``max_new_tokens`` inside it), refused if its source repeats a
+held-out (test or validation) problem's, and de-duplicated against every example so far: the
+seed data, earlier generations' teacher examples and this generation's (the same words, or a
+ROUGE-L F1 of the sources at or above ``dedup``). The accepted
 examples are this stage's samples; policy accumulate joins them with the seed data and every
 earlier generation's, and the student retrains from its base.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -46,28 +48,38 @@ def rouge_l(a: list[str], b: list[str]) -> float:
 
 
 class Dedup:
-    """Every source so far; ``new(source)`` says whether one is new enough to keep (and then
-    keeps it)."""
+    """Sources so far: ``seen(source)`` says whether one repeats any of them (the same words,
+    case and spacing aside, or a ROUGE-L F1 at or above ``threshold``); ``add`` keeps one."""
 
     def __init__(self, sources: list[str], threshold: float) -> None:
         self.threshold = threshold
-        self.exact = {" ".join(s.lower().split()) for s in sources}
-        self.tokens = [s.lower().split() for s in sources]
+        self.exact: set[str] = set()
+        self.tokens: list[tuple[list[str], Counter]] = []
+        for source in sources:
+            self.add(source)
 
-    def new(self, source: str) -> bool:
+    def seen(self, source: str) -> bool:
         tokens = source.lower().split()
-        key = " ".join(tokens)
-        if key in self.exact:
+        if " ".join(tokens) in self.exact:
+            return True
+        if self.threshold >= 1:
             return False
+        t, n, bag = self.threshold, len(tokens), Counter(tokens)
+        for other, other_bag in self.tokens:
+            m = len(other)
+            # ROUGE-L F1 = 2 LCS / (n + m), and LCS <= min(n, m) and <= the shared words
+            # (with multiplicity): the exact LCS runs only where those bounds reach t.
+            if (2 * min(n, m) >= t * (n + m)
+                    and 2 * sum((bag & other_bag).values()) >= t * (n + m)
+                    and rouge_l(tokens, other) >= t):
+                return True
+        return False
+
+    def add(self, source: str) -> None:
+        tokens = source.lower().split()
+        self.exact.add(" ".join(tokens))
         if self.threshold < 1:
-            t, n = self.threshold, len(tokens)
-            for other in self.tokens:
-                # ROUGE-L F1 <= 2 min(n, m) / (n + m): only pairs that could reach t are run
-                if 2 * min(n, len(other)) >= t * (n + len(other)) and rouge_l(tokens, other) >= t:
-                    return False
-        self.exact.add(key)
-        self.tokens.append(tokens)
-        return True
+            self.tokens.append((tokens, Counter(tokens)))
 
 
 def score_student(job: Job, real: list[dict]) -> list[dict]:
@@ -102,15 +114,15 @@ class Teacher:
         return (self.cfg.template.replace("{source}", example["source"])
                 .replace("{target}", example["target"]))
 
-    def write(self, shown: list[dict], seeds: list[int]) -> list[str | dict]:
-        """One reply per shown seed example: a dict (source, target) from the oracle, else
-        the teacher's text."""
+    def write(self, shown: list[dict], seeds: list[int]) -> list[tuple[str | dict, bool]]:
+        """One (reply, finished) per shown seed example: the oracle's example as a dict, else
+        the teacher's text and whether it ended before ``max_new_tokens``."""
         t0 = time.perf_counter()
         self.cost["requests"] += len(shown)
         try:
             if self.cfg.kind == "oracle":
                 spec = self.job.checked_source().spec
-                return [arithmetic.similar(spec, e["source"], np.random.default_rng(s))
+                return [(arithmetic.similar(spec, e["source"], np.random.default_rng(s)), True)
                         for e, s in zip(shown, seeds, strict=True)]
             gcfg = GenerationConfig(decoding="sample", temperature=self.cfg.temperature,
                                     max_new_tokens=self.cfg.max_new_tokens)
@@ -121,15 +133,20 @@ class Teacher:
                     raise ValueError("the server settings differ from the stage's spec")
                 answers, info = server_complete(server, prompts, seeds, gcfg, self.job.run_dir,
                                                 where="teacher: server")
-                for key in ("prompt_tokens", "completion_tokens", "cached"):
-                    self.cost[key] += info[key]
-                return [a.text for a in answers]
-            return self._sample(prompts, gcfg, seeds[0] if seeds else 0)
+                for key in ("prompt_tokens", "completion_tokens", "paid_completion_tokens",
+                            "cached", "retries"):
+                    self.cost[key] = self.cost.get(key, 0) + info[key]
+                for key in ("served_as", "system_fingerprints"):
+                    self.cost[key] = sorted(set(self.cost.get(key, [])) | set(info[key]))
+                self.cost["base_url"] = info["base_url"]
+                return [(a.text, a.finished) for a in answers]
+            return self._sample(prompts, gcfg, seeds)
         finally:
             self.cost["seconds"] += time.perf_counter() - t0
 
-    def _sample(self, prompts: list[str], gcfg: GenerationConfig, seed: int) -> list[str]:
-        """A Hugging Face causal model's replies, sampled here."""
+    def _sample(self, prompts: list[str], gcfg: GenerationConfig,
+                seeds: list[int]) -> list[tuple[str, bool]]:
+        """A Hugging Face causal model's replies, sampled here, each with its own seed."""
         if self._model is None:
             from transformers import AutoModelForCausalLM, AutoTokenizer
             where = {"revision": self.cfg.revision} if self.cfg.revision else {}
@@ -142,14 +159,14 @@ class Teacher:
         ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
         if tokenizer.bos_token_id is not None:
             ids = [[tokenizer.bos_token_id, *p] for p in ids]
-        done = generate_with_model(model, tokenizer, ids, gcfg, seed=seed,
+        done = generate_with_model(model, tokenizer, ids, gcfg, seed=0, row_seeds=seeds,
                                    batch_size=self.job.runtime.generation_batch_size,
                                    device=self.job.device, progress=self.job.runtime.progress)
         self.cost["prompt_tokens"] += sum(len(p) for p in ids)
         self.cost["completion_tokens"] += sum(c.new_tokens for c in done)
-        return [c.text for c in done]
+        return [(c.text, c.finished) for c in done]
 
-    def parse(self, reply: str | dict) -> tuple[dict | None, str | None]:
+    def parse(self, reply: str | dict, finished: bool = True) -> tuple[dict | None, str | None]:
         """(the new example, None) or (None, why it is refused)."""
         if isinstance(reply, dict):
             return reply, None
@@ -159,6 +176,8 @@ class Teacher:
         source, target = found.group("source").strip(), found.group("target").strip()
         if not source or not target:
             return None, "unparsed"
+        if not finished and found.end() >= len(reply.rstrip()):
+            return None, "unfinished"  # cut at max_new_tokens: its answer may be cut too
         if self.job.task.answer(target) is None:
             return None, "no answer"
         return {"source": source, "target": target}, None
@@ -174,7 +193,8 @@ def build_augment(job: Job, out: Path) -> dict:
     earlier = [r for s in job.stage.deps["earlier"] for r in read_jsonl(job.dir(s) /
                                                                            "samples.jsonl")]
     dedup = Dedup([e["source"] for e in real] + [r["source"] for r in earlier], cfg.dedup)
-    test = {" ".join(e["source"].lower().split()) for e in job.real("test")}
+    held_out = Dedup([e["source"] for split in ("test", "valid") for e in job.real(split)],
+                     cfg.dedup)
     teacher = Teacher(job, cfg)
     info: dict = {"seed_examples": len(real), "teacher": teacher.name(), "target": cfg.target}
     if cfg.target == "wrong":
@@ -200,19 +220,21 @@ def build_augment(job: Job, out: Path) -> dict:
         ks = [k % cfg.per_example for k in range(len(shown))]
         seeds = [derive_seed(seed, "teacher", g, cfg.seed, r, e["id"], k)
                  for e, k in zip(shown, ks, strict=True)]
-        for e, k, reply in zip(shown, ks, teacher.write(shown, seeds), strict=True):
-            new, why = teacher.parse(reply)
-            if new is not None and " ".join(new["source"].lower().split()) in test:
-                why = "test problem"  # never train on a held-out problem
-            elif new is not None and not dedup.new(new["source"]):
+        for e, k, (reply, finished) in zip(shown, ks, teacher.write(shown, seeds),
+                                           strict=True):
+            new, why = teacher.parse(reply, finished)
+            if new is not None and held_out.seen(new["source"]):
+                why = "held-out problem"  # never train on a test or validation problem
+            elif new is not None and dedup.seen(new["source"]):
                 why = "duplicate"
             if new is not None and why is None and quota is not None and len(kept) >= quota:
                 why = "over quota"
             record = {"round": r, "prompted_by": e["id"], "k": k,
-                      "reply": reply if isinstance(reply, str) else None,
+                      "reply": reply if isinstance(reply, str) else None, "finished": finished,
                       **(new or {}), "kept": why is None, **({"reason": why} if why else {})}
             replies.append(record)
             if why is None:
+                dedup.add(new["source"])
                 kept.append({"id": f"aug-g{g}-{len(kept)}", "source": new["source"],
                              "target": new["target"], "origin": "synthetic", "generation": g,
                              "model": teacher.name(), "generator": cfg.label,

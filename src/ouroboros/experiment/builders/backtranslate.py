@@ -1,9 +1,10 @@
 """The backtranslate stage: back-translation (Sennrich et al. 2016) with optional
 self-curation (Li et al. 2023), and its control, forward self-training.
 
-Generation g draws ``size`` never-used real examples (the fresh pool of generation g + 1, the
-same draw for both directions). Backward: a model trained on generation g's pairs reversed
-writes a source for each real target; forward: model g writes a target for each real source.
+Generation g draws ``size`` never-used real examples (the fresh pool of generation g + 1: the
+same draw for both directions at the same size). Backward: a model trained on generation g's
+pairs reversed writes a source for each real target; forward: model g writes a target for
+each real source.
 With ``keep_fraction`` model g scores every pair (mean log-likelihood per target token given
 the source) and the highest-scored share is kept. ``lineage.jsonl`` keeps every pair with its
 score and decision; ``samples.jsonl`` the kept ones, the generated side marked
@@ -37,9 +38,9 @@ def build_backtranslate(job: Job, out: Path) -> dict:
     rows, info = sample(job, job.stage.deps["model"].relpath, requests, gcfg,
                         derive_seed(seed, "backtranslate", g), g, f"bt-g{g}-",
                         {"backtranslation": bt.direction})
-    if backward:  # the model wrote the source of a real target
-        rows = [{**r, "source": r["target"], "target": r["source"], "generated": "source"}
-                for r in rows]
+    if backward:  # the model wrote the source of a real target, which is whole (EOS)
+        rows = [{**r, "source": r["target"], "target": r["source"], "generated": "source",
+                 "finished": True, "source_finished": r["finished"]} for r in rows]
     else:
         rows = [{**r, "generated": "target"} for r in rows]
     kept = rows
@@ -54,6 +55,6 @@ def build_backtranslate(job: Job, out: Path) -> dict:
                                **({} if i in best else {"reason": "below the kept share"})}]
         kept = [r for i, r in enumerate(rows) if i in best]
         info["scoring_seconds"] = time.perf_counter() - t0
-    write_jsonl(out / "lineage.jsonl", rows)
-    write_jsonl(out / "samples.jsonl", kept)
+    write_jsonl(out / "samples.jsonl", rows)  # what was generated (metrics see this)
+    write_jsonl(out / "curated.jsonl", kept)  # what the policy uses
     return {**info, "direction": bt.direction, "pairs": len(rows), "kept": len(kept)}

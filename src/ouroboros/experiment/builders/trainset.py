@@ -16,7 +16,7 @@ from ouroboros.policies.core import PolicyContext
 
 SAMPLE_FILES = {"generate": "samples.jsonl", "curate": "curated.jsonl",
                 "mixture": "samples.jsonl", "augment": "samples.jsonl",
-                "backtranslate": "samples.jsonl"}
+                "backtranslate": "curated.jsonl"}
 
 
 def fresh(job: Job, g: int, n: int) -> list[dict]:
@@ -39,7 +39,10 @@ def build_trainset(job: Job, out: Path) -> dict:
     real = job.real("train")
     g = job.spec["generation"]
     if job.spec.get("reverse"):  # a backward model's: generation g's pairs, reversed
-        rows = [{**r, "source": r["target"], "target": r["source"]}
+        # A back-translated pair's generated source becomes the target: whole or not as it
+        # was generated; every other reversed target is a whole text.
+        rows = [{**r, "source": r["target"], "target": r["source"],
+                 "finished": r.get("source_finished", True)}
                 for r in read_jsonl(job.input("trainset") / "trainset.jsonl")]
     elif g == 0:
         rows = real
