@@ -25,11 +25,20 @@ EXAMPLES = """examples:
 """
 
 
+def _version() -> str:
+    """The package version, and the git commit of a checkout (+dirty when it has edits)."""
+    from ouroboros import __version__
+    from ouroboros.experiment.rundir import _git_commit
+    commit = _git_commit()
+    return f"{__version__}" + (f" (git {commit})" if commit else "")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ouroboros", epilog=EXAMPLES,
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 description="Recursive training of language models: watch "
                                             "them collapse, measure it, try mitigations.")
+    p.add_argument("--version", action="version", version=f"ouroboros {_version()}")
     sub = p.add_subparsers(dest="verb", required=True)
     run = sub.add_parser("run", help="run (or continue) a study",
                          description="Run a study. CONFIG is a YAML file (none: the built-in "

@@ -220,3 +220,13 @@ def test_a_gpu_study_validates_on_a_machine_without_one_and_run_refuses(tmp_path
     assert "valid" in captured.out and "note: this machine cannot run it" in captured.err
     assert main(["run", "--out", str(tmp_path / "x"), *small]) == 2
     assert "runtime.device: cuda asked for" in capsys.readouterr().err
+
+
+def test_version(capsys):
+    import pytest
+
+    from ouroboros import __version__
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0
+    assert capsys.readouterr().out.startswith(f"ouroboros {__version__}")

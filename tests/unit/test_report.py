@@ -230,3 +230,15 @@ def test_a_metrics_file_cut_mid_character_or_with_a_huge_cell_is_one_error(tmp_p
     _write(tmp_path, _rows())
     path.write_text(path.read_text().replace("perplexity|v1|n=5|seed=0", "x" * 200_000, 1))
     assert len(read_metrics(tmp_path)) == 12  # a long cell is read, not a traceback
+
+
+def test_the_headline_says_how_models_start_from_the_config(tmp_path):
+    _write(tmp_path, _rows())
+    config = tmp_path / "config.yaml"
+    base = "name: x\ntask: {name: lm}\ndata: {source: grammar}\nmodel: {name: tiny-gpt2}\n"
+    config.write_text(base)
+    assert "trained from scratch every generation" in render_report(tmp_path).read_text()
+    config.write_text(base + "training: {init: previous}\n")
+    page = render_report(tmp_path).read_text()
+    assert ("generation 0 trained from scratch, each later one from the previous generation"
+            in page)

@@ -236,7 +236,12 @@ def _study_sentence(run_dir: Path, rows: list[dict], config: dict) -> str:
     model = config.get("model") or {}
     what = ""
     if task and data and model.get("name"):  # from config.yaml, when the run has one
-        how = f"from {model['pretrained']}" if model.get("pretrained") else "trained from scratch"
+        start = (f"from {model['pretrained']}" if model.get("pretrained")
+                 else "from scratch")
+        if (config.get("training") or {}).get("init") == "previous":
+            how = f"generation 0 trained {start}, each later one from the previous generation"
+        else:
+            how = f"trained {start} every generation"
         what = f"task {_e(task)} on {_e(data)} data, {_e(model['name'])} {_e(how)}; "
     cells = len({(r["policy"], r["seed"]) for r in rows})
     return (f"Study {_e(config.get('name', run_dir.name))}: {what}"
