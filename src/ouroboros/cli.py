@@ -60,6 +60,10 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--against", metavar="POLICY[,POLICY...]",
                         help="print the paired differences and exact tests against each of "
                              "these policies (default: the first policy), e.g. the controls")
+    report.add_argument("--power", action="store_true",
+                        help="also print, per key comparison, how many seeds the exact test "
+                             "needs to reach p < 0.05 with 80%% probability at the observed "
+                             "effect and spread")
     report.add_argument("--slices", nargs="?", const=-1, type=int, metavar="GENERATION",
                         help="also print metrics by origin, generator and curation outcome "
                              "(slices.csv) at GENERATION (default: the last)")
@@ -366,6 +370,10 @@ def main(argv: list[str] | None = None) -> int:
             except ValueError as e:
                 parser.error(str(e))
             print("\n\n".join(tables))
+            if args.power:
+                from ouroboros.report.tables import power_table
+                print()
+                print("\n\n".join(power_table(rows, columns, a) for a in against))
             if args.slices is not None:
                 from ouroboros.report.tables import read_slices, slices_text
                 print()

@@ -139,3 +139,30 @@ def test_plot_legend_names_seed_counts():
     rows = _rows({"replace": [10, 20, 30]}) + _rows({"replace": [10]}, generation=2)
     cells = [s for k, s in sorted(summarise(rows).items())]
     assert seed_counts(cells) == "n=1-3" and seed_counts(cells[1:]) == "n=1, no band"
+
+
+def test_seeds_needed_is_checked_by_an_independent_simulation():
+    """At the n seeds_needed names, the exact sign-flip test rejects in >= 80% of fresh
+    simulated studies with the planted effect, and at n - 1 in fewer (with simulation slack);
+    the planted studies are drawn here with their own generator and tested with sign_flip_p."""
+    from ouroboros.report.stats import seeds_needed
+    rng = np.random.default_rng(2026)
+
+    def rejection_rate(effect, n, studies=1500):
+        draws = rng.normal(effect, 1.0, size=(studies, n))
+        return np.mean([sign_flip_p(list(d)) < 0.05 for d in draws])
+
+    for effect, expected in ((1.0, 10), (1.5, 7)):
+        diffs = list(effect + np.array([-1.0, 0.0, 1.0]))  # observed mean effect, sd 1
+        n = seeds_needed(diffs)
+        assert n == expected
+        assert rejection_rate(effect, n) >= 0.78
+        if n > 6:
+            assert rejection_rate(effect, n - 1) < 0.8
+    # beyond the simulated range (noncentral t): still the right n, checked the same way
+    n = seeds_needed(list(0.5 + np.array([-1.0, 0.0, 1.0])))
+    assert 30 <= n <= 36 and rejection_rate(0.5, n, 120) >= 0.68  # sd of the rate: 0.04
+    assert seeds_needed([1.0, 1.0, 1.0]) == 6  # every seed moved alike: the smallest n
+    assert seeds_needed([0.5, -0.5]) is None  # no effect observed
+    assert seeds_needed([0.01, -0.01, 0.02, -0.015]) is None  # more than 64 seeds
+    assert seeds_needed([1.0]) is None

@@ -26,7 +26,7 @@ import yaml
 from ouroboros.atomic import refuse_links, write_atomic
 from ouroboros.report.figures import histogram_figure, metric_figure
 from ouroboros.report.plots import plot_all, plot_sample_perplexity
-from ouroboros.report.stats import min_p_value, paired_differences
+from ouroboros.report.stats import MAX_SEEDS, min_p_value, paired_differences, seeds_needed
 from ouroboros.report.tables import (
     KEY_METRICS,
     MetricsFileError,
@@ -270,17 +270,22 @@ def _paired_html(rows: list[dict], metric: str, last: int, reference: str,
         interval = (f"[{_num(p.interval.low)}, {_num(p.interval.high)}]" if p.n_seeds >= 2
                     else "[no interval]")
         wins = f"{p.wins}/{p.n_seeds}" if hib is not None else f"-/{p.n_seeds}"
+        need = seeds_needed(list(p.diffs))
+        power = (str(need) if need is not None else
+                 "-" if p.n_seeds < 2 or p.mean == 0 else f"&gt;{MAX_SEEDS}")
         lines.append(f"<tr><td class='t'>{_e(p.policy)}</td><td>{_num(p.mean)} "
                      f"<small>{interval}</small></td><td>{p.n_seeds}</td><td>{wins}</td>"
                      f"<td>{p.p_flip:.3g}</td><td class='t v {cls}' title='{_e(verdict)}'>"
-                     f"{_e(verdict.split(' (')[0])}</td></tr>")
+                     f"{_e(verdict.split(' (')[0])}</td><td>{power}</td></tr>")
     floor = min_p_value(min(p.n_seeds for p in pairs))
     return (f"<table class='paired'><tr><th class='t'>minus {_e(reference)}, g{last}</th>"
             f"<th>mean [95% t-interval]</th><th>n</th><th>wins</th><th>p</th>"
-            f"<th class='t'>verdict</th></tr>{''.join(lines)}</table>"
+            f"<th class='t'>verdict</th><th>seeds for 80%</th></tr>{''.join(lines)}</table>"
             f"<div class='note'>Paired on shared seeds: n seeds, wins = seeds where the policy "
             f"is better, p = exact two-sided sign-flip test; the smallest p n seeds can give "
-            f"is {floor:g}.</div>")
+            f"is {floor:g}. Seeds for 80%: how many seeds that test needs to reach p &lt; 0.05 "
+            f"with probability 0.8 if the seeds' differences were Normal with the observed "
+            f"mean and sd (a planning figure: the observed effect is an estimate).</div>")
 
 
 def _summary_rows(rows: list[dict], metrics: list[str], units: dict[str, str],

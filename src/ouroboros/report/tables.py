@@ -13,7 +13,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ouroboros.report.stats import Interval, min_p_value, paired_differences, t_interval
+from ouroboros.report.stats import (
+    MAX_SEEDS,
+    SIMULATED_UP_TO,
+    Interval,
+    min_p_value,
+    paired_differences,
+    seeds_needed,
+    t_interval,
+)
 
 # Shown first in summaries, in this order, when present.
 KEY_METRICS = ["accuracy", "train_accuracy", "sample_accuracy", "perplexity", "kl_true_model",
@@ -246,6 +254,35 @@ def paired_table(rows: list[dict], metrics: list[str] | None = None,
             f"wins = seeds on which the policy is better, exact two-sided sign-flip "
             f"(permutation) and sign test p-values, and a verdict only at p_flip < 0.05. "
             f"Smallest p-value either test can give: 2^(1-n) ({floors or 'no shared seeds'}).")
+    return "\n".join([*textwrap.wrap(head, WIDTH), *lines])
+
+
+def power_table(rows: list[dict], metrics: list[str] | None = None,
+                baseline: str | None = None) -> str:
+    """Per key comparison (each policy against ``baseline``, default the first policy, at the
+    last generation): the seeds the exact sign-flip test needs to reach p < 0.05 with 80%
+    probability at the observed effect and spread."""
+    last = max(r["generation"] for r in rows)
+    policies = policies_in_order(rows)
+    reference = baseline or policies[0]
+    names = metrics or ordered(headline(sorted({r["metric"] for r in rows})), KEY_METRICS)[:6]
+    better = directions(rows)
+    lines = []
+    for m in names:
+        hib = {"higher": True, "lower": False}.get(better.get(m, ""))
+        for p in paired_differences(rows, m, last, reference, hib):
+            need = seeds_needed(list(p.diffs))
+            sd = float(np.std(p.diffs, ddof=1)) if p.n_seeds >= 2 else float("nan")
+            text = (f"{need} seeds" if need is not None else
+                    "n/a (fewer than 2 seeds)" if p.n_seeds < 2 else
+                    "n/a (no difference)" if p.mean == 0 else f"more than {MAX_SEEDS}")
+            lines += pack([f"{m:<22}", f"{p.policy:<22}", f"mean {_num(p.mean)}",
+                           f"sd {_num(sd)}", f"now n={p.n_seeds}", f"needs {text}"])
+    head = (f"seeds needed for 80% power: per policy against {reference} at generation "
+            f"{last}, the fewest seeds with which the exact sign-flip test reaches p < 0.05 "
+            f"with probability 0.8, if seeds' paired differences were Normal with the observed "
+            f"mean and sd (simulated up to {SIMULATED_UP_TO} seeds, noncentral t beyond). The "
+            f"observed effect is itself an estimate from the seeds run: a planning figure.")
     return "\n".join([*textwrap.wrap(head, WIDTH), *lines])
 
 
