@@ -122,3 +122,14 @@ def test_a_metric_computed_differently_is_named(tmp_path, capsys):
     assert main(["compare", str(a), str(b), "--out", str(tmp_path / "c.html")]) == 0
     assert "metric perplexity is computed differently" in capsys.readouterr().out
     assert "metric perplexity (signature)" in (tmp_path / "c.html").read_text()
+
+
+def test_what_is_not_in_every_run_is_named_not_dropped(tmp_path, capsys):
+    a = _run(tmp_path / "a", policies=("replace", "mix-0.1"))
+    b = _run(tmp_path / "b", policies=("replace", "mix-0.2"))
+    text = compare_text([a, b])
+    assert "policy mix-0.1 (only in a)" in text and "policy mix-0.2 (only in b)" in text
+    page = render_compare([a, b], tmp_path / "c.html").read_text()
+    assert "policy mix-0.1 (only in a)" in page and "policy mix-0.2 (only in b)" in page
+    same = compare_text([a, _run(tmp_path / "c")])
+    assert "not in every run, so not compared:\n  (none)" in same

@@ -158,6 +158,27 @@ def _num(x: float) -> str:
     return f"{x:.4g}" if abs(x) < 1e4 else f"{x:.3e}"
 
 
+def not_compared(runs: dict[str, list[dict]], policies: list[str], gens: list[int],
+                 metrics: list[str]) -> list[str]:
+    """What some run has but not every run, so no comparison shows it: ``policy mix-0.1 (only
+    in a)``, ``generation 3 (only in b)``, ``metric bleu (only in a, b)``."""
+    out = []
+    for what, key, common in (("policy", "policy", set(policies)),
+                              ("generation", "generation", set(gens)),
+                              ("metric", "metric", set(metrics))):
+        where: dict = {}
+        for label, rows in runs.items():
+            for r in rows:
+                if what != "metric" or math.isfinite(r["value"]):
+                    where.setdefault(r[key], set()).add(label)
+        if what == "metric":  # the headline names (signature columns such as @se aside)
+            where = {m: where[m] for m in headline(sorted(where)) if m in where}
+        for value in sorted(set(where) - common, key=str):
+            runs_with = [label for label in runs if label in where[value]]
+            out.append(f"{what} {value} (only in {', '.join(runs_with)})")
+    return out
+
+
 def compare_text(run_dirs: list[Path]) -> str:
     """The console version: settings that differ, and each key metric's difference at the
     last common generation."""
@@ -179,6 +200,9 @@ def compare_text(run_dirs: list[Path]) -> str:
         for label, value in zip(labels, values, strict=True):
             lines += textwrap.wrap(f"{label}: {value}", WIDTH, initial_indent="      ",
                                    subsequent_indent="        ")
+    missing = not_compared(runs, policies, gens, metrics)
+    lines += ["", "not in every run, so not compared:"]
+    lines += [f"  {m}" for m in missing] or ["  (none)"]
     last = gens[-1]
     lines += ["", *textwrap.wrap(
         f"at generation {last}: mean in {labels[0]} -> mean in the other run, difference "
@@ -270,8 +294,7 @@ def render_compare(run_dirs: list[Path], out: Path) -> Path:
                          "shared seeds", f"n seeds ({labels[0]})", "n seeds (run)"], rows,
                         text_columns=3)
     figures = page._json_for_script(page._finite_specs(specs))
-    dropped = sorted(set(headline([r["metric"] for rows_ in runs.values() for r in rows_
-                                   if math.isfinite(r["value"])])) - set(metrics))
+    dropped = not_compared(runs, policies, gens, metrics)
     doc = f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>ouroboros compare: {page._e(', '.join(labels))}</title><style>{page.STYLE}</style>
 </head><body>
