@@ -133,3 +133,11 @@ def test_what_is_not_in_every_run_is_named_not_dropped(tmp_path, capsys):
     assert "policy mix-0.1 (only in a)" in page and "policy mix-0.2 (only in b)" in page
     same = compare_text([a, _run(tmp_path / "c")])
     assert "not in every run, so not compared:\n  (none)" in same
+
+
+def test_a_long_list_in_a_refusal_is_never_cut_mid_name():
+    from ouroboros.report.compare import _listed
+    names = [f"metric_number_{i}" for i in range(30)]
+    text = _listed(names)
+    assert text.endswith("metric_number_11 and 18 more")
+    assert all(part.startswith("metric_number_") for part in text.split(" and ")[0].split(", "))

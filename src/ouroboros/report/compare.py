@@ -96,6 +96,12 @@ def signature_differences(runs: dict[str, list[dict]], metrics: list[str]
     return out
 
 
+def _listed(values: list, most: int = 12) -> str:
+    """``a, b, c`` with at most ``most`` names, then ``and N more`` (never cut mid-name)."""
+    shown = ", ".join(map(str, values[:most]))
+    return shown + (f" and {len(values) - most} more" if len(values) > most else "")
+
+
 def align(runs: dict[str, list[dict]]) -> tuple[list[str], list[int], list[str]]:
     """(policies, generations, metrics) every run has; CompareError if the runs share none."""
     def have(rows, key):
@@ -109,7 +115,7 @@ def align(runs: dict[str, list[dict]]) -> tuple[list[str], list[int], list[str]]
                               ("generations", gens, "generation"),
                               ("metrics", metrics, "metric")):
         if not common:
-            each = "; ".join(f"{label}: {', '.join(map(str, sorted(have(rows, key))))[:200]}"
+            each = "; ".join(f"{label}: {_listed(sorted(have(rows, key)))}"
                              for label, rows in runs.items())
             problems.append(f"the runs have no {what} in common ({each})")
     if problems:
