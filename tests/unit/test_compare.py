@@ -141,3 +141,16 @@ def test_a_long_list_in_a_refusal_is_never_cut_mid_name():
     text = _listed(names)
     assert text.endswith("metric_number_11 and 18 more")
     assert all(part.startswith("metric_number_") for part in text.split(" and ")[0].split(", "))
+
+
+def test_settings_are_listed_by_name_not_list_index(tmp_path):
+    a, b = _run(tmp_path / "a"), _run(tmp_path / "b")
+    (a / "config.yaml").write_text("seeds: [0, 1, 2]\npolicies:\n- {name: replace}\n"
+                                   "- {name: mix, real_fraction: 0.1, curation: "
+                                   "[{name: dedup, threshold: 0.8}]}\n")
+    (b / "config.yaml").write_text("seeds: [0, 1, 2, 3]\npolicies:\n- {name: replace}\n"
+                                   "- {name: mix, real_fraction: 0.1, curation: "
+                                   "[{name: dedup, threshold: 0.9}]}\n")
+    assert dict(config_differences([a, b])) == {
+        "policies[mix-0.1].curation[dedup].threshold": ["0.8", "0.9"],
+        "seeds": ["[0, 1, 2]", "[0, 1, 2, 3]"]}

@@ -47,14 +47,39 @@ def _labels(run_dirs: list[Path]) -> list[str]:
     return [n if names.count(n) == 1 else f"{n}#{i + 1}" for i, n in enumerate(names)]
 
 
+def _item_name(item) -> str | None:
+    """How a list item is named in tables: a policy or generator by its label (a policy
+    without one as it is displayed, name-real_fraction), a curation step by its name."""
+    if not isinstance(item, dict):
+        return None
+    if item.get("label"):
+        return str(item["label"])
+    if item.get("name"):
+        fraction = item.get("real_fraction")
+        return str(item["name"]) + (f"-{fraction:g}" if isinstance(fraction, int | float)
+                                    else "")
+    return None
+
+
 def _flat(value, prefix: str = "") -> dict[str, object]:
-    """A config as dotted keys (list items by index, as in overrides); null settings are left
-    out, so a setting an older run's config lacks equals its null default."""
+    """A config as dotted keys; a list of plain values is one setting (``seeds: [0, 1, 2]``),
+    a list of sections is keyed by each item's name (``policies[mix-0.1].real_fraction``; by
+    index where names repeat); null settings are left out, so a setting an older run's config
+    lacks equals its null default."""
+    if isinstance(value, list) and not any(isinstance(v, dict | list) for v in value):
+        return {prefix.rstrip("."): value} if value else {}
     if isinstance(value, dict | list):
         out: dict[str, object] = {}
-        items = value.items() if isinstance(value, dict) else enumerate(value)
-        for k, v in items:
-            out.update(_flat(v, f"{prefix}{k}."))
+        if isinstance(value, dict):
+            items = [(f"{prefix}{k}.", v) for k, v in value.items()]
+        else:
+            names = [_item_name(v) for v in value]
+            named = None not in names and len(set(names)) == len(names)
+            base = prefix.rstrip(".")
+            items = [(f"{base}[{n}]." if named else f"{prefix}{i}.", v)
+                     for i, (n, v) in enumerate(zip(names, value, strict=True))]
+        for key, v in items:
+            out.update(_flat(v, key))
         return out
     return {} if value is None else {prefix.rstrip("."): value}
 
