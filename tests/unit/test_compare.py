@@ -154,3 +154,11 @@ def test_settings_are_listed_by_name_not_list_index(tmp_path):
     assert dict(config_differences([a, b])) == {
         "policies[mix-0.1].curation[dedup].threshold": ["0.8", "0.9"],
         "seeds": ["[0, 1, 2]", "[0, 1, 2, 3]"]}
+
+
+def test_a_different_generation_0_is_flagged(tmp_path):
+    a, b = _run(tmp_path / "a"), _run(tmp_path / "b", shift=1.5)
+    text = compare_text([a, b])
+    assert "generation 0 differs" in text and "perplexity: replace 1.5 in b" in text
+    assert "generation 0 differs" in render_compare([a, b], tmp_path / "c.html").read_text().lower()
+    assert "generation 0 differs" not in compare_text([a, _run(tmp_path / "c", epochs=2)])

@@ -189,6 +189,18 @@ def _num(x: float) -> str:
     return f"{x:.4g}" if abs(x) < 1e4 else f"{x:.3e}"
 
 
+def start_differences(rows: list[dict]) -> list[str]:
+    """The metrics whose generation-0 mean differs between runs (rows of ``differences``):
+    then the runs start from different models, and later differences mix the change under
+    study with that start."""
+    moved = {}
+    for d in rows:
+        if d["generation"] == 0 and abs(d["difference"]) > 1e-12 * max(1.0, abs(d["first"])):
+            moved.setdefault(d["metric"], []).append(f"{d['policy']} {_num(d['difference'])}"
+                                                     f" in {d['run']}")
+    return [f"{m}: {', '.join(v)}" for m, v in moved.items()]
+
+
 def not_compared(runs: dict[str, list[dict]], policies: list[str], gens: list[int],
                  metrics: list[str]) -> list[str]:
     """What some run has but not every run, so no comparison shows it: ``policy mix-0.1 (only
@@ -234,6 +246,13 @@ def compare_text(run_dirs: list[Path]) -> str:
     missing = not_compared(runs, policies, gens, metrics)
     lines += ["", "not in every run, so not compared:"]
     lines += [f"  {m}" for m in missing] or ["  (none)"]
+    start = start_differences(differences(runs, policies, gens[:1], metrics))
+    if start:
+        lines += ["", *textwrap.wrap(
+            "generation 0 differs (the runs start from different models; later differences "
+            "include that start):", WIDTH)]
+        for line in start:
+            lines += textwrap.wrap(line, WIDTH, initial_indent="  ", subsequent_indent="    ")
     last = gens[-1]
     lines += ["", *textwrap.wrap(
         f"at generation {last}: mean in {labels[0]} -> mean in the other run, difference "
@@ -326,6 +345,10 @@ def render_compare(run_dirs: list[Path], out: Path) -> Path:
                         text_columns=3)
     figures = page._json_for_script(page._finite_specs(specs))
     dropped = not_compared(runs, policies, gens, metrics)
+    start = start_differences(differences(runs, policies, gens[:1], metrics))
+    start_note = (f"<p><strong>Generation 0 differs</strong> (the runs start from different "
+                  f"models; later differences include that start): "
+                  f"{page._e('; '.join(start))}.</p>" if start else "")
     doc = f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>ouroboros compare: {page._e(', '.join(labels))}</title><style>{page.STYLE}</style>
 </head><body>
@@ -340,6 +363,7 @@ seeds.</p>
 <details><summary>Every other common metric ({len(rest)})</summary>
 <div class="cards">{''.join(rest)}</div></details>
 <p><small>Not in every run, so not compared: {page._e(', '.join(dropped) or 'none')}.</small></p>
+{start_note}
 <h2>Differences</h2>
 <details open><summary>Every metric, policy and generation</summary>{table}</details>
 <script type="application/json" id="ouroboros-figures">{figures}</script>
