@@ -70,6 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     compare = sub.add_parser("compare", help="one report across runs, aligned by policy and "
                                              "generation, with the settings that differ")
     compare.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN")
+    compare.add_argument("--map", action="append", default=[], metavar="OLD=NEW",
+                         help="compare policy OLD (in any run) as NEW, e.g. "
+                              "--map mix-0.1=mix-0.2 (repeatable)")
     compare.add_argument("--out", type=Path, default=Path("compare.html"),
                          help="the page to write (default: compare.html)")
     validate = sub.add_parser("validate", help="check a config without running (exit 2: bad)")
@@ -353,9 +356,15 @@ def main(argv: list[str] | None = None) -> int:
             from ouroboros.report.compare import compare_text, render_compare
             if len(args.run_dirs) < 2:
                 parser.error("compare needs at least two run directories")
-            print(compare_text(args.run_dirs))
+            mapping = {}
+            for item in args.map:
+                old, sep, new = item.partition("=")
+                if not (sep and old and new):
+                    parser.error(f"--map {item}: give OLD=NEW, e.g. --map mix-0.1=mix-0.2")
+                mapping[old] = new
+            print(compare_text(args.run_dirs, mapping))
             with _writing(args.out, f"ouroboros compare ... --out {args.out}"):
-                print(f"\ncomparison: {render_compare(args.run_dirs, args.out)}")
+                print(f"\ncomparison: {render_compare(args.run_dirs, args.out, mapping)}")
             return 0
         if args.verb == "report":
             from ouroboros.report.html import render_report

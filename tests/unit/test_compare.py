@@ -162,3 +162,21 @@ def test_a_different_generation_0_is_flagged(tmp_path):
     assert "generation 0 differs" in text and "perplexity: replace 1.5 in b" in text
     assert "generation 0 differs" in render_compare([a, b], tmp_path / "c.html").read_text().lower()
     assert "generation 0 differs" not in compare_text([a, _run(tmp_path / "c", epochs=2)])
+
+
+def test_policies_can_be_mapped_across_runs(tmp_path, capsys):
+    a = _run(tmp_path / "a", policies=("replace", "mix-0.1"))
+    b = _run(tmp_path / "b", policies=("replace", "mix-0.2"), shift=1.0)
+    text = compare_text([a, b], {"mix-0.1": "mix", "mix-0.2": "mix"})
+    assert "only in" not in text and "mix " in text
+    assert main(["compare", str(a), str(b), "--map", "mix-0.1=mix-0.2",
+                 "--out", str(tmp_path / "c.html")]) == 0
+    out = capsys.readouterr().out
+    assert "mix-0.2" in out and "policy mix-0.1 (only in a)" not in out
+    with pytest.raises(CompareError, match="no run has a policy 'nope'"):
+        compare_text([a, b], {"nope": "x"})
+    with pytest.raises(CompareError, match="two policies of run a become one name"):
+        compare_text([a, b], {"mix-0.1": "replace"})
+    with pytest.raises(SystemExit) as e:
+        main(["compare", str(a), str(b), "--map", "oops"])
+    assert e.value.code == 2 and "give OLD=NEW" in capsys.readouterr().err

@@ -222,11 +222,32 @@ def not_compared(runs: dict[str, list[dict]], policies: list[str], gens: list[in
     return out
 
 
-def compare_text(run_dirs: list[Path]) -> str:
+def read_runs(run_dirs: list[Path], labels: list[str],
+              mapping: dict[str, str] | None = None) -> dict[str, list[dict]]:
+    """Each run's metric rows, its policies renamed by ``mapping`` (``--map mix-0.1=mix``:
+    a policy called otherwise in one run is compared as the same policy)."""
+    runs = {label: read_metrics(d) for label, d in zip(labels, run_dirs, strict=True)}
+    for old, new in (mapping or {}).items():
+        if not any(r["policy"] == old for rows in runs.values() for r in rows):
+            raise CompareError(f"--map {old}={new}: no run has a policy {old!r}")
+    if mapping:
+        runs = {label: [{**r, "policy": mapping.get(r["policy"], r["policy"])} for r in rows]
+                for label, rows in runs.items()}
+        for label, rows in runs.items():
+            cells = {}
+            for r in rows:  # two policies of one run mapped onto one name would mix cells
+                cells.setdefault((r["policy"], r["seed"], r["generation"], r["metric"]),
+                                 []).append(r)
+            if any(len(v) > 1 for v in cells.values()):
+                raise CompareError(f"--map: two policies of run {label} become one name")
+    return runs
+
+
+def compare_text(run_dirs: list[Path], mapping: dict[str, str] | None = None) -> str:
     """The console version: settings that differ, and each key metric's difference at the
     last common generation."""
     labels = _labels(run_dirs)
-    runs = {label: read_metrics(d) for label, d in zip(labels, run_dirs, strict=True)}
+    runs = read_runs(run_dirs, labels, mapping)
     policies, gens, metrics = align(runs)
     lines = [f"comparing {len(runs)} runs: {', '.join(labels)} (differences: later run minus "
              f"{labels[0]})", "", "settings that differ:"]
@@ -310,7 +331,8 @@ def comparison_figure(runs: dict[str, list[dict]], policies: list[str], metric: 
         "template": None, "plot_bgcolor": "#fbfbfb"}}
 
 
-def render_compare(run_dirs: list[Path], out: Path) -> Path:
+def render_compare(run_dirs: list[Path], out: Path,
+                   mapping: dict[str, str] | None = None) -> Path:
     """Write the comparison page to ``out`` (one offline file, like report.html)."""
     from ouroboros.report import html as page
     out = Path(out)
@@ -319,7 +341,7 @@ def render_compare(run_dirs: list[Path], out: Path) -> Path:
         raise CompareError(f"--out {out}: is {what}; give the path of the page to write "
                            f"(e.g. {out / 'compare.html'})")
     labels = _labels(run_dirs)
-    runs = {label: read_metrics(d) for label, d in zip(labels, run_dirs, strict=True)}
+    runs = read_runs(run_dirs, labels, mapping)
     policies, gens, metrics = align(runs)
     signature = {r["metric"]: r["signature"] for r in next(iter(runs.values()))}
     specs, cards = {}, []
