@@ -12,15 +12,15 @@ from pathlib import Path
 from ouroboros.config import ConfigError, load_config, notices
 
 EXAMPLES = """examples:
-  ouroboros run                                  # the built-in demo study -> runs/demo
+  ouroboros run                     # the built-in demo study -> runs/demo
   ouroboros run configs/demo.yaml --out runs/x generations=3 seeds=[0]
   ouroboros run policies.0.name=accumulate-subsample training.epochs=4
   ouroboros status runs/demo
-  ouroboros report runs/demo                     # re-render runs/demo/report/report.html
+  ouroboros report runs/demo        # re-render runs/demo/report/report.html
   ouroboros compare runs/before runs/after --out compare.html
   ouroboros validate configs/demo.yaml
-  ouroboros config                               # every setting with its documentation
-  ouroboros toys gaussian-mle --policy accumulate  # analytic loop vs closed form
+  ouroboros config                  # every setting with its documentation
+  ouroboros toys gaussian-mle --policy accumulate   # vs its closed form
   ouroboros toys regression --dim 3 --noise 0.5 --samples 10
 """
 
@@ -37,9 +37,19 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ouroboros", epilog=EXAMPLES,
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 description="Recursive training of language models: watch "
-                                            "them collapse, measure it, try mitigations.")
+                                            "them collapse,\nmeasure it, try mitigations "
+                                            "and loops that improve them.")
     p.add_argument("--version", action="version", version=f"ouroboros {_version()}")
-    sub = p.add_subparsers(dest="verb", required=True)
+    commands = p.add_subparsers(dest="verb", required=True, metavar="COMMAND")
+
+    class Sub:
+        """add_parser with the help line as the command's description too."""
+
+        @staticmethod
+        def add_parser(name: str, help: str, **kw) -> argparse.ArgumentParser:
+            kw.setdefault("description", help[0].upper() + help[1:] + ".")
+            return commands.add_parser(name, help=help, **kw)
+    sub = Sub()
     run = sub.add_parser("run", help="run (or continue) a study",
                          description="Run a study. CONFIG is a YAML file (none: the built-in "
                                      "demo); each dotted.key=value overrides one setting.")
@@ -47,12 +57,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, help="run directory (default: runs/<name>)")
     run.add_argument("--no-report", action="store_true", help="skip the plots and HTML report")
     resume = sub.add_parser("resume", help="continue a run from its directory")
-    resume.add_argument("run_dir", type=Path)
+    resume.add_argument("run_dir", type=Path, help="the run directory")
     status = sub.add_parser("status", help="what is finished in a run directory")
-    status.add_argument("run_dir", type=Path)
+    status.add_argument("run_dir", type=Path, help="the run directory")
     report = sub.add_parser("report", help="re-render the report from a run directory alone "
                                            "and print its summary table")
-    report.add_argument("run_dir", type=Path)
+    report.add_argument("run_dir", type=Path, help="the run directory")
     report.add_argument("--metrics", help="comma-separated key metrics: the report's first "
                                           "figures and the summary table's columns")
     report.add_argument("--format", help="also write a figure per metric for papers: png, "
@@ -69,7 +79,8 @@ def _parser() -> argparse.ArgumentParser:
                              "(slices.csv) at GENERATION (default: the last)")
     compare = sub.add_parser("compare", help="one report across runs, aligned by policy and "
                                              "generation, with the settings that differ")
-    compare.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN")
+    compare.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN",
+                         help="run directories (the first is the baseline)")
     compare.add_argument("--map", action="append", default=[], metavar="OLD=NEW",
                          help="compare policy OLD (in any run) as NEW, e.g. "
                               "--map mix-0.1=mix-0.2 (repeatable)")

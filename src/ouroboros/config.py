@@ -1397,22 +1397,44 @@ def _yaml_scalar(value: Any) -> str:
         "\n...").removesuffix("...").strip()
 
 
+EXPLAIN_WIDTH = 80  # ``ouroboros config`` fits a terminal this wide
+
+
+def _commented(pad: str, text: str, comment: str) -> list[str]:
+    """``text  # comment`` on one line if it fits EXPLAIN_WIDTH, else the comment wrapped on
+    its own lines above the setting."""
+    if not comment:
+        return [f"{pad}{text}"]
+    line = f"{pad}{text}  # {comment}"
+    if len(line) <= EXPLAIN_WIDTH:
+        return [line]
+    import textwrap
+    return [*textwrap.wrap(" ".join(comment.split()), EXPLAIN_WIDTH, initial_indent=f"{pad}# ",
+                           subsequent_indent=f"{pad}# ", break_long_words=False),
+            f"{pad}{text}"]
+
+
 def explain(cfg: BaseModel, indent: int = 0) -> str:
-    """The config as YAML with each field's documentation as a comment (``ouroboros config``)."""
-    lines = []
+    """The config as YAML with each field's documentation as a comment (``ouroboros config``),
+    at most EXPLAIN_WIDTH columns wide where a comment can move above its setting."""
+    lines: list[str] = []
     pad = "  " * indent
     for name, info in type(cfg).model_fields.items():
         value = getattr(cfg, name)
-        note = f"  # {info.description}" if info.description else ""
         if isinstance(value, BaseModel):
             doc = (type(value).__doc__ or "").strip().splitlines()[0]
-            lines.append(f"{pad}{name}:  # {doc}")
+            lines += _commented(pad, f"{name}:", doc)
             lines.append(explain(value, indent + 1))
         elif isinstance(value, list) and value and isinstance(value[0], BaseModel):
-            lines.append(f"{pad}{name}:  # {(type(value[0]).__doc__ or '').strip()}")
+            doc = " ".join((type(value[0]).__doc__ or "").split())
+            lines += _commented(pad, f"{name}:", doc)
             for item in value:
-                body = explain(item, indent + 2).lstrip()
-                lines.append(f"{pad}  - {body}")
+                body = explain(item, indent + 2).splitlines()
+                # comments above the item's first key go above its "- " line
+                k = next(i for i, line in enumerate(body) if not line.lstrip().startswith("#"))
+                lines += [f"{pad}  {line.lstrip()}" for line in body[:k]]
+                lines.append(f"{pad}  - {body[k].lstrip()}")
+                lines += body[k + 1:]
         else:
-            lines.append(f"{pad}{name}: {_yaml_scalar(value)}{note}")
+            lines += _commented(pad, f"{name}: {_yaml_scalar(value)}", info.description or "")
     return "\n".join(lines)

@@ -36,7 +36,9 @@ def test_config_prints_documented_yaml_that_loads_back(tmp_path, capsys):
     from ouroboros.config import load_config
     assert main(["config", "policies.0.name=fresh", "policies.0.real_fraction=0.5"]) == 0
     out = capsys.readouterr().out
-    assert "train_size: 3000  # Real training examples (generation 0); from files" in out
+    assert "# Real training examples (generation 0); from files" in out
+    assert "\n  train_size: 3000\n" in out  # its long comment on the lines above
+    assert max(len(line) for line in out.splitlines()) <= 80
     path = tmp_path / "c.yaml"
     path.write_text(out)
     assert load_config(path).policies[0].display == "fresh-0.5"
@@ -230,3 +232,17 @@ def test_version(capsys):
         main(["--version"])
     assert e.value.code == 0
     assert capsys.readouterr().out.startswith(f"ouroboros {__version__}")
+
+
+def test_help_fits_80_columns_and_every_command_says_what_it_does(capsys, monkeypatch):
+    import pytest
+    monkeypatch.setenv("COLUMNS", "80")
+    commands = ["run", "resume", "status", "report", "compare", "validate", "config", "toys",
+                "ls"]
+    for args in ([], *([c] for c in commands)):
+        with pytest.raises(SystemExit):
+            main([*args, "--help"])
+        out = capsys.readouterr().out
+        assert max(len(line) for line in out.splitlines()) <= 80, args
+        if args:  # a description under the usage line, not just the arguments
+            assert out.split("\n\n")[1][0].isupper(), args

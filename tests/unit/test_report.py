@@ -99,7 +99,7 @@ def test_every_policy_gets_its_own_line_style():
         assert len({(s["color"], s["linestyle"]) for s in styles.values()}) == n
 
 
-def test_console_tables_fit_100_columns_without_losing_a_value(tmp_path):
+def test_console_tables_fit_80_columns_without_losing_a_value(tmp_path):
     from ouroboros.report.tables import paired_table
     rows = []
     names = [f"metric_number_{k}" for k in range(7)]
@@ -114,7 +114,7 @@ def test_console_tables_fit_100_columns_without_losing_a_value(tmp_path):
     _write(tmp_path, rows)
     rows = read_metrics(tmp_path)
     for text in (summary_table(rows, names), paired_table(rows, names)):
-        assert max(len(line) for line in text.splitlines()) <= 100, text
+        assert max(len(line) for line in text.splitlines()) <= 80, text
     summary = summary_table(rows, names)
     assert all(m in summary for m in names)
     assert summary.count("accumulate-subsample+human-first-transformer-ordering") >= 2

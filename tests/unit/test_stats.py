@@ -97,7 +97,7 @@ def test_summary_shows_t_intervals_labelled_with_n():
     s = summarise(rows)[("replace", "perplexity", 1)]
     assert s.n_seeds == 3 and s.median == 20
     text = summary_table(rows)
-    assert "3 seed(s) [95% t-interval, n=3 at generation 1]" in text
+    assert "3 seed(s) [95% t-interval, n=3 at generation 1]" in " ".join(text.split())
     assert "20 -> 20 [-4.841, 44.84]" in text
 
 

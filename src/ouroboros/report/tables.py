@@ -171,7 +171,7 @@ def summary_table(rows: list[dict], metrics: list[str] | None = None) -> str:
     return "\n".join(textwrap.wrap(legend, WIDTH)) + f"\n{fit_columns(lines)}"
 
 
-WIDTH = 100  # console tables fit a terminal this wide
+WIDTH = 80  # console tables fit a terminal this wide
 
 
 def fit_columns(lines: list[list[str]], width: int = WIDTH, keys: int = 1) -> str:
