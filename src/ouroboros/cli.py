@@ -26,11 +26,32 @@ EXAMPLES = """examples:
 
 
 def _version() -> str:
-    """The package version, and the git commit of a checkout (+dirty when it has edits)."""
+    """The package version, and the git commit of the ouroboros checkout it runs from, if it
+    runs from one (+dirty when it has edits); never another project's commit."""
+    import subprocess
+
     from ouroboros import __version__
     from ouroboros.experiment.rundir import _git_commit
-    commit = _git_commit()
+    here = Path(__file__).resolve().parent
+    try:
+        top = subprocess.run(["git", "-C", str(here), "rev-parse", "--show-toplevel"],
+                             capture_output=True, text=True, timeout=5).stdout.strip()
+        ours = bool(top) and (Path(top) / "src" / "ouroboros").resolve() == here
+        commit = _git_commit() if ours else None
+    except (OSError, subprocess.TimeoutExpired):
+        commit = None
     return f"{__version__}" + (f" (git {commit})" if commit else "")
+
+
+class _Version(argparse.Action):
+    """--version, worked out only when asked for (it runs git)."""
+
+    def __init__(self, option_strings, dest, **kw) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print the version and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        print(f"ouroboros {_version()}")
+        parser.exit()
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -39,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
                                 description="Recursive training of language models: watch "
                                             "them collapse,\nmeasure it, try mitigations "
                                             "and loops that improve them.")
-    p.add_argument("--version", action="version", version=f"ouroboros {_version()}")
+    p.add_argument("--version", action=_Version)
     commands = p.add_subparsers(dest="verb", required=True, metavar="COMMAND")
 
     class Sub:
@@ -372,6 +393,8 @@ def main(argv: list[str] | None = None) -> int:
                 old, sep, new = item.partition("=")
                 if not (sep and old and new):
                     parser.error(f"--map {item}: give OLD=NEW, e.g. --map mix-0.1=mix-0.2")
+                if old in mapping:
+                    parser.error(f"--map {old}: given twice")
                 mapping[old] = new
             print(compare_text(args.run_dirs, mapping))
             with _writing(args.out, f"ouroboros compare ... --out {args.out}"):

@@ -1410,7 +1410,8 @@ def _commented(pad: str, text: str, comment: str) -> list[str]:
         return [line]
     import textwrap
     return [*textwrap.wrap(" ".join(comment.split()), EXPLAIN_WIDTH, initial_indent=f"{pad}# ",
-                           subsequent_indent=f"{pad}# ", break_long_words=False),
+                           subsequent_indent=f"{pad}# ", break_long_words=False,
+                           break_on_hyphens=False),
             f"{pad}{text}"]
 
 

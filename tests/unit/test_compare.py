@@ -154,8 +154,22 @@ def test_settings_are_listed_by_name_not_list_index(tmp_path):
                                    "- {name: mix, real_fraction: 0.1, curation: "
                                    "[{name: dedup, threshold: 0.9}]}\n")
     assert dict(config_differences([a, b])) == {
-        "policies[mix-0.1].curation[dedup].threshold": ["0.8", "0.9"],
+        "policies[mix].curation[dedup].threshold": ["0.8", "0.9"],
         "seeds": ["[0, 1, 2]", "[0, 1, 2, 3]"]}
+    # the most common comparison, another real fraction, is one line
+    (b / "config.yaml").write_text("seeds: [0, 1, 2]\npolicies:\n- {name: replace}\n"
+                                   "- {name: mix, real_fraction: 0.2, curation: "
+                                   "[{name: dedup, threshold: 0.8}]}\n")
+    assert config_differences([a, b]) == [("policies[mix].real_fraction", ["0.1", "0.2"])]
+
+
+def test_samples_that_differ_at_generation_0_are_not_a_different_start(tmp_path):
+    a = _run(tmp_path / "a", metric="distinct_2")
+    b = _run(tmp_path / "b", metric="distinct_2", shift=0.5)
+    for run in (a, b):  # a metric of the samples: decoding settings move it, not the model
+        text = (run / "metrics.csv").read_text().replace("unit=token", "set=generated")
+        (run / "metrics.csv").write_text(text)
+    assert "generation 0 differs" not in compare_text([a, b])
 
 
 def test_a_different_generation_0_is_flagged(tmp_path):
@@ -177,8 +191,14 @@ def test_policies_can_be_mapped_across_runs(tmp_path, capsys):
     assert "mix-0.2" in out and "policy mix-0.1 (only in a)" not in out
     with pytest.raises(CompareError, match="no run has a policy 'nope'"):
         compare_text([a, b], {"nope": "x"})
-    with pytest.raises(CompareError, match="two policies of run a become one name"):
+    with pytest.raises(CompareError, match="policies mix-0.1, replace of run a would become"):
         compare_text([a, b], {"mix-0.1": "replace"})
+    # disjoint seeds do not make a merge harmless
+    c = _run(tmp_path / "c", policies=("replace",), seeds=(0,))
+    with open(c / "metrics.csv", "a", newline="") as f:
+        f.write("other-s5,other,5,0,perplexity,9,False,perplexity|v2|n=9|unit=token\n")
+    with pytest.raises(CompareError, match="would become one name"):
+        compare_text([c, a], {"other": "replace"})
     with pytest.raises(SystemExit) as e:
         main(["compare", str(a), str(b), "--map", "oops"])
     assert e.value.code == 2 and "give OLD=NEW" in capsys.readouterr().err

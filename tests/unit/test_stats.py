@@ -163,6 +163,8 @@ def test_seeds_needed_is_checked_by_an_independent_simulation():
     n = seeds_needed(list(0.5 + np.array([-1.0, 0.0, 1.0])))
     assert 30 <= n <= 36 and rejection_rate(0.5, n, 120) >= 0.68  # sd of the rate: 0.04
     assert seeds_needed([1.0, 1.0, 1.0]) == 6  # every seed moved alike: the smallest n
+    assert seeds_needed([0.2 - 0.1, 0.3 - 0.2, 0.3 - 0.2]) == 6  # alike to rounding
+    assert seeds_needed([1.0, 1.0, 1.0 + 1e-15]) == 6
     assert seeds_needed([0.5, -0.5]) is None  # no effect observed
     assert seeds_needed([0.01, -0.01, 0.02, -0.015]) is None  # more than 64 seeds
     assert seeds_needed([1.0]) is None

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import re
 import textwrap
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -48,24 +49,21 @@ def _labels(run_dirs: list[Path]) -> list[str]:
 
 
 def _item_name(item) -> str | None:
-    """How a list item is named in tables: a policy or generator by its label (a policy
-    without one as it is displayed, name-real_fraction), a curation step by its name."""
+    """How a list item is keyed: a policy or generator by its label, else (a policy, a
+    curation step) by its name; None for a plain value."""
     if not isinstance(item, dict):
         return None
     if item.get("label"):
         return str(item["label"])
-    if item.get("name"):
-        fraction = item.get("real_fraction")
-        return str(item["name"]) + (f"-{fraction:g}" if isinstance(fraction, int | float)
-                                    else "")
-    return None
+    return str(item["name"]) if item.get("name") else None
 
 
 def _flat(value, prefix: str = "") -> dict[str, object]:
     """A config as dotted keys; a list of plain values is one setting (``seeds: [0, 1, 2]``),
-    a list of sections is keyed by each item's name (``policies[mix-0.1].real_fraction``; by
-    index where names repeat); null settings are left out, so a setting an older run's config
-    lacks equals its null default."""
+    a list of sections is keyed by each item's label or name (``policies[mix].real_fraction``:
+    mix-0.1 against mix-0.2 is one line; a repeated name's later items ``[mix#2]``); null
+    settings are left out, so a setting an older run's config lacks equals its null
+    default."""
     if isinstance(value, list) and not any(isinstance(v, dict | list) for v in value):
         return {prefix.rstrip("."): value} if value else {}
     if isinstance(value, dict | list):
@@ -73,11 +71,15 @@ def _flat(value, prefix: str = "") -> dict[str, object]:
         if isinstance(value, dict):
             items = [(f"{prefix}{k}.", v) for k, v in value.items()]
         else:
-            names = [_item_name(v) for v in value]
-            named = None not in names and len(set(names)) == len(names)
-            base = prefix.rstrip(".")
-            items = [(f"{base}[{n}]." if named else f"{prefix}{i}.", v)
-                     for i, (n, v) in enumerate(zip(names, value, strict=True))]
+            base, seen, items = prefix.rstrip("."), Counter(), []
+            for i, v in enumerate(value):
+                name = _item_name(v)
+                if name is None:
+                    items.append((f"{prefix}{i}.", v))
+                    continue
+                seen[name] += 1  # a repeated name: its second item is name#2
+                key = name if seen[name] == 1 else f"{name}#{seen[name]}"
+                items.append((f"{base}[{key}].", v))
         for key, v in items:
             out.update(_flat(v, key))
         return out
@@ -189,13 +191,20 @@ def _num(x: float) -> str:
     return f"{x:.4g}" if abs(x) < 1e4 else f"{x:.3e}"
 
 
+def model_metrics(runs: dict[str, list[dict]], metrics: list[str]) -> list[str]:
+    """The metrics of the model itself (not of its samples: their signatures name a ``set=``),
+    which differ at generation 0 only when the generation-0 models do."""
+    signature = {r["metric"]: r["signature"] for rows in runs.values() for r in rows}
+    return [m for m in metrics if "|set=" not in signature.get(m, "")]
+
+
 def start_differences(rows: list[dict]) -> list[str]:
-    """The metrics whose generation-0 mean differs between runs (rows of ``differences``):
-    then the runs start from different models, and later differences mix the change under
-    study with that start."""
+    """The model metrics whose generation-0 mean differs between runs (rows of
+    ``differences`` for ``model_metrics``): then the runs start from different models, and
+    later differences mix the change under study with that start."""
     moved = {}
     for d in rows:
-        if d["generation"] == 0 and abs(d["difference"]) > 1e-12 * max(1.0, abs(d["first"])):
+        if d["generation"] == 0 and abs(d["difference"]) > 1e-9 * max(1.0, abs(d["first"])):
             moved.setdefault(d["metric"], []).append(f"{d['policy']} {_num(d['difference'])}"
                                                      f" in {d['run']}")
     return [f"{m}: {', '.join(v)}" for m, v in moved.items()]
@@ -216,7 +225,7 @@ def not_compared(runs: dict[str, list[dict]], policies: list[str], gens: list[in
                     where.setdefault(r[key], set()).add(label)
         if what == "metric":  # the headline names (signature columns such as @se aside)
             where = {m: where[m] for m in headline(sorted(where)) if m in where}
-        for value in sorted(set(where) - common, key=str):
+        for value in sorted(set(where) - common, key=lambda v: (str(type(v)), v)):
             runs_with = [label for label in runs if label in where[value]]
             out.append(f"{what} {value} (only in {', '.join(runs_with)})")
     return out
@@ -231,15 +240,16 @@ def read_runs(run_dirs: list[Path], labels: list[str],
         if not any(r["policy"] == old for rows in runs.values() for r in rows):
             raise CompareError(f"--map {old}={new}: no run has a policy {old!r}")
     if mapping:
+        for label, rows in runs.items():  # two policies of one run must stay two
+            onto: dict[str, set] = {}
+            for r in rows:
+                onto.setdefault(mapping.get(r["policy"], r["policy"]), set()).add(r["policy"])
+            merged = [sorted(v) for v in onto.values() if len(v) > 1]
+            if merged:
+                raise CompareError(f"--map: policies {', '.join(merged[0])} of run {label} "
+                                   f"would become one name")
         runs = {label: [{**r, "policy": mapping.get(r["policy"], r["policy"])} for r in rows]
                 for label, rows in runs.items()}
-        for label, rows in runs.items():
-            cells = {}
-            for r in rows:  # two policies of one run mapped onto one name would mix cells
-                cells.setdefault((r["policy"], r["seed"], r["generation"], r["metric"]),
-                                 []).append(r)
-            if any(len(v) > 1 for v in cells.values()):
-                raise CompareError(f"--map: two policies of run {label} become one name")
     return runs
 
 
@@ -267,7 +277,8 @@ def compare_text(run_dirs: list[Path], mapping: dict[str, str] | None = None) ->
     missing = not_compared(runs, policies, gens, metrics)
     lines += ["", "not in every run, so not compared:"]
     lines += [f"  {m}" for m in missing] or ["  (none)"]
-    start = start_differences(differences(runs, policies, gens[:1], metrics))
+    start = start_differences(differences(runs, policies, gens[:1],
+                                          model_metrics(runs, metrics)))
     if start:
         lines += ["", *textwrap.wrap(
             "generation 0 differs (the runs start from different models; later differences "
@@ -367,7 +378,8 @@ def render_compare(run_dirs: list[Path], out: Path,
                         text_columns=3)
     figures = page._json_for_script(page._finite_specs(specs))
     dropped = not_compared(runs, policies, gens, metrics)
-    start = start_differences(differences(runs, policies, gens[:1], metrics))
+    start = start_differences(differences(runs, policies, gens[:1],
+                                          model_metrics(runs, metrics)))
     start_note = (f"<p><strong>Generation 0 differs</strong> (the runs start from different "
                   f"models; later differences include that start): "
                   f"{page._e('; '.join(start))}.</p>" if start else "")

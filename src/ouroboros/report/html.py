@@ -272,7 +272,8 @@ def _paired_html(rows: list[dict], metric: str, last: int, reference: str,
         wins = f"{p.wins}/{p.n_seeds}" if hib is not None else f"-/{p.n_seeds}"
         need = seeds_needed(list(p.diffs))
         power = (str(need) if need is not None else
-                 "-" if p.n_seeds < 2 or p.mean == 0 else f"&gt;{MAX_SEEDS}")
+                 "-" if p.n_seeds < 2 or p.mean == 0 or not all(map(math.isfinite, p.diffs))
+                 else f"&gt;{MAX_SEEDS}")
         lines.append(f"<tr><td class='t'>{_e(p.policy)}</td><td>{_num(p.mean)} "
                      f"<small>{interval}</small></td><td>{p.n_seeds}</td><td>{wins}</td>"
                      f"<td>{p.p_flip:.3g}</td><td class='t v {cls}' title='{_e(verdict)}'>"

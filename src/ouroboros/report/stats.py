@@ -182,7 +182,10 @@ def t_power(effect: float, n: int, alpha: float = ALPHA) -> float:
     from scipy.stats import t as student
     crit = student.ppf(1 - alpha / 2, n - 1)
     delta = effect * math.sqrt(n)
-    return float(nct.sf(crit, n - 1, delta) + nct.cdf(-crit, n - 1, delta))
+    power = float(nct.sf(crit, n - 1, delta) + nct.cdf(-crit, n - 1, delta))
+    if not math.isfinite(power):  # scipy gives NaN for effects far past any doubt
+        return 1.0 if abs(delta) > crit else 0.0
+    return power
 
 
 def seeds_needed(diffs: list[float], power: float = POWER, alpha: float = ALPHA,
@@ -198,7 +201,7 @@ def seeds_needed(diffs: list[float], power: float = POWER, alpha: float = ALPHA,
         return None
     sd = d.std(ddof=1)
     first = next(n for n in range(2, 64) if min_p_value(n) < alpha)
-    if sd == 0:  # every seed moved by the same amount: any n that can reject does
+    if sd <= 1e-9 * abs(d.mean()):  # every seed moved alike (to rounding): the smallest n
         return first
     effect = abs(d.mean()) / sd
     for n in range(first, max_seeds + 1):

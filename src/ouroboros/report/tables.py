@@ -275,6 +275,7 @@ def power_table(rows: list[dict], metrics: list[str] | None = None,
             sd = float(np.std(p.diffs, ddof=1)) if p.n_seeds >= 2 else float("nan")
             text = (f"{need} seeds" if need is not None else
                     "n/a (fewer than 2 seeds)" if p.n_seeds < 2 else
+                    "n/a (not finite)" if not np.all(np.isfinite(p.diffs)) else
                     "n/a (no difference)" if p.mean == 0 else f"more than {MAX_SEEDS}")
             lines += pack([f"{m:<22}", f"{p.policy:<22}", f"mean {_num(p.mean)}",
                            f"sd {_num(sd)}", f"now n={p.n_seeds}", f"needs {text}"])
