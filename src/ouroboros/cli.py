@@ -7,6 +7,7 @@ import contextlib
 import errno
 import os
 import sys
+import textwrap
 from pathlib import Path
 
 from ouroboros.config import ConfigError, load_config, notices
@@ -210,9 +211,13 @@ def cmd_run(config: str | None, overrides: list[str], out: Path | None,
 
 
 def _finish(run_dir: Path, report: bool) -> int:
-    from ouroboros.report.tables import read_metrics, summary_table
+    from ouroboros.report.tables import WIDTH, read_metrics, summary_table, verdicts
+    rows = read_metrics(run_dir)
     print()
-    print(summary_table(read_metrics(run_dir)))
+    print(summary_table(rows))
+    print()
+    for line in verdicts(rows):
+        print(textwrap.fill(line, WIDTH, subsequent_indent="  "))
     if report:
         from ouroboros.report.html import render_report
         print(f"\nreport: {render_report(run_dir)}")
@@ -407,6 +412,16 @@ def main(argv: list[str] | None = None) -> int:
             rows = read_metrics(args.run_dir)
             print(summary_table(rows, columns))
             print()
+            from ouroboros.report.tables import WIDTH, verdicts
+            for a in ([a.strip() for a in args.against.split(",")] if args.against
+                      else [None]):
+                try:
+                    said = verdicts(rows, columns, a)
+                except ValueError as e:
+                    parser.error(str(e))
+                for line in said:
+                    print(textwrap.fill(line, WIDTH, subsequent_indent="  "))
+                print()
             against = [a.strip() for a in args.against.split(",")] if args.against else [None]
             try:
                 tables = [paired_table(rows, columns, a) for a in against]

@@ -303,7 +303,7 @@ class TrainingConfig(Section):
 
     epochs: float | None = Field(None, gt=0, description="Passes over the training set "
                                                          "(instead of a token budget).")
-    tokens: int | None = Field(320_000, gt=0, description="Training tokens per model, whatever "
+    tokens: int | None = Field(200_000, gt=0, description="Training tokens per model, whatever "
                                                           "the training set's size (compute-"
                                                           "matched: accumulate's growing sets "
                                                           "get fewer passes); null: epochs.")
@@ -811,6 +811,8 @@ class MetricsConfig(Section):
                                                      "lexicon (ground-truth tail coverage).")
     max_n: int = Field(3, ge=1, le=6, description="Distinct-n and n-gram entropy, n = 1..max_n.")
     mattr_window: int = Field(50, gt=1, description="Window (words) of the moving-average TTR.")
+    distinct_window: int = Field(1000, gt=1, description="n-grams per chunk of the "
+                                                         "length-controlled distinct_n_window.")
     eval_decoding: Literal["greedy", "beam"] = Field(
         "greedy", description="How test predictions are decoded (summarization/translation).")
     eval_size: int | None = Field(
@@ -861,8 +863,10 @@ class RuntimeConfig(Section):
     results" are build conditions: a run directory's stages keep them, and a run refuses to
     reuse or extend stages built with other values (docs/run_directory.md)."""
 
-    threads: int = Field(2, gt=0, description="PyTorch CPU threads; changes results (kernels "
-                                              "split their sums by thread).")
+    threads: int = Field(1, gt=0, description="PyTorch CPU threads per stage; changes results "
+                                              "(kernels split their sums by thread). With "
+                                              "executor auto, one thread per stage and a "
+                                              "stage per core is the fastest on a CPU.")
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$",
                         description="auto (cuda when PyTorch sees a GPU, else cpu), cpu, cuda "
                                     "or cuda:N; changes results (cpu vs cuda).")
@@ -879,10 +883,12 @@ class RuntimeConfig(Section):
                                                               "differ in length (padding).")
     progress: bool = Field(True, description="Progress bars with ETA on a terminal (local "
                                              "executor only).")
-    executor: Literal["local", "processes", "ray"] = Field(
-        "local", description="Who builds the stages: local (one at a time, this process), "
-                             "processes (independent stages at once on this machine) or ray "
-                             "(Ray tasks on a cluster). Results do not depend on it.")
+    executor: Literal["auto", "local", "processes", "ray"] = Field(
+        "auto", description="Who builds the stages: local (one at a time, this process), "
+                            "processes (independent stages at once on this machine), ray "
+                            "(Ray tasks on a cluster), or auto (processes where the cores fit "
+                            "two or more workers at `threads` each on a CPU, else local). "
+                            "Results do not depend on it.")
     workers: int | None = Field(
         None, gt=0, description="Stages at once (processes, ray); null: the cores (or the "
                                 "cluster's CPUs) divided by threads.")
@@ -912,9 +918,9 @@ class StudyConfig(Section):
     name: str = Field("demo", description="Study name (default run directory: runs/<name>).")
 
     _safe_name = field_validator("name")(_path_name)
-    generations: int = Field(3, ge=1, le=MAX_GENERATIONS,
+    generations: int = Field(4, ge=1, le=MAX_GENERATIONS,
                              description="Models per cell, generation 0 included.")
-    seeds: list[Annotated[int, Field(ge=0)]] = Field([0, 1, 2], min_length=1,
+    seeds: list[Annotated[int, Field(ge=0)]] = Field([0, 1, 2, 3, 4, 5], min_length=1,
                                                      max_length=MAX_SEEDS,
                              description="One cell per seed and policy.")
     policies: list[PolicyConfig] = Field(default_factory=_default_policies, min_length=1)

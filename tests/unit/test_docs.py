@@ -7,14 +7,15 @@ from pathlib import Path
 
 from ouroboros import registry
 from ouroboros.config import TaskConfig, TraitConfig
-from ouroboros.metrics.references import unfinished
+from ouroboros.metrics.references import sample_shape
 from ouroboros.metrics.signature import EvalContext
 from ouroboros.tasks.lm import LanguageModelling
 
 from ..conftest import lm_encoder
 
 DOCS = (Path(__file__).resolve().parents[2] / "docs" / "metrics.md").read_text()
-PATTERNS = [(r"^distinct_\d$", "distinct_n"), (r"^entropy_\d$", "entropy_n"),
+PATTERNS = [(r"^distinct_\d$", "distinct_n"), (r"^distinct_\d_window$", "distinct_n_window"),
+            (r"^entropy_\d$", "entropy_n"),
             (r"^rare_recall_\dg_.*$", "rare_recall_{n}g_{band}"),
             (r"^.*@(low|high)$", "<metric>@low"), (r"^.*@se$", "<metric>@se"),
             (r"^trait_.*$", "trait_<name>")]
@@ -43,7 +44,7 @@ def test_every_produced_metric_is_documented(tiny_model):
                                [{"prompted_by": "train-0", "target": "3"}])
     produced = {v.metric for name in registry.METRICS.names()
                 for v in registry.METRICS.get(name)(exact if name == "accuracy" else ctx)} | {
-                    v.metric for v in unfinished(ctx)}
+                    v.metric for v in sample_shape(ctx)}
     assert {"perplexity", "kl_true_model", "rouge1", "bleu", "trait_emotion"} <= produced
     missing = sorted({documented_name(m) for m in produced
                       if f"`{documented_name(m)}`" not in DOCS})

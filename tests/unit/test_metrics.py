@@ -36,10 +36,27 @@ def test_diversity_values_carry_signatures():
     values = diversity(EvalContext(samples=["a b", "a c"], real_test=[], seed=3))
     names = {v.metric: v for v in values}
     assert set(names) == {"distinct_1", "distinct_2", "distinct_3", "unigram_entropy",
-                          "vocab_size", "entropy_2", "entropy_3", "ttr", "mattr",
+                          "vocab_size", "entropy_2", "entropy_3", "mattr", "distinct_1_window",
+                          "distinct_2_window", "distinct_3_window",
                           "zipf_exponent", "repetition_rate", "self_bleu"}
     assert names["vocab_size"].value == 3
-    assert names["distinct_1"].signature.startswith("distinct_1|v3|n=2|seed=3|")
+    assert names["distinct_1"].signature.startswith("distinct_1|v4|n=2|seed=3|")
+
+
+def test_distinct_window_is_not_raised_by_shorter_samples():
+    """The same word stream cut into shorter samples: pooled distinct-2 rises (fewer bigrams
+    in all), the windowed one stays, since a chunk always holds `window` bigrams."""
+    from ouroboros.metrics.diversity import distinct_n_window
+    rng = np.random.default_rng(0)
+    words = [f"w{int(i)}" for i in rng.zipf(1.5, 6000) % 50]
+    long = [" ".join(words[i:i + 12]) for i in range(0, 6000, 12)]
+    short = [" ".join(words[i:i + 12][:6]) for i in range(0, 6000, 12)]
+    assert distinct_n(short, 2) > distinct_n(long, 2) * 1.05
+    assert distinct_n_window(short, 2, 500) == pytest.approx(
+        distinct_n_window(long, 2, 500), rel=0.05)
+    # hand-computed: chunks of 2 bigrams: (a b, b a) (a b, b c) -> 1.0, 1.0; the rest dropped
+    assert distinct_n_window(["a b a b c", "a a"], 2, 2) == pytest.approx(1.0)
+    assert distinct_n_window(["a a a"], 2, 10) == distinct_n(["a a a"], 2)
 
 
 def test_signature_format():
@@ -114,7 +131,7 @@ def test_sample_side_metrics_see_only_what_was_generated_after_a_real_prefix():
     tails of the samples leave it out (the issue: 68 words reported where 52 were generated)."""
     from ouroboros.config import TaskConfig
     from ouroboros.metrics.diversity import diversity
-    from ouroboros.metrics.references import lengths
+    from ouroboros.metrics.references import sample_shape
     from ouroboros.metrics.signature import EvalContext
     from ouroboros.tasks.lm import LanguageModelling
     task = LanguageModelling(TaskConfig())
@@ -122,6 +139,6 @@ def test_sample_side_metrics_see_only_what_was_generated_after_a_real_prefix():
             {"source": "the real prefix words", "target": "more of them now"}]
     ctx = EvalContext(samples=[task.text(r) for r in rows], sample_rows=rows, real_test=[],
                       seed=0, task=task)
-    assert lengths(ctx)[0].value == 3.5
+    assert next(v for v in sample_shape(ctx) if v.metric == "sample_words").value == 3.5
     distinct = next(v for v in diversity(ctx) if v.metric == "distinct_1")
     assert distinct.value == 7 / 7  # no word of the shared prefix counted

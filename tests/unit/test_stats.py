@@ -8,11 +8,14 @@ import pytest
 
 from ouroboros.report.plots import seed_counts
 from ouroboros.report.stats import (
+    interval_for,
+    metric_range,
     paired_differences,
     sign_flip_p,
     sign_test_p,
     t_bounds,
     t_interval,
+    wilson_interval,
 )
 from ouroboros.report.tables import paired_table, summarise, summary_table
 
@@ -92,13 +95,84 @@ def test_paired_differences_use_shared_finite_seeds_only():
 
 
 def test_summary_shows_t_intervals_labelled_with_n():
-    rows = _rows({"replace": [10, 20, 30], "mix": [9, 19, 31]}, generation=0)
+    rows = _rows({"replace": [10, 20, 30], "mix": [9, 19, 31]}, metric="kl_true_model",
+                 generation=0)
     rows += [{**r, "generation": 1} for r in rows]
-    s = summarise(rows)[("replace", "perplexity", 1)]
+    s = summarise(rows)[("replace", "kl_true_model", 1)]
     assert s.n_seeds == 3 and s.median == 20
     text = summary_table(rows)
     assert "3 seed(s) [95% t-interval, n=3 at generation 1]" in " ".join(text.split())
     assert "20 -> 20 [-4.841, 44.84]" in text
+
+
+# -- intervals that respect what the metric can be --------------------------------------------
+
+COVERAGE_RUNS = 4000  # coverage standard error about 0.35 points at 95%
+
+
+def _coverage(draw, truth, n, method, runs=COVERAGE_RUNS):
+    rng = np.random.default_rng([7, n])
+    ivs = [method(list(draw(rng, n))) for _ in range(runs)]
+    assert all(iv.shown for iv in ivs)
+    return np.mean([iv.low - 1e-12 <= truth <= iv.high + 1e-12 for iv in ivs]), ivs
+
+
+@pytest.mark.parametrize("n", [2, 3, 5, 10])
+def test_share_interval_covers_a_bernoulli_metric_where_t_does_not(n):
+    """A share that is 0 or 1 per seed (Bernoulli(0.2)): the t-interval covers 32/48/66/89% at
+    n = 2/3/5/10 (the issue's figures); the Wilson interval at least its 95%, inside [0, 1]."""
+    def draw(rng, k):
+        return rng.binomial(1, 0.2, k).astype(float)
+    got, ivs = _coverage(draw, 0.2, n, wilson_interval)
+    assert got >= 0.945, f"n={n}: Wilson coverage {got:.3f}"
+    assert all(0.0 <= iv.low <= iv.high <= 1.0 for iv in ivs)
+    t_cov = np.mean([iv.low <= 0.2 <= iv.high for iv in
+                     (t_interval(list(draw(np.random.default_rng([7, n, i]), n)))
+                      for i in range(COVERAGE_RUNS))
+                     if np.isfinite(iv.low)])
+    assert t_cov < 0.92  # what this replaces
+
+
+@pytest.mark.parametrize("n", [2, 3, 5, 10])
+def test_share_interval_covers_continuous_shares_like_the_t_interval(n):
+    """Shares that vary continuously between seeds (Beta(2, 8), mean 0.2): about 95%."""
+    got, ivs = _coverage(lambda rng, k: rng.beta(2, 8, k), 0.2, n, wilson_interval)
+    assert got == pytest.approx(0.95, abs=0.025), f"n={n}: coverage {got:.3f}"
+    assert all(0.0 <= iv.low and iv.high <= 1.0 for iv in ivs)
+
+
+@pytest.mark.parametrize("n", [2, 3, 5, 10])
+def test_positive_interval_is_the_t_interval_cut_at_zero(n):
+    """Cutting at 0 never loses a mean that cannot be negative: the coverage is the
+    t-interval's (normal values near 0, where the t-interval itself crosses 0)."""
+    def draw(rng, k):
+        return np.abs(rng.normal(0.3, 0.6, k))
+    truth = float(np.mean(np.abs(np.random.default_rng(0).normal(0.3, 0.6, 4_000_000))))
+    got, ivs = _coverage(draw, truth, n, lambda v: interval_for("perplexity", v))
+    t_got, _ = _coverage(draw, truth, n, t_interval)
+    assert got == t_got
+    assert all(iv.low >= 0 for iv in ivs) and any(iv.low == 0 for iv in ivs)
+
+
+def test_metric_ranges_and_the_issue_examples():
+    assert metric_range("error_rate") == (0.0, 1.0)
+    assert metric_range("rare_recall_1g_2-4") == (0.0, 1.0)
+    assert metric_range("bleu") == (0.0, 100.0)
+    assert metric_range("reference_perplexity") == (0.0, math.inf)
+    assert metric_range("kl_true_model") == (-math.inf, math.inf)  # an estimate: may be < 0
+    # a share whose seeds straddle 0 and 1: the t-interval read [-1.28, 2.95]
+    iv = interval_for("rare_recall_1g_2-4", [0.0, 1.0, 0.5])
+    assert 0.0 <= iv.low < iv.high <= 1.0 and iv.method == "Wilson interval"
+    # tail_coverage near 1 no longer reaches 1.027
+    iv = interval_for("tail_coverage", [0.997, 0.95, 0.99])
+    assert iv.high <= 1.0
+    # every seed 1: an interval below 1, labelled as seeds that agree
+    iv = interval_for("accuracy", [1.0, 1.0, 1.0])
+    assert iv.equal and iv.high == 1.0 and iv.low < 1.0 and iv.shown
+    # an unbounded metric whose seeds agree: no zero-width interval, said so
+    iv = interval_for("kl_true_model", [0.5, 0.5, 0.5])
+    assert not iv.shown and iv.label == "all 3 seeds equal"
+    assert interval_for("perplexity", [2.0, 3.0, 4.0]).label == "95% t-interval cut at 0, n=3"
 
 
 def test_one_seed_gets_no_interval_anywhere():

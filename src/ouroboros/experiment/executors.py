@@ -266,6 +266,22 @@ def _start_ray(ray, runtime: RuntimeConfig) -> None:
 EXECUTORS = {"local": run_local, "processes": run_processes, "ray": run_ray}
 
 
+def resolve_executor(runtime: RuntimeConfig) -> str:
+    """``runtime.executor`` with ``auto`` decided: processes where this machine has the cores
+    for two or more workers at ``runtime.threads`` each and stages run on the CPU (measured on
+    the demo with 2 cores: 2 workers x 1 thread 1.67x one process with 2 threads), else local
+    (one GPU is not shared between worker processes)."""
+    if runtime.executor != "auto":
+        return runtime.executor
+    cpu = runtime.device == "cpu" or (runtime.device == "auto" and not _cuda())
+    return "processes" if cpu and default_workers(runtime) >= 2 else "local"
+
+
+def _cuda() -> bool:
+    import torch
+    return torch.cuda.is_available()
+
+
 def execute(plan: Plan, store: StageStore, runtime: RuntimeConfig, data: DataConfig,
             log: Callable[[str], None]) -> int:
     """Build every unfinished stage of ``plan`` (and pruned ones whose weights an unfinished
@@ -277,7 +293,11 @@ def execute(plan: Plan, store: StageStore, runtime: RuntimeConfig, data: DataCon
         log(f"{len(rebuilt)} pruned checkpoint(s) are read again: training them again")
     retention = Retention(plan, store, runtime.keep_checkpoints, todo)
     try:
-        return EXECUTORS[runtime.executor](plan, store, runtime, data, log, todo, retention)
+        name = resolve_executor(runtime)
+        if runtime.executor == "auto" and name == "local":
+            log(f"executor local (auto: {default_workers(runtime)} worker(s) fit at "
+                f"{runtime.threads} threads, or stages run on a GPU)")
+        return EXECUTORS[name](plan, store, runtime, data, log, todo, retention)
     finally:
         freed = retention.sweep()
         if freed:

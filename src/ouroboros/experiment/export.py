@@ -1,5 +1,6 @@
 """The run directory's tables, exported from the finished stages of a plan: metrics.csv,
-composition.csv, slices.csv, sample_perplexity.csv, and where they apply transitions.csv
+composition.csv, training.csv (loss per epoch of every model), slices.csv,
+sample_perplexity.csv, and where they apply transitions.csv
 (seed problems fixed and broken between generations) and teacher.csv (LLM2LLM's teacher).
 Rows follow the plan (cell, then generation), never the order the stages happened to finish
 in."""
@@ -40,6 +41,23 @@ def composition_rows(store: StageStore, plan: Plan) -> list[dict]:
                 rows.append({"cell": cell.name, "policy": cell.policy.display,
                              "seed": cell.seed, "generation": g, "origin": origin,
                              "count": count})
+    return rows
+
+
+def training_rows(store: StageStore, plan: Plan) -> list[dict]:
+    """Each cell and generation's training curve: the mean training loss (and the validation
+    loss where one is measured) per epoch, from the train stages' ``train.json``."""
+    rows = []
+    for cell in plan.cells:
+        for g, evaluation in enumerate(cell.evaluations):
+            path = store.path(evaluation.deps["model"]) / "train.json"
+            if not path.is_file():  # a model not trained here (pretrained, as is)
+                continue
+            for record in json.loads(path.read_text()).get("history", []):
+                rows.append({"cell": cell.name, "policy": cell.policy.display,
+                             "seed": cell.seed, "generation": g, "epoch": record.get("epoch"),
+                             "step": record.get("step"), "train_loss": record.get("train_loss"),
+                             "valid_loss": record.get("valid_loss")})
     return rows
 
 
@@ -259,6 +277,9 @@ def export_tables(store: StageStore, plan: Plan, run_dir: Path, truth=None) -> N
     rundir.write_table(run_dir / "composition.csv",
                        ["cell", "policy", "seed", "generation", "origin", "count"],
                        composition_rows(store, plan))
+    curves = training_rows(store, plan)
+    if curves:
+        rundir.write_table(run_dir / "training.csv", list(curves[0]), curves)
     sliced = slice_table(store, plan)
     if sliced:
         rundir.write_table(run_dir / "slices.csv", list(sliced[0]), sliced)

@@ -204,7 +204,7 @@ def run_study(cfg: StudyConfig, run_dir: Path, log: Callable[[str], None] = _log
         prov = rundir.provenance(cfg.runtime.device, cfg.runtime.threads,
                                   cfg.training.precision)
         info = {**rundir.manifest(run_dir, prov), "notices": notices(cfg),
-                "executor": cfg.runtime.executor}
+                "executor": executors.resolve_executor(cfg.runtime)}
         rundir.write_json(run_dir / "manifest.json", info)
         store = StageStore(run_dir, prov)
         done = sum(store.is_done(s) for s in plan.stages)

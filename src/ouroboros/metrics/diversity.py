@@ -13,7 +13,8 @@ from ouroboros.metrics.selfbleu import self_bleu
 from ouroboros.metrics.signature import EvalContext, MetricValue
 
 # Bump when this module's numbers change: it re-runs the evaluations that use it.
-VERSION = 3  # 3: the generated part only (real-prefix prompts: not the prefix)
+VERSION = 4  # 4: distinct_n_window (length-controlled); no ttr (it equals distinct_1)
+# 3: the generated part only (real-prefix prompts: not the prefix)
 
 
 def ngrams(tokens: list[str], n: int) -> list[tuple[str, ...]]:
@@ -37,6 +38,19 @@ def ngram_entropy(texts: list[str], n: int = 1) -> float:
 def unigram_entropy(texts: list[str]) -> float:
     """Shannon entropy (nats) of the pooled word distribution."""
     return ngram_entropy(texts, 1)
+
+
+def distinct_n_window(texts: list[str], n: int, window: int = 1000) -> float:
+    """Length-controlled distinct-n: the samples' n-grams (none across two samples) in order,
+    cut into consecutive chunks of ``window`` n-grams; the mean distinct share of the full
+    chunks (plain distinct-n when there are fewer than ``window``). Pooled distinct-n rises
+    when samples merely get shorter (fewer n-grams in all, so fewer repeats); a chunk always
+    holds ``window`` n-grams, so this does not."""
+    grams = [g for t in texts for g in ngrams(t.split(), n)]
+    if len(grams) < window:
+        return distinct_n(texts, n)
+    chunks = [grams[i:i + window] for i in range(0, len(grams) - window + 1, window)]
+    return float(np.mean([len(set(c)) / window for c in chunks]))
 
 
 def type_token_ratio(texts: list[str]) -> float:
@@ -97,9 +111,12 @@ def diversity(ctx: EvalContext) -> list[MetricValue]:
     values += [MetricValue(f"entropy_{k}", ngram_entropy(texts, k), VERSION, n, seed,
                            {**params, "unit": "nats"}, True)
                for k in range(2, ctx.options.get("max_n", 3) + 1)]
+    chunk = ctx.options.get("distinct_window", 1000)
+    values += [MetricValue(f"distinct_{k}_window", distinct_n_window(texts, k, chunk), VERSION,
+                           n, seed, {**params, "window": chunk}, True)
+               for k in range(1, ctx.options.get("max_n", 3) + 1)]
     window = ctx.options.get("mattr_window", 50)
     values += [
-        MetricValue("ttr", type_token_ratio(texts), VERSION, n, seed, params, True),
         MetricValue("mattr", mattr(texts, window), VERSION, n, seed, {**params, "window": window},
                     True),
         MetricValue("zipf_exponent", zipf_exponent(texts), VERSION, n, seed,

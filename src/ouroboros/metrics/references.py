@@ -18,7 +18,8 @@ import numpy as np
 from ouroboros.metrics.signature import EvalContext, MetricValue
 
 # Bump when this module's numbers change: it re-runs the evaluations that use it.
-VERSION = 3  # 3: sample_words counts the generated part only (not a real prefix)
+VERSION = 4  # 4: empty_rate
+# 3: sample_words counts the generated part only (not a real prefix)
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
@@ -106,17 +107,18 @@ def bleu(ctx: EvalContext) -> list[MetricValue]:
 
 
 def lengths(ctx: EvalContext) -> list[MetricValue]:
-    """Mean length in words of predictions (or samples) and their ratio to the references."""
+    """Mean length in words of the test predictions, their ratio to the references, and the
+    share of them that are empty (no word: a model that stops at once). The samples' lengths
+    are measured for every generation (``sample_shape``)."""
     if ctx.predictions is None:
-        words = [len(t.split()) for t in ctx.generated]
-        return [MetricValue("sample_words", float(np.mean(words)) if words else 0.0, VERSION,
-                            len(words), ctx.seed, {"set": "generated"}, None)]
+        return []
     pred = [len(t.split()) for t in ctx.predictions]
     ref = [len(t.split()) for t in ctx.references]
     n = len(pred)
     unique = len(set(ctx.predictions)) / max(1, n)
     return [MetricValue("prediction_words", float(np.mean(pred)), VERSION, n, ctx.seed,
                         {"set": "test-predictions"}, None),
+            _empty_rate("empty_prediction_rate", pred, ctx, "test-predictions"),
             MetricValue("length_ratio", float(sum(pred) / max(1, sum(ref))), VERSION, n,
                         ctx.seed,
                         {"set": "test-predictions", "against": "real references"}, None),
@@ -124,11 +126,23 @@ def lengths(ctx: EvalContext) -> list[MetricValue]:
                         {"set": "test-predictions"}, True)]
 
 
-def unfinished(ctx: EvalContext) -> list[MetricValue]:
-    """Share of the generated samples cut at ``max_new_tokens`` before they ended (measured for
-    every generation: unfinished samples are learned without EOS, and a growing share shows
-    the models drifting towards longer or endless text)."""
+def _empty_rate(name: str, words: list[int], ctx: EvalContext, which: str) -> MetricValue:
+    """Share of texts with no whitespace word (0 for no texts)."""
+    return MetricValue(name, float(np.mean([w == 0 for w in words])) if words else 0.0,
+                       VERSION, len(words), ctx.seed, {"set": which, "empty": "no word"}, False)
+
+
+def sample_shape(ctx: EvalContext) -> list[MetricValue]:
+    """Measured for every generation, whatever metrics are configured: the share of samples
+    cut at ``max_new_tokens`` before they ended (learned without EOS; a growing share shows
+    drift towards endless text), their mean length in words (the generated part: with
+    real-prefix prompts not the prefix; with back-translation the generated source) and the
+    share that are empty (a model that stops at once; an empty sample's perplexity is huge)."""
     flags = [r.get("finished", True) is False for r in ctx.sample_rows]
+    words = [len(t.split()) for t in ctx.generated]
     return [MetricValue("unfinished_rate", float(np.mean(flags)) if flags else 0.0, VERSION,
                         len(flags), ctx.seed, {"set": "generated", "cut_at": "max_new_tokens"},
-                        False)]
+                        False),
+            MetricValue("sample_words", float(np.mean(words)) if words else 0.0, VERSION,
+                        len(words), ctx.seed, {"set": "generated"}, None),
+            _empty_rate("empty_rate", words, ctx, "generated")]

@@ -7,8 +7,12 @@
   is add-one smoothed over the union vocabulary (otherwise one lost word makes it infinite).
 * ``missing_mass``: real word probability mass of the words the samples never produce.
 * ``reference_perplexity``: every sample scored by the frozen generation-0 model of its seed
-  (Shumailov et al.'s figure); mean and median of the per-sample perplexities. The values
-  themselves go to ``sample_perplexity.csv`` for the report's histograms.
+  (Shumailov et al.'s figure): the token-level perplexity of all samples pooled (exp of their
+  summed NLL over their summed tokens, EOS included), and the median, 90th and 99th percentile
+  of the per-sample perplexities. No mean of per-sample perplexities is published: an empty
+  sample (EOS at once) scores tens of thousands, and a handful of them would decide it; the
+  pooled value weighs an empty sample as the one token it is. The per-sample values go to
+  ``sample_perplexity.csv`` for the report's tail figures.
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ from ouroboros.models.encoding import encode_examples
 from ouroboros.models.scoring import sequence_nll
 
 # Bump when this module's numbers change: it re-runs the evaluations that use it.
-VERSION = 3  # 3: the generated part only (real-prefix prompts: not the prefix)
+VERSION = 4  # 4: reference_perplexity pooled over tokens (was a mean decided by empties), p90/p99
+# 3: the generated part only (real-prefix prompts: not the prefix)
 BANDS = ((1, 1), (2, 4), (5, 16), (17, math.inf))
 
 
@@ -73,25 +78,37 @@ def tails(ctx: EvalContext) -> list[MetricValue]:
     return out
 
 
-def sample_perplexities(ctx: EvalContext) -> np.ndarray:
-    """Per-sample perplexity of the generated samples under the frozen generation-0 model."""
+def sample_nll(ctx: EvalContext) -> tuple[np.ndarray, np.ndarray]:
+    """Per sample: NLL in nats under the frozen generation-0 model and scored tokens."""
     examples = [{"source": s["source"], "target": s["target"],
                  "finished": s.get("finished", True)} for s in ctx.sample_rows]  # EOS if ended
     items = encode_examples(ctx.encoder, ctx.task, examples)
-    nll, count = sequence_nll(ctx.reference_model, items, ctx.tokenizer.pad_token_id,
-                              ctx.batch_size, ctx.device)
+    return sequence_nll(ctx.reference_model, items, ctx.tokenizer.pad_token_id,
+                        ctx.batch_size, ctx.device)
+
+
+def sample_perplexities(ctx: EvalContext) -> np.ndarray:
+    """Per-sample perplexity of the generated samples under the frozen generation-0 model."""
+    nll, count = sample_nll(ctx)
     return np.exp(nll / np.maximum(count, 1))
 
 
 def reference_perplexity(ctx: EvalContext) -> list[MetricValue]:
-    """Mean and median perplexity of the samples under generation 0's model."""
+    """Pooled token perplexity of the samples under generation 0's model, and the median and
+    upper percentiles of the per-sample perplexities."""
     if ctx.reference_model is None:
         raise ValueError("reference-perplexity needs the generation-0 model")
-    ppl = sample_perplexities(ctx)
+    nll, count = sample_nll(ctx)
+    ppl = np.exp(nll / np.maximum(count, 1))
     ctx.artifacts["sample_perplexity"] = ppl.tolist()
     params = {"model": "generation 0 of this seed", "unit": "per-sample token perplexity"}
     n, seed = len(ppl), ctx.seed
-    return [MetricValue("reference_perplexity", float(ppl.mean()), VERSION, n, seed, params,
-                        None),
-            MetricValue("reference_perplexity_median", float(np.median(ppl)), VERSION, n, seed,
-                        params, None)]
+    pooled = float(np.exp(nll.sum() / max(1, count.sum()))) if n else math.nan
+    out = [MetricValue("reference_perplexity", pooled, VERSION, n, seed,
+                       {"model": "generation 0 of this seed",
+                        "unit": "token perplexity, pooled over samples", "eos": True}, None)]
+    for name, q in (("median", 50), ("p90", 90), ("p99", 99)):
+        value = float(np.percentile(ppl, q)) if n else math.nan
+        out.append(MetricValue(f"reference_perplexity_{name}", value, VERSION, n, seed,
+                               {**params, "percentile": q} if q != 50 else params, None))
+    return out

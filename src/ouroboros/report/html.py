@@ -1,7 +1,7 @@
 """The self-contained, interactive ``report.html`` of a run, and static figures for papers.
 
-The page works with no network: Plotly's JavaScript (from the ``plotly`` package) is embedded,
-the figures are JSON in the page, and the only other script sorts tables and draws figures
+The page works with no network: Plotly's JavaScript (a partial bundle, assets/README.md) is
+embedded, the figures are JSON in the page, and the only other script sorts tables and draws figures
 when their section is opened. Layout: the study in one sentence; the key metrics as small
 multiples, each with the paired comparison to the reference policy beside it; the other
 metrics grouped (quality, ground truth, diversity, tails, traits, data checks) and
@@ -24,7 +24,13 @@ from pathlib import Path
 import yaml
 
 from ouroboros.atomic import refuse_links, write_atomic
-from ouroboros.report.figures import histogram_figure, metric_figure
+from ouroboros.report.figures import (
+    FEW_SEEDS,
+    ccdf_figure,
+    colours,
+    loss_figure,
+    metric_figure,
+)
 from ouroboros.report.plots import plot_all, plot_sample_perplexity
 from ouroboros.report.stats import MAX_SEEDS, min_p_value, paired_differences, seeds_needed
 from ouroboros.report.tables import (
@@ -38,6 +44,7 @@ from ouroboros.report.tables import (
     read_slices,
     slice_summary,
     summarise,
+    verdicts,
 )
 
 FORMATS = ("png", "svg", "pdf")
@@ -49,22 +56,26 @@ GROUPS: list[tuple[str, list[str]]] = [
      ["perplexity", "cross_entropy", "continuation_perplexity", "rouge1", "rouge2", "rougeL",
       "rougeLsum", "bleu", "chrf", "length_ratio", "prediction_words", "unique_predictions"]),
     ("Samples under generation 0's model", ["reference_perplexity",
-                                             "reference_perplexity_median"]),
+                                             "reference_perplexity_median",
+                                             "reference_perplexity_p90",
+                                             "reference_perplexity_p99"]),
     ("Ground truth (the built-in language)",
      ["kl_true_model", "error_rate", "true_entropy", "true_logprob"]),
     ("Diversity of the samples",
-     ["distinct_1", "distinct_2", "distinct_3", "entropy_2", "entropy_3", "unigram_entropy",
-      "ttr", "mattr", "self_bleu", "vocab_size", "zipf_exponent", "repetition_rate",
-      "sample_words"]),
+     ["mattr", "distinct_1_window", "distinct_2_window", "distinct_3_window", "distinct_1",
+      "distinct_2", "distinct_3", "entropy_2", "entropy_3", "unigram_entropy", "self_bleu",
+      "vocab_size", "zipf_exponent", "repetition_rate", "sample_words", "empty_rate"]),
     ("Tails", ["tail_coverage", "missing_mass", "unigram_kl", "rare_recall_"]),
     ("Traits", ["trait_"]),
-    ("Data checks", ["test_oov_rate", "test_targets_cut", "unfinished_rate"]),
+    ("Data checks", ["test_oov_rate", "test_targets_cut", "unfinished_rate",
+                     "empty_prediction_rate"]),
 ]
 
 # Units of metrics whose signature does not name one.
 UNITS = {"perplexity": "per token", "error_rate": "share of samples",
          "tail_coverage": "share of rare mass", "bleu": "BLEU (0-100)", "chrf": "chrF (0-100)",
-         "self_bleu": "BLEU (0-100)", "vocab_size": "word types", "ttr": "ratio",
+         "self_bleu": "BLEU (0-100)", "vocab_size": "word types",
+         "empty_rate": "share of samples", "empty_prediction_rate": "share of predictions",
          "mattr": "ratio", "zipf_exponent": "exponent", "length_ratio": "ratio",
          "prediction_words": "words", "sample_words": "words", "unique_predictions": "share",
          "missing_mass": "share of real tokens", "repetition_rate": "share of 4-grams",
@@ -247,8 +258,10 @@ def _study_sentence(run_dir: Path, rows: list[dict], config: dict) -> str:
     return (f"Study {_e(config.get('name', run_dir.name))}: {what}"
             f"{len(policies)} polic{'y' if len(policies) == 1 else 'ies'} "
             f"({_e(', '.join(policies))}) &times; {len(seeds)} seed(s) &times; generations "
-            f"{gens[0]}&ndash;{gens[-1]} ({cells} cells). Values are means over seeds with the "
-            f"95% Student-t interval of the mean (none with one seed); policies are compared "
+            f"{gens[0]}&ndash;{gens[-1]} ({cells} cells). Values are means over seeds with a "
+            f"95% interval of the mean that stays within what the metric can be (Student-t; "
+            f"cut at 0 for positive scales; Wilson for shares; none with one seed); policies "
+            f"are compared "
             f"with {_e(policies[0])} on shared seeds. Metrics of the model (perplexity, KL, BLEU, "
             f"ROUGE) are measured on real held-out data, metrics of the samples (error rate, "
             f"diversity, tails) on each generation's own samples, tails against the real "
@@ -289,6 +302,114 @@ def _paired_html(rows: list[dict], metric: str, last: int, reference: str,
             f"mean and sd (a planning figure: the observed effect is an estimate).</div>")
 
 
+def _band_note(rows: list[dict], metric: str) -> str:
+    """What a metric figure's points and band are, from the seed counts and interval methods
+    of its cells."""
+    stats = [s for (_, m, _), s in summarise(rows).items() if m == metric]
+    most = max((s.n_seeds for s in stats), default=0)
+    if most < 2:
+        return "one seed: no band"
+    if most <= FEW_SEEDS:
+        return f"points: seeds; band: their range ({most} seeds or fewer: no interval shown)"
+    methods = sorted({s.interval.method for s in stats if s.interval.shown})
+    equal = any(s.interval.equal and not s.interval.shown for s in stats)
+    return (f"points: seeds; band: 95% {' / '.join(methods) or 'interval'} of the mean"
+            + ("; none where every seed gave the same value" if equal else ""))
+
+
+def _interval_cell(iv) -> tuple:
+    """An interval as a table cell (shown text, sort key: its width)."""
+    if iv.shown:
+        return (f"{_num(iv.low)} .. {_num(iv.high)}" + (" (seeds equal)" if iv.equal else ""),
+                iv.high - iv.low)
+    return (iv.label, math.inf)
+
+
+def _tail_html(run_dir: Path, rows: list[dict], specs: dict, units: dict,
+               examples: dict) -> str:
+    """The tail of the samples: per policy the complementary CDF of the samples' perplexity
+    under generation 0's model (a line per generation), and the percentiles, the empty share
+    and the length of the samples over generations."""
+    parts = []
+    path = run_dir / "sample_perplexity.csv"
+    if path.is_file():
+        with open(path, encoding="utf-8") as f:
+            sample_rows = []
+            for r in csv.DictReader(f):
+                try:
+                    sample_rows.append({**r, "generation": int(r["generation"]),
+                                        "value": float(r["value"])})
+                except (KeyError, TypeError, ValueError):
+                    continue
+        policies = list(dict.fromkeys(r["policy"] for r in sample_rows))
+        colour = colours(policies_in_order(rows) + [p for p in policies
+                                                    if p not in policies_in_order(rows)])
+        divs = []
+        for p in policies:
+            k = f"tail{len(specs)}"
+            specs[k] = ccdf_figure(sample_rows, p, colour[p])
+            divs.append(f"<div class='card'>{_figure_div(k)}</div>")
+        parts.append(f"<div class='cards'>{''.join(divs)}</div><div class='note'>Each line: "
+                     f"the share of a generation's samples (seeds pooled) whose perplexity "
+                     f"under generation 0's model of their seed is above x; both axes "
+                     f"logarithmic, so the worst 1% is as visible as the median. Collapse "
+                     f"moves the lines up and to the right (Shumailov et al. 2024, Fig. "
+                     f"1b).</div>")
+    present = {r["metric"] for r in rows if math.isfinite(r["value"])}
+    shape = [m for m in ("reference_perplexity_median", "reference_perplexity_p90",
+                         "reference_perplexity_p99", "empty_rate", "sample_words")
+             if m in present]
+    if shape:
+        divs = []
+        for m in shape:
+            k = f"shape{len(specs)}"
+            specs[k] = metric_figure(rows, m, units.get(m, ""), height=240)
+            divs.append(f"<div class='card'>{_figure_div(k)}<div class='note'>"
+                        f"{_e(units.get(m) or 'no unit')}; {_band_note(rows, m)}</div></div>")
+        parts.append(f"<div class='cards small'>{''.join(divs)}</div>")
+    if not parts:
+        return ""
+    return ("<h2>The tail of the samples</h2><p><small>Means hide collapse: the median sample "
+            "can get more typical while the worst get far worse, and a model that emits EOS "
+            "at once writes empty samples whose perplexity is in the tens of thousands "
+            "(counted apart as <code>empty_rate</code>). Lengths beside diversity: pooled "
+            "distinct-n rises when samples only get shorter, so the key figures use "
+            "<code>mattr</code> and <code>distinct_n_window</code>.</small></p>"
+            + "".join(parts))
+
+
+def _training_html(run_dir: Path, rows: list[dict], specs: dict) -> str:
+    """Per policy, the training-loss curves of every generation (training.csv)."""
+    path = run_dir / "training.csv"
+    if not path.is_file():
+        return ""
+    curves = []
+    with open(path, encoding="utf-8") as f:
+        for r in csv.DictReader(f):
+            try:
+                curves.append({"policy": r["policy"], "generation": int(r["generation"]),
+                               "step": int(r["step"]),
+                               "train_loss": float(r["train_loss"] or "nan"),
+                               "valid_loss": float(r.get("valid_loss") or "nan")})
+            except (KeyError, TypeError, ValueError):
+                continue
+    if not curves:
+        return ""
+    policies = list(dict.fromkeys(r["policy"] for r in curves))
+    colour = colours(policies_in_order(rows) + [p for p in policies
+                                                if p not in policies_in_order(rows)])
+    divs = []
+    for p in policies:
+        k = f"loss{len(specs)}"
+        specs[k] = loss_figure(curves, p, colour[p])
+        divs.append(f"<div class='card'>{_figure_div(k)}</div>")
+    return (f"<details><summary>Training curves ({len(policies)} policies)</summary>"
+            f"<div class='note'>Mean training loss over seeds per epoch (nats per token, "
+            f"the loss-masked positions), a line per generation; dotted: validation loss "
+            f"where measured (training.csv).</div><div class='cards'>{''.join(divs)}</div>"
+            f"</details>")
+
+
 def _summary_rows(rows: list[dict], metrics: list[str], units: dict[str, str],
                   examples: dict) -> list[list]:
     stats = summarise(rows)
@@ -303,8 +424,7 @@ def _summary_rows(rows: list[dict], metrics: list[str], units: dict[str, str],
             iv = b.interval
             out.append([group_of(m), m, units[m], better.get(m) or "-", p,
                         (_num(a.mean), a.mean) if a else "", (_num(b.mean), b.mean),
-                        (f"{_num(iv.low)} .. {_num(iv.high)}" if iv.n >= 2 else "none (n=1)",
-                         iv.high - iv.low if iv.n >= 2 else math.inf),
+                        _interval_cell(iv), iv.method if iv.shown else "",
                         b.n_seeds, examples.get((m, p, last), "")])
     return out
 
@@ -318,9 +438,8 @@ def _all_values_rows(rows: list[dict], metrics: list[str], units: dict[str, str]
                                                              kv[0][0], kv[0][2])):
         iv = s.interval
         out.append([m, units.get(m, ""), p, g, (_num(s.mean), s.mean), (_num(s.median), s.median),
-                    f"{_num(s.low)} .. {_num(s.high)}",
-                    f"{_num(iv.low)} .. {_num(iv.high)}" if iv.n >= 2 else "none (n=1)",
-                    s.n_seeds, examples.get((m, p, g), "")])
+                    f"{_num(s.low)} .. {_num(s.high)}", _interval_cell(iv),
+                    iv.method if iv.shown else "", s.n_seeds, examples.get((m, p, g), "")])
     return out
 
 
@@ -514,7 +633,15 @@ def _json_for_script(value: object) -> str:
             .replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"))
 
 
+ASSETS = Path(__file__).parent / "assets"
+
+
 def _plotly_js() -> str:
+    """Plotly.js for the page: the vendored partial bundle (scatter only is drawn; about
+    1.2 MB), else the plotly package's full bundle (4.8 MB)."""
+    partial = ASSETS / "plotly-basic.min.js"
+    if partial.is_file():
+        return partial.read_text(encoding="utf-8")
     try:
         from plotly.offline import get_plotlyjs
     except ImportError as e:  # a core dependency: only a broken install gets here
@@ -580,18 +707,22 @@ def render_report(run_dir: Path, formats: tuple[str, ...] = (),
     better = directions(rows)
     last = max(r["generation"] for r in rows)
     reference = policies_in_order(rows)[0]
-    key = [m for m in (key_metrics or []) if m in metrics] or metrics[:4]
+    constant = [m for m in metrics if len({r["value"] for r in rows if r["metric"] == m
+                                           and math.isfinite(r["value"])}) == 1]
+    drawn = [m for m in metrics if m not in constant]  # a flat line says nothing
+    key = [m for m in (key_metrics or []) if m in metrics] or drawn[:6]
+    seeds_at_most = max(summarise(rows)[k].n_seeds for k in summarise(rows))
     specs: dict[str, dict] = {}
     cards = []
     for i, m in enumerate(key):
         specs[f"key{i}"] = metric_figure(rows, m, units[m])
         cards.append(f"<div class='card'>{_figure_div(f'key{i}')}"
                      f"<div class='note'>{_e(units[m] or 'no unit')}; each value over "
-                     f"{_e(examples[m] or '?')} examples; points: seeds; band: 95% "
-                     f"t-interval of the mean</div>"
+                     f"{_e(examples[m] or '?')} examples; {_band_note(rows, m)}</div>"
                      f"{_paired_html(rows, m, last, reference, better.get(m, ''))}</div>")
+    tail = _tail_html(run_dir, rows, specs, units, examples)
     groups: dict[str, list[str]] = defaultdict(list)
-    for m in metrics:
+    for m in drawn:
         if m not in key:
             groups[group_of(m)].append(m)
     sections = []
@@ -604,28 +735,30 @@ def render_report(run_dir: Path, formats: tuple[str, ...] = (),
             specs[k] = metric_figure(rows, m, units[m], height=280)
             divs.append(f"<div class='card'>{_figure_div(k)}<div class='note'>"
                         f"{_e(units[m] or 'no unit')}; n={_e(examples[m] or '?')} examples per "
-                        f"value</div></div>")
+                        f"value; {_band_note(rows, m)}</div></div>")
         sections.append(f"<details><summary>{_e(name)} ({len(groups[name])} metrics)</summary>"
                         f"<div class='cards'>{''.join(divs)}</div></details>")
+    if constant:
+        sections.append(f"<p><small>The same value in every cell, so not drawn (see the "
+                        f"tables): {_e(', '.join(constant))}.</small></p>")
     if empty:
         sections.append(f"<p><small>No value in any cell (n/a, e.g. no valid sample to "
                         f"score): {_e(', '.join(empty))}.</small></p>")
-    histogram = ""
-    if (run_dir / "sample_perplexity.csv").is_file():
-        with open(run_dir / "sample_perplexity.csv", encoding="utf-8") as f:
-            sample_rows = [{**r, "generation": int(r["generation"]), "value": float(r["value"])}
-                           for r in csv.DictReader(f)]
-        specs["histogram"] = histogram_figure(
-            sample_rows, "samples' perplexity under generation 0's model (seeds pooled)",
-            "per-sample token perplexity")
-        histogram = (f"<details open><summary>Samples' perplexity under generation 0's model"
-                     f"</summary><div class='card'>{_figure_div('histogram')}</div></details>")
+    training = _training_html(run_dir, rows, specs)
+    few = (f"<p class='warn'>With {seeds_at_most} seed(s) no exact test can reach p &lt; "
+           f"0.05 (the smallest p is {min_p_value(seeds_at_most):g}); the figures show each "
+           f"seed and, up to {FEW_SEEDS} seeds, their range.</p>"
+           if min_p_value(seeds_at_most) >= 0.05 else "")
+    said = verdicts(rows, key)
+    items = "".join(f"<li>{_e(line[2:])}</li>" for line in said if line.startswith("- "))
+    concluded = "".join(f"<p>{_e(line)}</p>" for line in said if not line.startswith("- ")) + (
+        f"<ul>{items}</ul>" if items else "")
     summary = _table(["group", "metric", "unit", "better", "policy", "generation 0",
-                      f"generation {last}", f"95% t-interval (g{last})", "n seeds",
+                      f"generation {last}", f"95% interval (g{last})", "method", "n seeds",
                       "n examples"], _summary_rows(rows, metrics, units, examples),
                      text_columns=5)
     all_values = _table(["metric", "unit", "policy", "generation", "mean", "median", "range",
-                         "95% t-interval", "n seeds", "n examples"],
+                         "95% interval", "method", "n seeds", "n examples"],
                         _all_values_rows(rows, metrics, units, examples), text_columns=3)
     signatures = sorted({r["signature"] for r in rows})
     config_text = (run_dir / "config.yaml").read_text() if (run_dir / "config.yaml").is_file() \
@@ -636,14 +769,17 @@ def render_report(run_dir: Path, formats: tuple[str, ...] = (),
 <title>ouroboros report: {_e(run_dir.name)}</title><style>{STYLE}</style></head><body>
 <h1>ouroboros report: {_e(run_dir.name)}</h1>
 <p class="headline">{_study_sentence(run_dir, rows, config)}</p>
+<div class="verdicts">{concluded}</div>
+{few}
 <h2>Key metrics</h2>
 <div class="cards">{''.join(cards)}</div>
 <p><small>Hover a point for its value, its seeds and its interval; click a policy in a legend
 to hide or show it; double-click to show it alone; "log" switches the y axis where values span
 a wide range. Figures for papers: <code>ouroboros report RUN --format pdf</code>.</small></p>
+{tail}
 <h2>All metrics</h2>
 {''.join(sections)}
-{histogram}
+{training}
 {_self_improvement_html(run_dir)}
 <h2>Samples</h2>
 <p><small>What the models wrote: for each policy (its first seed), the same slots in every

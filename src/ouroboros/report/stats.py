@@ -1,9 +1,23 @@
-"""Statistics over seeds: Student-t intervals of means and paired differences, exact paired tests.
+"""Statistics over seeds: intervals of means suited to each metric's range, Student-t intervals of
+paired differences, exact paired tests.
 
-Studies run 2 to 5 seeds. A percentile bootstrap over so few values covers the mean far less often
-than it claims (about 50% at n = 2, 75% at n = 3 for a nominal 95%), so every interval over seeds
-is a Student-t interval, exact for normal seed-to-seed variation at any n >= 2, and there is none
-at n = 1. Policies are compared on the seeds they share (a paired design: the same seed gives the
+Studies run 2 to 6 seeds. A percentile bootstrap over so few values covers the mean far less often
+than it claims (about 50% at n = 2, 75% at n = 3 for a nominal 95%). An interval of a mean over
+seeds is chosen by what the metric can be (``metric_range``), and never leaves that range:
+
+* unbounded metrics: the Student-t interval, exact for normal seed-to-seed variation at n >= 2;
+* positive scales (perplexity, entropy, lengths): the same t-interval cut at 0. The true mean is
+  never below 0, so cutting there never loses it: the coverage is exactly the t-interval's;
+* shares and scores with both ends (rates in [0, 1], BLEU/ROUGE in [0, 100]): a Wilson score
+  interval with the seeds' own variance, {p : (mean - p)^2 <= t^2 k p(1 - p) / n} on the
+  metric scaled to [0, 1], k = s^2 / (mean (1 - mean)) capped at 1 (a value in [0, 1] cannot vary
+  more than mean (1 - mean)). Away from the ends it is the t-interval; near an end it bends
+  instead of crossing it. When the seeds all agree, or sit at one end, k = 1 (the largest
+  variance a share can have) and the normal quantile: Wilson's binomial interval, seeds as
+  trials. tests/unit/test_stats.py measures every method's coverage by simulation.
+
+Seeds that all agree are shown as such, never as a zero-width interval; there is no interval at
+n = 1. Policies are compared on the seeds they share (a paired design: the same seed gives the
 same real data and generation 0 to every policy) with exact tests whose smallest achievable
 p-value, 2^(1-n), is stated next to every verdict.
 """
@@ -44,19 +58,101 @@ class Interval:
     high: float
     n: int
     level: float = LEVEL
+    method: str = "t-interval"
+    equal: bool = False   # every seed gave the same value
 
     @property
     def label(self) -> str:
         """How to name it wherever it is shown, e.g. ``95% t-interval, n=3``."""
         if self.n < 2:
             return f"no interval, n={self.n}"
-        return f"{100 * self.level:g}% t-interval, n={self.n}"
+        if self.equal and not self.shown:
+            return f"all {self.n} seeds equal"
+        return f"{100 * self.level:g}% {self.method}, n={self.n}"
+
+    @property
+    def shown(self) -> bool:
+        """Whether there are bounds to show (not for one seed, nor seeds that all agree
+        where the method gives a zero-width interval)."""
+        return self.n >= 2 and math.isfinite(self.low) and math.isfinite(self.high)
 
 
 def t_interval(values: list[float], level: float = LEVEL) -> Interval:
     """The Student-t interval of the mean of ``values`` (NaN bounds for fewer than 2)."""
     lo, hi = t_bounds(np.asarray(values, dtype=float), level)
-    return Interval(float(lo), float(hi), len(values), level)
+    return Interval(float(lo), float(hi), len(values), level, equal=_equal(values))
+
+
+def _equal(values) -> bool:
+    v = np.asarray(values, dtype=float)
+    return len(v) >= 2 and bool(np.all(v == v[0]))
+
+
+# metric name (before any "@") -> the range its values can take; anything else is unbounded
+SHARES = ("error_rate", "tail_coverage", "accuracy", "train_accuracy", "sample_accuracy",
+          "accuracy_unparsed", "train_accuracy_unparsed", "sample_accuracy_unparsed",
+          "mattr", "missing_mass", "unfinished_rate", "empty_rate", "empty_prediction_rate",
+          "repetition_rate", "unique_predictions", "test_oov_rate", "test_targets_cut")
+SHARE_PREFIXES = ("distinct_", "rare_recall_")
+PERCENT = ("rouge1", "rouge2", "rougeL", "rougeLsum", "bleu", "chrf", "self_bleu")
+POSITIVE = ("perplexity", "continuation_perplexity", "reference_perplexity",
+            "reference_perplexity_median", "reference_perplexity_p90",
+            "reference_perplexity_p99", "unigram_kl", "cross_entropy", "true_entropy",
+            "unigram_entropy", "vocab_size", "sample_words", "prediction_words", "length_ratio")
+POSITIVE_PREFIXES = ("entropy_",)
+
+
+def metric_range(metric: str) -> tuple[float, float]:
+    """What a metric's values can be: (0, 1) for shares, (0, 100) for scores x 100, (0, inf)
+    for positive scales, (-inf, inf) otherwise (``kl_true_model`` is a Monte Carlo estimate and
+    can fall below 0; traits depend on their scorer)."""
+    base = metric.split("@")[0]
+    if base in SHARES or base.startswith(SHARE_PREFIXES):
+        return 0.0, 1.0
+    if base in PERCENT:
+        return 0.0, 100.0
+    if base in POSITIVE or base.startswith(POSITIVE_PREFIXES):
+        return 0.0, math.inf
+    return -math.inf, math.inf
+
+
+def wilson_interval(values: list[float], low: float = 0.0, high: float = 1.0,
+                    level: float = LEVEL) -> Interval:
+    """The Wilson score interval with the seeds' variance, for a mean of values in [low, high]
+    (module docstring); inside [low, high] always."""
+    from scipy.special import ndtri, stdtrit
+    v = (np.asarray(values, dtype=float) - low) / (high - low)
+    n = len(v)
+    if n < 2:
+        return Interval(math.nan, math.nan, n, level, "Wilson interval")
+    m = float(v.mean())
+    spread = m * (1 - m)
+    s2 = float(v.var(ddof=1))
+    if spread > 0 and s2 > 0:
+        k, c = min(1.0, s2 / spread), float(stdtrit(n - 1, 1 - (1 - level) / 2))
+    else:  # all equal, or all at one end: the largest variance, seeds as Bernoulli trials
+        k, c = 1.0, float(ndtri(1 - (1 - level) / 2))
+    z2 = c * c * k / n
+    centre = (m + z2 / 2) / (1 + z2)
+    half = math.sqrt(z2 * m * (1 - m) + z2 * z2 / 4) / (1 + z2)
+    lo, hi = max(0.0, centre - half), min(1.0, centre + half)
+    return Interval(low + lo * (high - low), low + hi * (high - low), n, level,
+                    "Wilson interval", _equal(values))
+
+
+def interval_for(metric: str, values: list[float], level: float = LEVEL) -> Interval:
+    """The interval of the mean of ``values`` by the method suited to ``metric``'s range; seeds
+    that all agree get none where the method's interval would have zero width."""
+    low, high = metric_range(metric)
+    if math.isfinite(high):
+        return wilson_interval(values, low, high, level)
+    iv = t_interval(values, level)
+    if iv.equal:
+        return Interval(math.nan, math.nan, iv.n, level, iv.method, True)
+    if low == 0.0:
+        cut = max(0.0, iv.low) if math.isfinite(iv.low) else iv.low  # NaN: one seed
+        return Interval(cut, iv.high, iv.n, level, "t-interval cut at 0")
+    return iv
 
 
 def min_p_value(n: int) -> float:

@@ -14,19 +14,20 @@ from pathlib import Path
 import numpy as np
 
 from ouroboros.report.stats import (
+    ALPHA,
     MAX_SEEDS,
     SIMULATED_UP_TO,
     Interval,
+    interval_for,
     min_p_value,
     paired_differences,
     seeds_needed,
-    t_interval,
 )
 
 # Shown first in summaries, in this order, when present.
 KEY_METRICS = ["accuracy", "train_accuracy", "sample_accuracy", "perplexity", "kl_true_model",
                "error_rate", "tail_coverage", "rouge1", "rougeL",
-               "bleu", "chrf", "distinct_2", "unigram_entropy", "length_ratio"]
+               "bleu", "chrf", "mattr", "distinct_2_window", "unigram_entropy", "length_ratio"]
 
 
 def headline(metrics: list[str]) -> list[str]:
@@ -43,7 +44,7 @@ class Summary:
     high: float         # largest seed value
     n_seeds: int
     median: float
-    interval: Interval  # 95% t-interval of the mean over seeds (none at n=1)
+    interval: Interval  # 95% interval of the mean over seeds suited to the metric's range
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
@@ -125,14 +126,14 @@ def ordered(items: list[str], first: list[str]) -> list[str]:
 
 
 def summarise(rows: list[dict]) -> dict[tuple[str, str, int], Summary]:
-    """(policy, metric, generation) -> mean, range and t-interval over seeds (NaN values left
-    out)."""
+    """(policy, metric, generation) -> mean, range and interval over seeds by the method
+    suited to the metric (``stats.interval_for``; NaN values left out)."""
     groups: dict[tuple[str, str, int], list[float]] = defaultdict(list)
     for r in rows:
         if not math.isnan(r["value"]):
             groups[(r["policy"], r["metric"], r["generation"])].append(r["value"])
     return {k: Summary(sum(v) / len(v), min(v), max(v), len(v), float(np.median(v)),
-                       t_interval(v)) for k, v in groups.items()}
+                       interval_for(k[1], v)) for k, v in groups.items()}
 
 
 def directions(rows: list[dict]) -> dict[str, str]:
@@ -157,6 +158,11 @@ def summary_table(rows: list[dict], metrics: list[str] | None = None) -> str:
     names = metrics or ordered(headline(sorted({r["metric"] for r in rows})), KEY_METRICS)[:6]
     better = directions(rows)
     ns = sorted({s.n_seeds for (_, m, g), s in stats.items() if g == last and m in names})
+    methods: dict[str, list[str]] = defaultdict(list)
+    for m in names:
+        ivs = [s.interval for (_, m2, g), s in stats.items() if g == last and m2 == m]
+        for method in sorted({iv.method for iv in ivs if iv.n >= 2}):
+            methods[method].append(m)
     header = ["policy"] + [f"{m} ({better.get(m) or '-'})" for m in names]
     lines = [header]
     for policy in policies_in_order(rows):
@@ -166,7 +172,7 @@ def summary_table(rows: list[dict], metrics: list[str] | None = None) -> str:
             cells.append(f"{_fmt(a)} -> {_fmt(b)}{_bracket(b.interval, len(ns) > 1)}"
                          if a and b else "n/a")
         lines.append(cells)
-    legend = (f"generation 0 -> generation {last}, {_bracket_legend(ns, last)}; "
+    legend = (f"generation 0 -> generation {last}, {_bracket_legend(ns, last, methods)}; "
               f"(higher)/(lower) is better")
     return "\n".join(textwrap.wrap(legend, WIDTH)) + f"\n{fit_columns(lines)}"
 
@@ -208,19 +214,30 @@ def pack(parts: list[str], width: int = WIDTH, indent: str = "  ",
 
 def _bracket(iv: Interval, with_n: bool) -> str:
     """`` [low, high]`` (with ``n=..`` when seed counts differ between cells); nothing, or
-    ``[no interval, n=1]``, for a single seed, which is never shown as a zero-width interval
-    (seeds that all agree are: their t-interval has zero width)."""
+    ``[no interval, n=1]``, for a single seed, and ``[all n seeds equal]`` for seeds that
+    agree where the method's interval would have zero width: never ``[x, x]``."""
     if iv.n < 2 and not with_n:
         return ""
     return f" [{_interval_text(iv)}]" + (f" n={iv.n}" if with_n and iv.n >= 2 else "")
 
 
-def _bracket_legend(ns: list[int], generation: int) -> str:
-    """What a summary's numbers and brackets are, for the seed counts ``ns`` of its cells."""
+def _bracket_legend(ns: list[int], generation: int,
+                    methods: dict[str, list[str]] | None = None) -> str:
+    """What a summary's numbers and brackets are, for the seed counts ``ns`` of its cells and
+    the interval ``methods`` used (method -> metrics)."""
+    methods = methods or {}
+    if len(methods) > 1:
+        how = "; ".join(f"{method}: {', '.join(ms)}" for method, ms in methods.items())
+        n = f"n={ns[0]}" if len(ns) == 1 else "with its n; none at n=1"
+        count = f"{ns[0]} " if len(ns) == 1 else ""
+        return (f"mean over {count}seed(s) [95% interval of "
+                f"the mean, {n}, at generation {generation} ({how})]")
+    method = next(iter(methods), "t-interval")
     if len(ns) == 1:
-        return (f"mean over {ns[0]} seed(s) [{Interval(0.0, 0.0, ns[0]).label} at generation "
+        return (f"mean over {ns[0]} seed(s) "
+                f"[{Interval(0.0, 0.0, ns[0], method=method).label} at generation "
                 f"{generation}]")
-    return (f"mean over seeds [95% t-interval of the mean with its n at generation "
+    return (f"mean over seeds [95% {method} of the mean with its n at generation "
             f"{generation}; none at n=1]")
 
 
@@ -257,6 +274,56 @@ def paired_table(rows: list[dict], metrics: list[str] | None = None,
     return "\n".join([*textwrap.wrap(head, WIDTH), *lines])
 
 
+def verdicts(rows: list[dict], metrics: list[str] | None = None,
+              baseline: str | None = None) -> list[str]:
+    """What the run lets one conclude, as sentences built from its paired tests (never written
+    into the code): each key metric's comparison of every policy with ``baseline`` (default:
+    the first policy) at the last generation that the exact sign-flip test finds at
+    p < 0.05, with how many comparisons were made (each at 0.05, uncorrected), or why none
+    can be concluded."""
+    last = max(r["generation"] for r in rows)
+    policies = policies_in_order(rows)
+    base = baseline or policies[0]
+    if base not in policies:
+        raise ValueError(f"--against: no policy {base!r} in this run (policies: "
+                         f"{', '.join(policies)})")
+    names = metrics or ordered(headline(sorted({r["metric"] for r in rows})), KEY_METRICS)[:6]
+    better = directions(rows)
+    pairs = [p for m in names
+             for p in paired_differences(rows, m, last, base,
+                                         {"higher": True, "lower": False}.get(better.get(m, "")))]
+    if not pairs:
+        return [f"No verdict: no policy shares seeds with {base}."]
+    ns = sorted({p.n_seeds for p in pairs})
+    if min_p_value(max(ns)) >= ALPHA:
+        return [f"No verdict: with {max(ns)} seed(s) no exact test can reach p < {ALPHA:g} "
+                f"(the smallest p is 2^(1-n) = {min_p_value(max(ns)):g}); "
+                f"run at least 6 seeds (`ouroboros report RUN --power` says how many "
+                f"each comparison needs)."]
+    found = [p for p in pairs if p.p_flip < ALPHA]
+    seeds = f"{ns[0]} seeds" if len(ns) == 1 else f"{ns[0]}-{ns[-1]} seeds"
+    head = (f"At generation {last}, against {base} ({seeds}, paired; exact sign-flip test, "
+            f"each of the {len(pairs)} comparisons of {len(names)} key metrics at p < "
+            f"{ALPHA:g}, uncorrected: if no policy differed, about {ALPHA * len(pairs):.1f} "
+            f"would pass by chance):")
+    lines = [head]
+    for p in found:
+        word = p.verdict().split(" (")[0]
+        direction = "higher" if p.mean > 0 else "lower"
+        alike = sum((d > 0) == (p.mean > 0) and d != 0 for d in p.diffs)
+        wins = (f"better on {p.wins}/{p.n_seeds} seeds" if p.higher_is_better is not None
+                else f"{direction} on {alike}/{p.n_seeds} seeds")
+        lines.append(f"- {p.policy}: {direction} {p.metric} ({word}): {_num(p.mean)} on "
+                     f"average [{_interval_text(p.interval)}], {wins}, p = {p.p_flip:.2g}.")
+    if not found:
+        lines.append("- none reaches p < 0.05.")
+    rest = [p for p in pairs if p.p_flip >= ALPHA]
+    if rest and found:
+        lines.append(f"- not shown to differ: {len(rest)} other comparison(s) "
+                     f"(`ouroboros report RUN` lists them with their p).")
+    return lines
+
+
 def power_table(rows: list[dict], metrics: list[str] | None = None,
                 baseline: str | None = None) -> str:
     """Per key comparison (each policy against ``baseline``, default the first policy, at the
@@ -288,7 +355,9 @@ def power_table(rows: list[dict], metrics: list[str] | None = None,
 
 
 def _interval_text(iv: Interval) -> str:
-    return f"{_num(iv.low)}, {_num(iv.high)}" if iv.n >= 2 else iv.label
+    if not iv.shown:
+        return iv.label
+    return f"{_num(iv.low)}, {_num(iv.high)}" + ("; seeds equal" if iv.equal else "")
 
 
 def _num(x: float) -> str:

@@ -13,7 +13,7 @@ from ouroboros.experiment import rundir
 from ouroboros.experiment.builders.job import Job
 from ouroboros.experiment.stages import derive_seed, read_jsonl, write_jsonl
 from ouroboros.generation.hf import generate_with_model
-from ouroboros.metrics.references import unfinished
+from ouroboros.metrics.references import sample_shape
 from ouroboros.metrics.signature import EvalContext
 from ouroboros.models.checkpoint import load_checkpoint
 
@@ -70,7 +70,7 @@ def build_evaluate(job: Job, out: Path) -> dict:
         options={**job.spec["metrics"], "trait_configs": mcfg.traits,
                  "prefix_words": job.spec.get("prefix_words")})
     values = [v for name in mcfg.names for v in registry.METRICS.get(name)(ctx)]
-    values += unfinished(ctx)  # always: the share of samples cut before their end
+    values += sample_shape(ctx)  # always: unfinished, length and empty share of the samples
     rows = [{"metric": v.metric, "value": v.value, "higher_is_better": v.higher_is_better,
              "signature": v.signature} for v in values]
     rundir.write_json(out / "metrics.json", {"generation": job.spec["g"], "values": rows})
