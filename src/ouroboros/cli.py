@@ -99,6 +99,32 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--slices", nargs="?", const=-1, type=int, metavar="GENERATION",
                         help="also print metrics by origin, generator and curation outcome "
                              "(slices.csv) at GENERATION (default: the last)")
+    samples = sub.add_parser("samples", help="browse a run's samples: filter, sort, print or "
+                                             "write them as JSONL or CSV")
+    samples.add_argument("run_dir", type=Path, help="the run directory")
+    samples.add_argument("--policy", help="only this policy (its label, e.g. mix-0.1)")
+    samples.add_argument("--seed", type=int, help="only this seed")
+    samples.add_argument("--generation", type=int, help="only this generation")
+    samples.add_argument("--valid", dest="valid", action="store_const", const=True,
+                         help="only grammatical samples (the built-in language)")
+    samples.add_argument("--invalid", dest="valid", action="store_const", const=False,
+                         help="only ungrammatical samples")
+    samples.add_argument("--empty", dest="empty", action="store_const", const=True,
+                         help="only empty samples (no word)")
+    samples.add_argument("--non-empty", dest="empty", action="store_const", const=False,
+                         help="only samples with a word")
+    samples.add_argument("--curation", metavar="OUTCOME",
+                         help="only samples whose curation outcome starts so: kept, dropped")
+    samples.add_argument("--generator", help="only samples whose generator contains this")
+    samples.add_argument("--sort", choices=["perplexity", "-perplexity", "words", "-words"],
+                         help="by perplexity under generation 0's model or by length (-: "
+                              "highest first)")
+    samples.add_argument("--limit", type=int, metavar="N",
+                         help="at most N samples (default: 20 printed, all written)")
+    samples.add_argument("--format", choices=["text", "jsonl", "csv"], default=None,
+                         help="text (default on screen), jsonl or csv (default for --out by "
+                              "its suffix)")
+    samples.add_argument("--out", type=Path, help="write to this file instead of printing")
     compare = sub.add_parser("compare", help="one report across runs, aligned by policy and "
                                              "generation, with the settings that differ")
     compare.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN",
@@ -222,6 +248,36 @@ def _finish(run_dir: Path, report: bool) -> int:
         from ouroboros.report.html import render_report
         print(f"\nreport: {render_report(run_dir)}")
     print(f"metrics: {run_dir / 'metrics.csv'}")
+    return 0
+
+
+def cmd_samples(args, parser) -> int:
+    """Filter, sort and print or write a run's samples (experiment/samples.py)."""
+    from ouroboros.experiment import samples as browse
+    fmt = args.format or ({".jsonl": "jsonl", ".csv": "csv"}.get(args.out.suffix, "jsonl")
+                          if args.out else "text")
+    limit = args.limit if args.limit is not None else (None if args.out else 20)
+    if limit is not None and limit < 1:
+        parser.error("--limit: give 1 or more")
+    try:
+        rows = browse.select(browse.read_samples(args.run_dir, args.policy, args.seed,
+                                                 args.generation),
+                             valid=args.valid, empty=args.empty, curation=args.curation,
+                             generator=args.generator, sort=args.sort)
+    except browse.SamplesError as e:
+        parser.error(str(e))
+    shown = rows[:limit] if limit is not None else rows
+    text = {"text": browse.as_text, "jsonl": browse.as_jsonl, "csv": browse.as_csv}[fmt](shown)
+    if args.out:
+        from ouroboros.atomic import write_atomic
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(args.out, text)
+        print(f"{len(shown)} of {len(rows)} matching samples written to {args.out}")
+    else:
+        print(text, end="" if text.endswith("\n") or not text else "\n")
+        if fmt == "text":
+            print(f"({len(shown)} of {len(rows)} matching samples"
+                  + ("; --limit N or --out FILE for more)" if len(shown) < len(rows) else ")"))
     return 0
 
 
@@ -389,6 +445,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_resume(args.run_dir)
         if args.verb == "status":
             return cmd_status(args.run_dir)
+        if args.verb == "samples":
+            return cmd_samples(args, parser)
         if args.verb == "compare":
             from ouroboros.report.compare import compare_text, render_compare
             if len(args.run_dirs) < 2:

@@ -303,7 +303,7 @@ class TrainingConfig(Section):
 
     epochs: float | None = Field(None, gt=0, description="Passes over the training set "
                                                          "(instead of a token budget).")
-    tokens: int | None = Field(200_000, gt=0, description="Training tokens per model, whatever "
+    tokens: int | None = Field(160_000, gt=0, description="Training tokens per model, whatever "
                                                           "the training set's size (compute-"
                                                           "matched: accumulate's growing sets "
                                                           "get fewer passes); null: epochs.")

@@ -97,7 +97,9 @@ SCRIPT = r"""
     const spec = specs[div.dataset.figure];
     Plotly.newPlot(div, spec.data, spec.layout,
                    {displaylogo: false, responsive: true,
-                    modeBarButtonsToRemove: ['lasso2d', 'select2d']});
+                    modeBarButtonsToRemove: ['lasso2d', 'select2d', 'sendDataToCloud',
+                                             'toggleSpikelines', 'hoverCompareCartesian',
+                                             'hoverClosestCartesian', 'autoScale2d']});
     div.dataset.drawn = '1';
     drawn += 1;
     document.body.dataset.figuresDrawn = String(drawn);
@@ -147,7 +149,14 @@ STYLE = """
 body{font-family:system-ui,sans-serif;margin:0 auto;padding:1.5em;max-width:1400px;color:#222}
 h1{font-size:1.5em;margin-bottom:.2em}h2{font-size:1.2em;margin-top:1.6em}
 .headline{font-size:1.05em;background:#f3f6fa;border-left:4px solid #0072B2;padding:.6em 1em}
-.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(440px,1fr));gap:14px}
+.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(min(440px,100%),1fr));
+gap:14px}.cards.small{grid-template-columns:repeat(auto-fill,minmax(min(300px,100%),1fr))}
+.verdicts{font-size:.95em;margin:.6em 0}.verdicts p{margin:.3em 0}.verdicts ul{margin:.2em 0}
+.warn{background:#fff6e5;border-left:4px solid #E69F00;padding:.4em 1em;font-size:.95em}
+.card{min-width:0}
+@media (max-width:600px){body{padding:.6em}h1{font-size:1.2em;overflow-wrap:anywhere}
+.headline{padding:.5em}}
+code{overflow-wrap:anywhere}
 .card{border:1px solid #ddd;border-radius:6px;padding:6px;background:#fff}
 .card .note{font-size:11px;color:#555;margin:2px 6px}
 .figure{min-height:300px}
@@ -302,10 +311,10 @@ def _paired_html(rows: list[dict], metric: str, last: int, reference: str,
             f"mean and sd (a planning figure: the observed effect is an estimate).</div>")
 
 
-def _band_note(rows: list[dict], metric: str) -> str:
+def _band_note(stats: dict, metric: str) -> str:
     """What a metric figure's points and band are, from the seed counts and interval methods
-    of its cells."""
-    stats = [s for (_, m, _), s in summarise(rows).items() if m == metric]
+    of its cells (``stats``: ``summarise`` of the run's rows)."""
+    stats = [s for (_, m, _), s in stats.items() if m == metric]
     most = max((s.n_seeds for s in stats), default=0)
     if most < 2:
         return "one seed: no band"
@@ -326,7 +335,7 @@ def _interval_cell(iv) -> tuple:
 
 
 def _tail_html(run_dir: Path, rows: list[dict], specs: dict, units: dict,
-               examples: dict) -> str:
+               stats: dict) -> str:
     """The tail of the samples: per policy the complementary CDF of the samples' perplexity
     under generation 0's model (a line per generation), and the percentiles, the empty share
     and the length of the samples over generations."""
@@ -365,7 +374,7 @@ def _tail_html(run_dir: Path, rows: list[dict], specs: dict, units: dict,
             k = f"shape{len(specs)}"
             specs[k] = metric_figure(rows, m, units.get(m, ""), height=240)
             divs.append(f"<div class='card'>{_figure_div(k)}<div class='note'>"
-                        f"{_e(units.get(m) or 'no unit')}; {_band_note(rows, m)}</div></div>")
+                        f"{_e(units.get(m) or 'no unit')}; {_band_note(stats, m)}</div></div>")
         parts.append(f"<div class='cards small'>{''.join(divs)}</div>")
     if not parts:
         return ""
@@ -581,6 +590,45 @@ def _samples_html(run_dir: Path) -> str:
     return note + "".join(out)
 
 
+def _extremes_html(run_dir: Path, rows: list[dict]) -> str:
+    """Per policy (its first seed) and generation, the samples worth reading (the highest and
+    lowest perplexity under generation 0's model, empty and ungrammatical ones) with their
+    length, beside real training examples of that seed."""
+    from ouroboros.experiment import samples as browse
+    parts = []
+    for policy in policies_in_order(rows):
+        seed = min(r["seed"] for r in rows if r["policy"] == policy)
+        try:
+            mine = list(browse.read_samples(run_dir, policy, seed))
+        except (browse.SamplesError, OSError, ValueError, KeyError, TypeError):
+            continue
+        if not mine:
+            continue
+        lines = []
+        for r in browse.real_examples(run_dir, seed, 3):
+            lines.append(("real", r))
+        for g in sorted({r["generation"] for r in mine}):
+            lines += [(f"g{g}: {why}", r) for why, r in
+                      browse.extremes([r for r in mine if r["generation"] == g])]
+        body = "".join(
+            f"<tr><td class='t'>{_e(why)}</td><td class='t sample'>"
+            f"{_e(r['text']) if r['text'] else '<small>(empty)</small>'}</td>"
+            f"<td>{r['words']}</td><td>{_num(r['reference_perplexity'])}</td>"
+            f"<td class='t'>{'' if r['valid'] is None else ('yes' if r['valid'] else 'no')}"
+            f"</td></tr>" for why, r in lines)
+        parts.append(f"<details{' open' if not parts else ''}><summary>{_e(policy)} (seed "
+                     f"{_e(seed)}): extremes per generation</summary><div class='scroll'>"
+                     f"<table class='samples'><tr><th class='t'>which</th><th class='t'>"
+                     f"sample</th><th>words</th><th>perplexity under g0</th><th class='t'>"
+                     f"grammatical</th></tr>{body}</table></div></details>")
+    if not parts:
+        return ""
+    return ("<p><small>The tail in words: per generation the samples generation 0's model "
+            "finds least and most likely, the empty and the ungrammatical ones, beside real "
+            "examples. Every sample: <code>ouroboros samples RUN --policy P --sort "
+            "-perplexity</code>.</small></p>" + "".join(parts))
+
+
 def _preview_rows(path: Path) -> tuple[list[dict], int]:
     """The rows of samples_preview.jsonl that have the fields the table reads, with their
     types (a run directory is not trusted: a number could be markup); and how many did not."""
@@ -685,10 +733,11 @@ def render_report(run_dir: Path, formats: tuple[str, ...] = (),
     out = run_dir / "report"
     out.mkdir(parents=True, exist_ok=True)
     for fmt in formats:
-        plot_all(rows, out, metrics, fmt)
+        sig = {r["metric"]: r["signature"] for r in rows}
+        plot_all(rows, out, metrics, fmt, {m: unit_of(m, sig[m]) for m in metrics})
         if (run_dir / "sample_perplexity.csv").is_file():
             plot_sample_perplexity(run_dir / "sample_perplexity.csv",
-                                   out / f"sample_perplexity_histogram.{fmt}")
+                                   out / f"sample_perplexity_tail.{fmt}")
     try:
         config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
     except (OSError, yaml.YAMLError):
@@ -711,16 +760,17 @@ def render_report(run_dir: Path, formats: tuple[str, ...] = (),
                                            and math.isfinite(r["value"])}) == 1]
     drawn = [m for m in metrics if m not in constant]  # a flat line says nothing
     key = [m for m in (key_metrics or []) if m in metrics] or drawn[:6]
-    seeds_at_most = max(summarise(rows)[k].n_seeds for k in summarise(rows))
+    stats = summarise(rows)
+    seeds_at_most = max(s.n_seeds for s in stats.values())
     specs: dict[str, dict] = {}
     cards = []
     for i, m in enumerate(key):
         specs[f"key{i}"] = metric_figure(rows, m, units[m])
         cards.append(f"<div class='card'>{_figure_div(f'key{i}')}"
                      f"<div class='note'>{_e(units[m] or 'no unit')}; each value over "
-                     f"{_e(examples[m] or '?')} examples; {_band_note(rows, m)}</div>"
+                     f"{_e(examples[m] or '?')} examples; {_band_note(stats, m)}</div>"
                      f"{_paired_html(rows, m, last, reference, better.get(m, ''))}</div>")
-    tail = _tail_html(run_dir, rows, specs, units, examples)
+    tail = _tail_html(run_dir, rows, specs, units, stats)
     groups: dict[str, list[str]] = defaultdict(list)
     for m in drawn:
         if m not in key:
@@ -735,7 +785,7 @@ def render_report(run_dir: Path, formats: tuple[str, ...] = (),
             specs[k] = metric_figure(rows, m, units[m], height=280)
             divs.append(f"<div class='card'>{_figure_div(k)}<div class='note'>"
                         f"{_e(units[m] or 'no unit')}; n={_e(examples[m] or '?')} examples per "
-                        f"value; {_band_note(rows, m)}</div></div>")
+                        f"value; {_band_note(stats, m)}</div></div>")
         sections.append(f"<details><summary>{_e(name)} ({len(groups[name])} metrics)</summary>"
                         f"<div class='cards'>{''.join(divs)}</div></details>")
     if constant:
@@ -787,6 +837,7 @@ generation: the same real prompt where samples have prompts, else the first samp
 with what is known of it: grammatical or not under the built-in language, its perplexity
 under generation 0's model, its curation outcome.</small></p>
 {_samples_html(run_dir)}
+{_extremes_html(run_dir, rows)}
 <h2>Tables</h2>
 <p><small>Click a column header to sort. n seeds: the seeds behind each mean; n examples: the
 examples each single value is computed over.</small></p>

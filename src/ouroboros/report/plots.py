@@ -30,9 +30,12 @@ def policy_styles(policies: list[str]) -> dict[str, dict]:
             for i, p in enumerate(policies)}
 
 
-def plot_metric(rows: list[dict], metric: str, path: Path) -> Path:
-    """One metric's curves (mean over seeds) with the 95% t-interval of the mean as a band
-    (none at a generation with a single seed), each policy labelled with its seed count."""
+def plot_metric(rows: list[dict], metric: str, path: Path, unit: str = "") -> Path:
+    """One metric's curves (mean over seeds) with a band: the 95% interval of the mean by the
+    method suited to the metric, or with 3 seeds or fewer the seeds' range (none at a
+    generation with a single seed); each policy labelled with its seed count; the y axis
+    with the metric's unit."""
+    from ouroboros.report.figures import FEW_SEEDS, band
     stats = summarise(rows)
     better = directions(rows).get(metric)
     fig, ax = plt.subplots(figsize=(5.2, 3.4), dpi=110)
@@ -44,16 +47,22 @@ def plot_metric(rows: list[dict], metric: str, path: Path) -> Path:
         cells = [stats[(policy, metric, g)] for g in gens]
         line, = ax.plot(gens, [s.mean for s in cells], marker="o", ms=3,
                         label=f"{policy} ({seed_counts(cells)})", **styles[policy])
-        ax.fill_between(gens, [s.interval.low for s in cells], [s.interval.high for s in cells],
+        spans = [band(s) or (math.nan, math.nan) for s in cells]
+        ax.fill_between(gens, [b[0] for b in spans], [b[1] for b in spans],
                         color=line.get_color(), alpha=0.18, lw=0)
     title = metric + (f" ({better} is better)" if better else "")
     ax.set_title(title, fontsize=10)
     ax.set_xlabel("generation")
+    ax.set_ylabel(f"{metric} ({unit})" if unit else metric, fontsize=8)
+    most = max((s.n_seeds for (_, m, _), s in stats.items() if m == metric), default=0)
+    methods = sorted({s.interval.method for (_, m, _), s in stats.items()
+                      if m == metric and s.interval.shown})
+    legend = ("mean over n seeds; band: the seeds' range" if most <= FEW_SEEDS else
+              f"mean over n seeds; band: 95% {' / '.join(methods) or 'interval'} of the mean")
     ax.set_xticks(sorted({r["generation"] for r in rows}))
     ax.grid(alpha=0.3)
     if ax.lines:
-        ax.legend(fontsize=7, title="mean over n seeds; band: 95% t-interval of the mean",
-                  title_fontsize=7)
+        ax.legend(fontsize=7, title=legend, title_fontsize=7)
     else:
         ax.text(0.5, 0.5, "no finite values", ha="center", transform=ax.transAxes)
     fig.tight_layout()
@@ -88,10 +97,11 @@ def save(fig, path: Path) -> Path:
 
 
 def plot_all(rows: list[dict], out_dir: Path, metrics: list[str],
-             fmt: str = "png") -> list[Path]:
+             fmt: str = "png", units: dict[str, str] | None = None) -> list[Path]:
     """A figure per metric in ``out_dir`` (png, svg or pdf)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    return [plot_metric(rows, m, out_dir / f"{safe_filename(m)}.{fmt}") for m in metrics]
+    return [plot_metric(rows, m, out_dir / f"{safe_filename(m)}.{fmt}",
+                        (units or {}).get(m, "")) for m in metrics]
 
 
 def _closed_form_label(row) -> str:
@@ -128,27 +138,31 @@ def plot_toy(rows, title: str, path: Path) -> Path:
 
 
 def plot_sample_perplexity(csv_path: Path, path: Path) -> Path:
-    """Histograms of the samples' perplexity under generation 0's model, one panel per policy,
-    one curve per generation, seeds pooled (the figure of Shumailov et al.)."""
+    """The tail of the samples' perplexity under generation 0's model: per policy, the share
+    of samples (seeds pooled) above each perplexity, one curve per generation, log-log (the
+    figure of Shumailov et al. 2024, Fig. 1b, as a complementary CDF)."""
     import csv
     with open(csv_path, encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     policies = list(dict.fromkeys(r["policy"] for r in rows))
     gens = sorted({int(r["generation"]) for r in rows})
-    values = [math.log10(max(float(r["value"]), 1e-12)) for r in rows]
-    bins = np.linspace(min(values), max(values), 40)
     fig, axes = plt.subplots(1, len(policies), figsize=(4.2 * len(policies), 3.2), dpi=110,
                              squeeze=False, sharey=True)
     colors = plt.cm.viridis(np.linspace(0, 0.9, len(gens)))
     for ax, policy in zip(axes[0], policies, strict=True):
         for g, color in zip(gens, colors, strict=True):
-            v = [math.log10(max(float(r["value"]), 1e-12)) for r in rows
-                 if r["policy"] == policy and int(r["generation"]) == g]
-            ax.hist(v, bins=bins, histtype="step", density=True, color=color, label=f"g{g}")
+            v = np.sort([float(r["value"]) for r in rows
+                         if r["policy"] == policy and int(r["generation"]) == g])
+            v = v[np.isfinite(v) & (v > 0)]
+            if len(v):
+                ax.step(v, 1 - np.arange(1, len(v) + 1) / len(v) + 1 / len(v), where="post",
+                        color=color, label=f"g{g}")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
         ax.set_title(policy, fontsize=10)
-        ax.set_xlabel("log10 perplexity under generation 0")
+        ax.set_xlabel("perplexity under generation 0")
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("density")
+    axes[0][0].set_ylabel("share of samples at or above")
     axes[0][-1].legend(fontsize=7)
     fig.tight_layout()
     return save(fig, path)

@@ -1,0 +1,241 @@
+"""Every sample of a run, read back from its stages with what is known of each: who wrote it
+and from which prompt, its length, whether it is empty or cut, grammatical or not (the built-in
+language), its perplexity under generation 0's model, and its curation outcome.
+
+Stages are found by their labels and recorded inputs (``_complete.json``), not by planning the
+study again, so a run directory written by another version of the code can still be read.
+``ouroboros samples RUN`` filters, sorts and prints or writes these rows."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+from ouroboros.experiment.stages import read_jsonl
+
+COLUMNS = ["policy", "seed", "generation", "id", "generator", "prompted_by", "prompt", "text",
+           "words", "empty", "finished", "valid", "reference_perplexity", "curation"]
+SORTS = ("perplexity", "-perplexity", "words", "-words")
+
+
+class SamplesError(ValueError):
+    """A run directory whose samples cannot be read, or a filter that matches nothing."""
+
+
+def _records(run_dir: Path) -> dict[str, dict[str, tuple[Path, dict]]]:
+    """kind -> label -> (stage directory, its record), the newest where a label repeats; and
+    under the key ``"#fp"`` fingerprint -> (directory, record)."""
+    out: dict[str, dict[str, tuple[Path, dict]]] = {"#fp": {}}
+    for path in sorted((run_dir / "stages").glob("*/*/_complete.json")):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if not isinstance(record, dict):
+            continue
+        kind, label = record.get("kind"), record.get("label")
+        entry = (path.parent, record)
+        same = out.setdefault(str(kind), {}).get(str(label))
+        if same is None or (record.get("started") or 0) >= (same[1].get("started") or 0):
+            out[str(kind)][str(label)] = entry
+        out["#fp"][str(record.get("fingerprint"))] = entry
+    return out
+
+
+def _cells(run_dir: Path) -> list[tuple[str, int, int]]:
+    """(policy, seed, generation) of every metrics.csv row, in its order."""
+    path = run_dir / "metrics.csv"
+    if not path.is_file():
+        raise SamplesError(f"no metrics.csv in {run_dir}: has the study run?")
+    with open(path, encoding="utf-8", newline="") as f:
+        seen = dict.fromkeys((r["policy"], int(r["seed"]), int(r["generation"]))
+                             for r in csv.DictReader(f))
+    return list(seen)
+
+
+_TRUTHS: dict[Path, object] = {}
+
+
+def _truth(run_dir: Path):
+    """The built-in language of the run's config, if it has one (once per run directory)."""
+    key = run_dir.resolve()
+    if key not in _TRUTHS:
+        try:
+            from ouroboros import registry
+            from ouroboros.config import load_config
+            cfg = load_config(run_dir / "config.yaml")
+            if cfg.data.source != "grammar":
+                raise LookupError("no built-in language")
+            task = registry.TASKS.get(cfg.task.name)
+            source = registry.DATA_SOURCES.get(cfg.data.source)(cfg.data, task.fields)
+            _TRUTHS[key] = getattr(source, "truth", None)
+        except Exception:  # noqa: BLE001 - validity is optional; a config of another version
+            _TRUTHS[key] = None
+    return _TRUTHS[key]
+
+
+def _outcome(decisions: list[dict]) -> str:
+    for d in decisions:
+        if not d.get("kept", True):
+            return f"dropped by {d.get('step')}: {d.get('reason', '')}".rstrip(": ")
+    return "kept"
+
+
+def read_samples(run_dir: Path, policy: str | None = None, seed: int | None = None,
+                 generation: int | None = None) -> Iterator[dict]:
+    """The samples of every (policy, seed, generation) of the run that the filters keep, each
+    as a row with ``COLUMNS``; a sample shared by several policies (generation 0's) is given
+    once per policy."""
+    run_dir = Path(run_dir)
+    cells = _cells(run_dir)
+    if policy is not None and policy not in {p for p, _, _ in cells}:
+        raise SamplesError(f"--policy: no policy {policy!r} in this run (policies: "
+                           f"{', '.join(dict.fromkeys(p for p, _, _ in cells))})")
+    stages = _records(run_dir)
+    evaluations = stages.get("evaluate", {})
+    curations = stages.get("curate", {})
+    truth = _truth(run_dir)
+    for p, s, g in cells:
+        if ((policy is not None and p != policy) or (seed is not None and s != seed)
+                or (generation is not None and g != generation)):
+            continue
+        found = evaluations.get(f"{p}-s{s}-g{g}") or evaluations.get(f"s{s}-g{g}")
+        if found is None:
+            continue
+        where, record = found
+        fp = ((record.get("spec") or {}).get("deps") or {}).get("samples")
+        made = stages["#fp"].get(str(fp))
+        if made is None or not (made[0] / "samples.jsonl").is_file():
+            continue
+        samples = read_jsonl(made[0] / "samples.jsonl")
+        ppl_path = where / "sample_perplexity.json"
+        ppl = json.loads(ppl_path.read_text())["values"] if ppl_path.is_file() else None
+        curate = curations.get(f"{p}-s{s}-g{g}")
+        outcome = ({r["id"]: _outcome(r.get("decisions", []))
+                    for r in read_jsonl(curate[0] / "lineage.jsonl")}
+                   if curate is not None and (curate[0] / "lineage.jsonl").is_file() else {})
+        for i, r in enumerate(samples):
+            generated = r["source"] if r.get("generated") == "source" else r["target"]
+            whole = f"{r.get('source', '')} {r.get('target', '')}".strip()
+            words = len(generated.split())
+            yield {"policy": p, "seed": s, "generation": g, "id": r.get("id"),
+                   "generator": r.get("generator") or r.get("model"),
+                   "prompted_by": r.get("prompted_by"),
+                   "prompt": r.get("source") if r.get("prompted_by") is not None else None,
+                   "text": generated, "words": words, "empty": words == 0,
+                   "finished": r.get("finished"),
+                   "valid": None if truth is None else bool(truth.is_valid(whole)),
+                   "reference_perplexity": None if ppl is None or i >= len(ppl) else ppl[i],
+                   "curation": outcome.get(r.get("id"))}
+
+
+def select(rows: Iterator[dict], valid: bool | None = None, empty: bool | None = None,
+           curation: str | None = None, generator: str | None = None,
+           sort: str | None = None, limit: int | None = None) -> list[dict]:
+    """The rows that match every filter given (``curation``: kept, dropped, or the start of an
+    outcome; ``generator``: a substring of who wrote it), sorted by ``sort`` (one of SORTS;
+    ``-`` for descending; unknown values last), at most ``limit``."""
+    if sort is not None and sort not in SORTS:
+        raise SamplesError(f"--sort: {sort!r} is not one of {', '.join(SORTS)}")
+    out = []
+    for r in rows:
+        if valid is not None and r["valid"] is not valid:
+            continue
+        if empty is not None and r["empty"] is not empty:
+            continue
+        if curation is not None and not str(r["curation"] or "").startswith(curation):
+            continue
+        if generator is not None and generator not in str(r["generator"] or ""):
+            continue
+        out.append(r)
+    if sort is not None:
+        key = {"perplexity": "reference_perplexity", "words": "words"}[sort.lstrip("-")]
+        known = [r for r in out if isinstance(r[key], (int, float)) and math.isfinite(r[key])]
+        unknown = [r for r in out if r not in known]
+        known.sort(key=lambda r: r[key], reverse=sort.startswith("-"))
+        out = known + unknown
+    return out[:limit] if limit is not None else out
+
+
+def as_jsonl(rows: list[dict]) -> str:
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+
+
+def as_csv(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, COLUMNS, lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def as_text(rows: list[dict], width: int = 80) -> str:
+    """One sample per block: where it comes from and what is known of it, then its text."""
+    import textwrap
+    blocks = []
+    for r in rows:
+        known = [f"{r['words']} words"]
+        if r["empty"]:
+            known.append("EMPTY")
+        if r["finished"] is False:
+            known.append("cut at max_new_tokens")
+        if r["valid"] is not None:
+            known.append("grammatical" if r["valid"] else "NOT grammatical")
+        if r["reference_perplexity"] is not None:
+            known.append(f"perplexity under g0 {r['reference_perplexity']:.4g}")
+        if r["curation"]:
+            known.append(r["curation"])
+        head = f"{r['policy']} s{r['seed']} g{r['generation']} {r['id']}: " + ", ".join(known)
+        text = [f"  prompt: {r['prompt']}"] if r["prompt"] else []
+        text += textwrap.wrap(r["text"] or "(empty)", width - 4, initial_indent="  > ",
+                              subsequent_indent="    ") or ["  > (empty)"]
+        blocks.append("\n".join(textwrap.wrap(head, width, subsequent_indent="    ") + text))
+    return "\n".join(blocks)
+
+
+def real_examples(run_dir: Path, seed: int, k: int) -> list[dict]:
+    """The first ``k`` real training examples of a seed (its data stage's train.jsonl), as
+    rows with the same columns (policy "real", generation None)."""
+    run_dir = Path(run_dir)
+    stages = _records(run_dir)
+    found = stages.get("data", {}).get(f"s{seed}")
+    if found is None or not (found[0] / "train.jsonl").is_file():
+        return []
+    rows = []
+    for r in read_jsonl(found[0] / "train.jsonl")[:k]:
+        text = r.get("target", "")
+        rows.append({"policy": "real", "seed": seed, "generation": None, "id": r.get("id"),
+                     "generator": None, "prompted_by": None,
+                     "prompt": r.get("source") or None, "text": text,
+                     "words": len(text.split()), "empty": not text.split(), "finished": True,
+                     "valid": None, "reference_perplexity": None, "curation": None})
+    return rows
+
+
+def extremes(rows: list[dict], k: int = 2) -> list[tuple[str, dict]]:
+    """Of one generation's samples, the ones worth reading: the ``k + 1`` highest and the
+    ``k`` lowest perplexity under generation 0's model, up to ``k`` empty and up to ``k``
+    ungrammatical ones (none twice), each with why it was picked."""
+    scored = [r for r in rows if isinstance(r["reference_perplexity"], (int, float))
+              and math.isfinite(r["reference_perplexity"])]
+    scored.sort(key=lambda r: r["reference_perplexity"])
+    picks: list[tuple[str, dict]] = []
+    seen: set = set()
+
+    def take(reason: str, candidates: list[dict], n: int) -> None:
+        for r in candidates:
+            if n <= 0:
+                return
+            if id(r) not in seen:
+                seen.add(id(r))
+                picks.append((reason, r))
+                n -= 1
+    take("highest perplexity", scored[::-1], k + 1)
+    take("lowest perplexity", scored, k)
+    take("empty", [r for r in rows if r["empty"]], k)
+    take("not grammatical", [r for r in rows if r["valid"] is False], k)
+    return picks

@@ -1,0 +1,100 @@
+"""`ouroboros samples RUN`: every sample of a run, filtered and sorted, agreeing with the
+run's own tables (sample_perplexity.csv, metrics.csv) and with the built-in language."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ouroboros.data.grammar import GroundTruthLanguage
+from ouroboros.experiment.samples import COLUMNS
+
+from ..conftest import TINY
+
+pytestmark = pytest.mark.integration
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ouroboros", *args], capture_output=True,
+                          text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("samples") / "run"
+    done = _cli("run", "--out", str(out), "--no-report", *TINY, "seeds=[0, 1]",
+                "policies=[{name: replace}, {name: accumulate}]",
+                "metrics.names=[ground-truth, reference-perplexity]")
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out
+
+
+def _jsonl(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def _metric(run: Path, metric: str, policy: str, seed: int, g: int) -> float:
+    with open(run / "metrics.csv", encoding="utf-8") as f:
+        return next(float(r["value"]) for r in csv.DictReader(f)
+                    if (r["metric"], r["policy"], r["seed"], r["generation"])
+                    == (metric, policy, str(seed), str(g)))
+
+
+def test_every_sample_with_its_perplexity_validity_and_length(run):
+    done = _cli("samples", str(run), "--policy", "replace", "--seed", "1", "--generation", "1",
+                "--format", "jsonl", "--limit", "100000")
+    assert done.returncode == 0, done.stderr
+    rows = _jsonl(done.stdout)
+    with open(run / "sample_perplexity.csv", encoding="utf-8") as f:
+        ppl = [float(r["value"]) for r in csv.DictReader(f)
+               if (r["policy"], r["seed"], r["generation"]) == ("replace", "1", "1")]
+    assert len(rows) == len(ppl) == 120  # num_samples: the real training size
+    assert [r["reference_perplexity"] for r in rows] == pytest.approx(ppl)
+    assert {(r["policy"], r["seed"], r["generation"]) for r in rows} == {("replace", 1, 1)}
+    truth = GroundTruthLanguage()
+    assert all(r["valid"] == truth.is_valid(r["text"]) for r in rows)
+    invalid = sum(not r["valid"] for r in rows) / len(rows)
+    assert invalid == pytest.approx(_metric(run, "error_rate", "replace", 1, 1))
+    assert all(r["words"] == len(r["text"].split()) and r["empty"] == (r["words"] == 0)
+               for r in rows)
+    empty = sum(r["empty"] for r in rows) / len(rows)
+    assert empty == pytest.approx(_metric(run, "empty_rate", "replace", 1, 1))
+
+
+def test_filters_and_sorting(run):
+    done = _cli("samples", str(run), "--sort", "-perplexity", "--limit", "5", "--format",
+                "jsonl", "--generation", "1")
+    top = _jsonl(done.stdout)
+    values = [r["reference_perplexity"] for r in top]
+    assert len(top) == 5 and values == sorted(values, reverse=True)
+    every = _jsonl(_cli("samples", str(run), "--generation", "1", "--format", "jsonl",
+                        "--limit", "100000").stdout)
+    assert values[0] == max(r["reference_perplexity"] for r in every)
+    assert {r["policy"] for r in every} == {"replace", "accumulate"}
+    shortest = _jsonl(_cli("samples", str(run), "--sort", "words", "--limit", "3", "--format",
+                           "jsonl").stdout)
+    assert [r["words"] for r in shortest] == sorted(r["words"] for r in shortest)
+    bad = _jsonl(_cli("samples", str(run), "--invalid", "--format", "jsonl", "--limit",
+                      "100000").stdout)
+    assert bad and all(r["valid"] is False for r in bad)
+    text = _cli("samples", str(run), "--invalid", "--limit", "2").stdout
+    assert "NOT grammatical" in text and f"(2 of {len(bad)} matching samples" in text
+
+
+def test_written_as_csv_and_refusals(run, tmp_path):
+    out = tmp_path / "picked" / "samples.csv"
+    done = _cli("samples", str(run), "--policy", "accumulate", "--out", str(out))
+    assert done.returncode == 0 and "written to" in done.stdout
+    with open(out, encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+    assert reader.fieldnames == COLUMNS
+    assert len(rows) == 2 * 2 * 120 and {r["policy"] for r in rows} == {"accumulate"}
+    nobody = _cli("samples", str(run), "--policy", "nobody")
+    assert nobody.returncode == 2 and "no policy 'nobody'" in nobody.stderr
+    assert "replace" in nobody.stderr
