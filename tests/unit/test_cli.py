@@ -132,7 +132,9 @@ def test_diverging_training_is_one_error(tmp_path, capsys, monkeypatch):
                                        "(peak lr 1e+30); lower training.lr or check the data")
     monkeypatch.setattr("ouroboros.experiment.builders.train.train_model", diverge)
     out = tmp_path / "run"
-    assert main(["run", "--out", str(out), "generations=1", "seeds=[0]", "--no-report"]) == 2
+    # local: the patch is in this process (executor auto would train in worker processes)
+    assert main(["run", "--out", str(out), "generations=1", "seeds=[0]", "--no-report",
+                 "runtime.executor=local"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: train s0-g0: the training loss is nan") and "Traceback" not in err
 

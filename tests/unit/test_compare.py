@@ -44,9 +44,9 @@ def test_a_planted_shift_is_recovered_paired_by_seed(tmp_path):
     assert (policies, gens, metrics) == (["replace", "mix-0.1"], [0, 1, 2], ["perplexity"])
     rows = differences(runs, policies, gens, metrics)
     assert len(rows) == 2 * 3
-    for r in rows:  # every seed moved by exactly 1.5: the paired interval is that point
+    for r in rows:  # every seed moved by exactly 1.5: said so, not a zero-width interval
         assert r["difference"] == pytest.approx(1.5)
-        assert r["interval"] == pytest.approx((1.5, 1.5)) and r["shared"] == 3
+        assert r["interval"] is None and r["equal"] and r["shared"] == 3
 
 
 def test_means_are_over_shared_seeds_and_one_shared_seed_has_no_interval(tmp_path):
@@ -84,7 +84,7 @@ def test_cli_writes_one_page_and_a_console_that_fits(tmp_path, capsys):
     # every line but the one naming the page (a path is never wrapped)
     assert max(len(line) for line in text.splitlines()
                if not line.startswith("comparison: ")) <= 80
-    assert "training.epochs" in text and "1 [1, 1] n=3" in text
+    assert "training.epochs" in text and "1 [all 3 shared seeds equal]" in text
     page = out.read_text()
     assert "ouroboros-figures" in page and "training.epochs" in page
     assert compare_text([a, b]).startswith("comparing 2 runs: a, b")
@@ -106,7 +106,7 @@ def test_a_cell_with_no_value_in_one_run_is_na_not_a_crash(tmp_path, capsys):
     assert main(["compare", str(a), str(b), "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "replace  n/a (no finite value in one of the runs)" in text
-    assert "mix-0.1  13.67 -> 14.67: 1 [1, 1] n=3" in text
+    assert "mix-0.1  13.67 -> 14.67: 1 [all 3 shared seeds equal]" in text
     assert out.is_file()
 
 

@@ -242,3 +242,78 @@ def test_the_headline_says_how_models_start_from_the_config(tmp_path):
     page = render_report(tmp_path).read_text()
     assert ("generation 0 trained from scratch, each later one from the previous generation"
             in page)
+
+
+def _policies_rows(values: dict[str, list[float]], metric="kl_true_model", hib=False):
+    rows = []
+    for policy, vs in values.items():
+        for seed, v in enumerate(vs):
+            for g in (0, 1):
+                rows.append({"cell": f"{policy}-s{seed}", "policy": policy, "seed": seed,
+                             "generation": g, "metric": metric,
+                             "value": 1.0 if g == 0 else v, "higher_is_better": hib,
+                             "signature": f"{metric}|v1|n=5|seed={seed}"})
+    return rows
+
+
+def test_verdicts_come_from_the_run_and_only_where_the_test_carries_them(tmp_path):
+    from ouroboros.report.tables import verdicts
+    six = [3.0, 3.2, 2.9, 3.5, 3.1, 3.3]
+    rows = (_policies_rows({"replace": six, "accumulate": [v - 1.5 for v in six],
+                            "mix": [v + (0.1 if i % 2 else -0.1) for i, v in enumerate(six)]})
+            + _policies_rows({"replace": six, "accumulate": six, "mix": six},
+                             metric="perplexity"))
+    _write(tmp_path, rows)
+    rows = read_metrics(tmp_path)
+    said = verdicts(rows)
+    assert said[0].startswith("At generation 1, against replace (6 seeds")
+    assert "each of the 4 comparisons of 2 key metrics" in said[0]
+    assert "about 0.2 would pass by chance" in said[0]
+    found = [line for line in said if line.startswith("- ") and "other" not in line]
+    assert len(found) == 1, said
+    assert found[0].startswith("- accumulate: lower kl_true_model (better): -1.5 on average")
+    assert found[0].endswith("better on 6/6 seeds, p = 0.031.")
+    assert "not shown to differ: 3 other comparison(s)" in said[-1]
+    # the reference named on the command line, and a policy the run lacks
+    assert verdicts(rows, baseline="accumulate")[1].startswith("- replace: higher")
+    with pytest.raises(ValueError, match="no policy 'nobody'"):
+        verdicts(rows, baseline="nobody")
+    # 3 seeds: never a verdict, and why
+    three = [r for r in rows if r["seed"] < 3]
+    (line,) = verdicts(three)
+    assert line.startswith("No verdict: with 3 seed(s) no exact test can reach p < 0.05")
+    # the page carries them under the headline, and the console after the summary
+    page = render_report(tmp_path).read_text()
+    assert "accumulate: lower kl_true_model (better)" in page
+    import contextlib
+    import io
+
+    from ouroboros.cli import main
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["report", str(tmp_path)]) == 0
+    assert "- accumulate: lower kl_true_model (better)" in out.getvalue()
+
+
+def test_metrics_the_same_in_every_cell_are_named_not_drawn(tmp_path):
+    rows = _rows() + [{**r, "metric": "true_entropy", "value": 7.25,
+                       "signature": "true_entropy|v1|n=5"} for r in _rows()]
+    _write(tmp_path, rows)
+    page = render_report(tmp_path).read_text()
+    assert "The same value in every cell, so not drawn (see the tables): true_entropy" in page
+    figures = _figures(page)
+    assert not any("true_entropy" in f["layout"]["title"]["text"] for f in figures.values()
+                   if "title" in f["layout"])
+
+
+def test_all_equal_seeds_are_said_not_drawn_as_a_zero_width_interval(tmp_path):
+    from ouroboros.report.tables import summary_table
+    rows = [{**r, "metric": "kl_true_model", "value": 2.0, "signature": "kl_true_model|v1|n=5"}
+            for r in _rows()] + _rows()
+    assert "2 -> 2 [all 2 seeds equal]" in summary_table(read_metrics(_write_and(tmp_path,
+                                                                                 rows)))
+
+
+def _write_and(path, rows):
+    _write(path, rows)
+    return path

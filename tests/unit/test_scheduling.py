@@ -71,3 +71,18 @@ def test_a_ray_head_that_never_starts_is_one_error_after_retries(monkeypatch):
         executors._start_ray(ray, RuntimeConfig(executor="ray"))
     assert len(calls) == executors.RAY_START_TRIES
     assert "\n" not in str(e.value) and "timed out during startup" in str(e.value)
+
+
+def test_executor_auto_runs_a_stage_per_core_on_a_cpu_and_one_process_on_a_gpu(monkeypatch):
+    from ouroboros.config import RuntimeConfig
+    from ouroboros.experiment import executors
+    monkeypatch.setattr(executors.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(executors, "_cuda", lambda: False)
+    assert RuntimeConfig().executor == "auto" and RuntimeConfig().threads == 1
+    assert executors.resolve_executor(RuntimeConfig()) == "processes"  # 2 workers x 1 thread
+    assert executors.resolve_executor(RuntimeConfig(threads=2)) == "local"  # 1 worker fits
+    assert executors.resolve_executor(RuntimeConfig(device="cuda")) == "local"
+    assert executors.resolve_executor(RuntimeConfig(executor="local")) == "local"
+    assert executors.resolve_executor(RuntimeConfig(executor="ray")) == "ray"
+    monkeypatch.setattr(executors, "_cuda", lambda: True)
+    assert executors.resolve_executor(RuntimeConfig()) == "local"  # auto device: the GPU

@@ -182,7 +182,8 @@ def differences(runs: dict[str, list[dict]], policies: list[str], gens: list[int
                     row["difference"] = row["this"] - row["first"]
                     if len(shared) >= 2:
                         iv = t_interval([b[s] - a[s] for s in shared])
-                        row["interval"] = (iv.low, iv.high)
+                        row["interval"] = (iv.low, iv.high) if iv.shown else None
+                        row["equal"] = iv.equal
                     out.append(row)
     return out
 
@@ -302,6 +303,7 @@ def compare_text(run_dirs: list[Path], mapping: dict[str, str] | None = None) ->
                     continue
                 iv = d.get("interval")
                 bracket = (f" [{_num(iv[0])}, {_num(iv[1])}] n={d['shared']}" if iv
+                           else f" [all {d['shared']} shared seeds equal]" if d.get("equal")
                            else f" [no interval, {d['shared']} shared seed(s)]")
                 cells.append(f"{_num(d['first'])} -> {_num(d['this'])}: "
                              f"{_num(d['difference'])}{bracket}")
@@ -370,7 +372,8 @@ def render_compare(run_dirs: list[Path], out: Path,
         rows.append([d["run"], d["metric"], d["policy"], d["generation"],
                      (_num(d["first"]), d["first"]), (_num(d["this"]), d["this"]),
                      (_num(d["difference"]), d["difference"]),
-                     f"{_num(iv[0])} .. {_num(iv[1])}" if iv else "none",
+                     f"{_num(iv[0])} .. {_num(iv[1])}" if iv
+                     else "all seeds equal" if d.get("equal") else "none",
                      d["shared"], d["n_a"], d["n_b"]])
     table = page._table(["run", "metric", "policy", "generation", f"mean in {labels[0]}",
                          "mean in run", "difference", "95% t-interval (paired)",

@@ -289,8 +289,8 @@ def _paired_html(rows: list[dict], metric: str, last: int, reference: str,
         verdict = p.verdict()
         cls = "better" if verdict.startswith("better") else (
             "worse" if verdict.startswith("worse") else "")
-        interval = (f"[{_num(p.interval.low)}, {_num(p.interval.high)}]" if p.n_seeds >= 2
-                    else "[no interval]")
+        interval = (f"[{_num(p.interval.low)}, {_num(p.interval.high)}]" if p.interval.shown
+                    else f"[{_e(p.interval.label)}]" if p.interval.equal else "[no interval]")
         wins = f"{p.wins}/{p.n_seeds}" if hib is not None else f"-/{p.n_seeds}"
         need = seeds_needed(list(p.diffs))
         power = (str(need) if need is not None else

@@ -78,9 +78,12 @@ class Interval:
 
 
 def t_interval(values: list[float], level: float = LEVEL) -> Interval:
-    """The Student-t interval of the mean of ``values`` (NaN bounds for fewer than 2)."""
+    """The Student-t interval of the mean of ``values``: NaN bounds for fewer than 2, and for
+    values that all agree (said so by ``equal``, never a zero-width interval)."""
+    if _equal(values):
+        return Interval(math.nan, math.nan, len(values), level, equal=True)
     lo, hi = t_bounds(np.asarray(values, dtype=float), level)
-    return Interval(float(lo), float(hi), len(values), level, equal=_equal(values))
+    return Interval(float(lo), float(hi), len(values), level)
 
 
 def _equal(values) -> bool:
@@ -147,9 +150,7 @@ def interval_for(metric: str, values: list[float], level: float = LEVEL) -> Inte
     if math.isfinite(high):
         return wilson_interval(values, low, high, level)
     iv = t_interval(values, level)
-    if iv.equal:
-        return Interval(math.nan, math.nan, iv.n, level, iv.method, True)
-    if low == 0.0:
+    if low == 0.0 and not iv.equal:
         cut = max(0.0, iv.low) if math.isfinite(iv.low) else iv.low  # NaN: one seed
         return Interval(cut, iv.high, iv.n, level, "t-interval cut at 0")
     return iv
