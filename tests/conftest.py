@@ -40,7 +40,9 @@ def pytest_collection_modifyitems(config, items):
 TINY = ["generations=2", "seeds=[0]", "data.train_size=120", "data.valid_size=30",
         "data.test_size=60", "model.n_embd=16", "model.n_head=2", "model.n_layer=1",
         "training.epochs=1", "generation.max_new_tokens=24", "runtime.progress=false",
-        "runtime.threads=1"]
+        "runtime.threads=1", "runtime.executor=local"]
+# executor local: tests patch stage code in this process, which worker processes would not
+# see (executor auto is tested in test_scheduling.py; processes and ray in test_executors.py)
 
 
 @pytest.fixture

@@ -158,7 +158,7 @@ gap:14px}.cards.small{grid-template-columns:repeat(auto-fill,minmax(min(300px,10
 .headline{padding:.5em}}
 code{overflow-wrap:anywhere}
 .card{border:1px solid #ddd;border-radius:6px;padding:6px;background:#fff}
-.card .note{font-size:11px;color:#555;margin:2px 6px}
+.note{font-size:11px;color:#555;margin:2px 6px}
 .figure{min-height:300px}
 details{margin:.5em 0}summary{cursor:pointer;font-weight:600;padding:.3em 0}
 table{border-collapse:collapse;font-size:12px;margin:.4em 0}
