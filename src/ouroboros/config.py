@@ -1374,12 +1374,19 @@ def read_yaml(path: str | Path) -> dict:
     return data
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> StudyConfig:
-    """A validated study config: the YAML at ``path`` (None: the built-in demo) + overrides.
+def load_config(path: str | Path | dict | StudyConfig | None = None,
+                overrides: list[str] | None = None) -> StudyConfig:
+    """A validated study config: the YAML at ``path`` (None: the built-in demo; a dict or a
+    StudyConfig: that config) + ``dotted.key=value`` overrides.
 
     Raises ConfigError listing every problem with its dotted path.
     """
-    data = read_yaml(path) if path is not None else {}
+    if isinstance(path, StudyConfig):
+        data = path.model_dump(mode="json")
+    elif isinstance(path, dict):
+        data = copy.deepcopy(path)  # the caller's dict is kept as it was
+    else:
+        data = read_yaml(path) if path is not None else {}
     defaults = StudyConfig().model_dump(mode="json")
     try:
         problems = apply_overrides(data, list(overrides or []), defaults)
@@ -1389,7 +1396,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     except RecursionError:  # an override nested thousands deep
         problems = ["overrides: a value nested too deeply to be a setting"]
     if problems:
-        raise ConfigError(problems, str(path) if path else "config")
+        where = str(path) if isinstance(path, (str, Path)) else "config"
+        raise ConfigError(problems, where)
     return cfg
 
 

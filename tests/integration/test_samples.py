@@ -98,3 +98,18 @@ def test_written_as_csv_and_refusals(run, tmp_path):
     nobody = _cli("samples", str(run), "--policy", "nobody")
     assert nobody.returncode == 2 and "no policy 'nobody'" in nobody.stderr
     assert "replace" in nobody.stderr
+
+
+def test_training_curves_are_exported_per_model(run):
+    """training.csv: every cell's models, each epoch's mean training loss as train.json has it."""
+    with open(run / "training.csv", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    cells = {(r["policy"], r["seed"], r["generation"]) for r in rows}
+    assert cells == {(p, s, g) for p in ("replace", "accumulate") for s in ("0", "1")
+                     for g in ("0", "1")}
+    (g1,) = [p for p in (run / "stages" / "train").iterdir() if p.name.startswith("replace-s1-g1")]
+    history = json.loads((g1 / "train.json").read_text())["history"]
+    mine = [r for r in rows if (r["policy"], r["seed"], r["generation"]) == ("replace", "1", "1")]
+    assert [float(r["train_loss"]) for r in mine] == pytest.approx(
+        [h["train_loss"] for h in history])
+    assert [int(r["step"]) for r in mine] == [h["step"] for h in history]

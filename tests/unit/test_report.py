@@ -317,3 +317,19 @@ def test_all_equal_seeds_are_said_not_drawn_as_a_zero_width_interval(tmp_path):
 def _write_and(path, rows):
     _write(path, rows)
     return path
+
+
+def test_the_tail_figure_is_the_share_strictly_above_each_perplexity():
+    from ouroboros.report.figures import ccdf_figure
+    rows = [{"policy": "replace", "generation": g, "value": v}
+            for g, values in ((0, [1.0, 2.0, 4.0, 8.0]), (1, [1.0, 1.0, 1.0, 100.0]))
+            for v in values]
+    fig = ccdf_figure(rows, "replace", "#0072B2", grid=5)
+    xs = fig["data"][0]["x"]
+    assert xs[0] == pytest.approx(1.0) and xs[-1] == pytest.approx(100.0)
+    for trace, values in zip(fig["data"], ([1.0, 2.0, 4.0, 8.0], [1.0, 1.0, 1.0, 100.0]),
+                             strict=True):
+        for x, y in zip(xs, trace["y"], strict=True):
+            share = sum(v > x * (1 + 1e-12) for v in values) / len(values)
+            assert (y is None and share == 0) or y == pytest.approx(share), (x, y, share)
+    assert fig["layout"]["xaxis"]["type"] == "log" and fig["layout"]["yaxis"]["type"] == "log"
