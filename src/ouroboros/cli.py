@@ -116,9 +116,10 @@ def _parser() -> argparse.ArgumentParser:
     samples.add_argument("--curation", metavar="OUTCOME",
                          help="only samples whose curation outcome starts so: kept, dropped")
     samples.add_argument("--generator", help="only samples whose generator contains this")
-    samples.add_argument("--sort", choices=["perplexity", "-perplexity", "words", "-words"],
-                         help="by perplexity under generation 0's model or by length (-: "
-                              "highest first)")
+    samples.add_argument("--sort", choices=["perplexity", "words"],
+                         help="by perplexity under generation 0's model or by length, lowest "
+                              "first")
+    samples.add_argument("--reverse", action="store_true", help="with --sort: highest first")
     samples.add_argument("--limit", type=int, metavar="N",
                          help="at most N samples (default: 20 printed, all written)")
     samples.add_argument("--format", choices=["text", "jsonl", "csv"], default=None,
@@ -254,6 +255,8 @@ def _finish(run_dir: Path, report: bool) -> int:
 def cmd_samples(args, parser) -> int:
     """Filter, sort and print or write a run's samples (experiment/samples.py)."""
     from ouroboros.experiment import samples as browse
+    if args.reverse and not args.sort:
+        parser.error("--reverse: give --sort perplexity or --sort words")
     fmt = args.format or ({".jsonl": "jsonl", ".csv": "csv"}.get(args.out.suffix, "jsonl")
                           if args.out else "text")
     limit = args.limit if args.limit is not None else (None if args.out else 20)
@@ -263,7 +266,8 @@ def cmd_samples(args, parser) -> int:
         rows = browse.select(browse.read_samples(args.run_dir, args.policy, args.seed,
                                                  args.generation),
                              valid=args.valid, empty=args.empty, curation=args.curation,
-                             generator=args.generator, sort=args.sort)
+                             generator=args.generator,
+                             sort=args.sort and ("-" if args.reverse else "") + args.sort)
     except browse.SamplesError as e:
         parser.error(str(e))
     shown = rows[:limit] if limit is not None else rows

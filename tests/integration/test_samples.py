@@ -67,8 +67,9 @@ def test_every_sample_with_its_perplexity_validity_and_length(run):
 
 
 def test_filters_and_sorting(run):
-    done = _cli("samples", str(run), "--sort", "-perplexity", "--limit", "5", "--format",
-                "jsonl", "--generation", "1")
+    done = _cli("samples", str(run), "--sort", "perplexity", "--reverse", "--limit", "5",
+                "--format", "jsonl", "--generation", "1")
+    assert done.returncode == 0, done.stderr
     top = _jsonl(done.stdout)
     values = [r["reference_perplexity"] for r in top]
     assert len(top) == 5 and values == sorted(values, reverse=True)
@@ -113,3 +114,22 @@ def test_training_curves_are_exported_per_model(run):
     assert [float(r["train_loss"]) for r in mine] == pytest.approx(
         [h["train_loss"] for h in history])
     assert [int(r["step"]) for r in mine] == [h["step"] for h in history]
+
+
+def test_cells_json_places_every_stage_and_labels_are_a_fallback(run, tmp_path):
+    """cells.json names each cell's stage folders; without it (a run of an older version) the
+    same rows are found by stage labels."""
+    import shutil
+    index = json.loads((run / "cells.json").read_text())
+    assert {(c["policy"], c["seed"]) for c in index["cells"]} == {
+        (p, s) for p in ("replace", "accumulate") for s in (0, 1)}
+    for c in index["cells"]:
+        for g in c["generations"]:
+            assert (run / g["evaluate"] / "metrics.json").is_file()
+            assert (run / g["samples"] / "samples.jsonl").is_file()
+    args = ["--format", "jsonl", "--limit", "100000"]
+    with_index = _cli("samples", str(run), *args).stdout
+    old = tmp_path / "old"
+    shutil.copytree(run, old)
+    (old / "cells.json").unlink()
+    assert _cli("samples", str(old), *args).stdout == with_index

@@ -268,7 +268,7 @@ def test_verdicts_come_from_the_run_and_only_where_the_test_carries_them(tmp_pat
     said = verdicts(rows)
     assert said[0].startswith("At generation 1, against replace (6 seeds")
     assert "each of the 4 comparisons of 2 key metrics" in said[0]
-    assert "about 0.2 would pass by chance" in said[0]
+    assert "at most about 0.2 would pass by chance" in said[0]
     found = [line for line in said if line.startswith("- ") and "other" not in line]
     assert len(found) == 1, said
     assert found[0].startswith("- accumulate: lower kl_true_model (better): -1.5 on average")

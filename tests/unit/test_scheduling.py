@@ -76,7 +76,7 @@ def test_a_ray_head_that_never_starts_is_one_error_after_retries(monkeypatch):
 def test_executor_auto_runs_a_stage_per_core_on_a_cpu_and_one_process_on_a_gpu(monkeypatch):
     from ouroboros.config import RuntimeConfig
     from ouroboros.experiment import executors
-    monkeypatch.setattr(executors.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(executors, "cores", lambda: 2)
     monkeypatch.setattr(executors, "_cuda", lambda: False)
     assert RuntimeConfig().executor == "auto" and RuntimeConfig().threads == 1
     assert executors.resolve_executor(RuntimeConfig()) == "processes"  # 2 workers x 1 thread
@@ -86,3 +86,8 @@ def test_executor_auto_runs_a_stage_per_core_on_a_cpu_and_one_process_on_a_gpu(m
     assert executors.resolve_executor(RuntimeConfig(executor="ray")) == "ray"
     monkeypatch.setattr(executors, "_cuda", lambda: True)
     assert executors.resolve_executor(RuntimeConfig()) == "local"  # auto device: the GPU
+    # a big host: auto takes at most 8 workers (each holds its models), processes all cores
+    monkeypatch.setattr(executors, "cores", lambda: 64)
+    assert executors.default_workers(RuntimeConfig()) == 8
+    assert executors.default_workers(RuntimeConfig(executor="processes")) == 64
+    assert executors.default_workers(RuntimeConfig(workers=16)) == 16

@@ -62,9 +62,25 @@ def build_stage(stage: Stage, run_dir: str, runtime: RuntimeConfig, data: DataCo
     return time.perf_counter() - start
 
 
+AUTO_MOST = 8  # executor auto: at most this many workers unless runtime.workers says more
+
+
+def cores() -> int:
+    """The cores this process may use (its CPU affinity, which a container's limit sets),
+    not every core of the host."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # no affinity on this platform
+        return os.cpu_count() or 1
+
+
 def default_workers(runtime: RuntimeConfig) -> int:
-    """Workers that fit this machine's cores at ``runtime.threads`` threads each."""
-    return runtime.workers or max(1, (os.cpu_count() or 1) // runtime.threads)
+    """Workers that fit this process's cores at ``runtime.threads`` threads each (auto: at
+    most AUTO_MOST, each worker holding its own models in memory)."""
+    if runtime.workers:
+        return runtime.workers
+    fit = max(1, cores() // runtime.threads)
+    return min(fit, AUTO_MOST) if runtime.executor == "auto" else fit
 
 
 class _Reporter:

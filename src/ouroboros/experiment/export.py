@@ -271,9 +271,29 @@ def backtranslation_rows(store: StageStore, plan: Plan) -> list[dict]:
     return rows
 
 
+def cell_index(plan: Plan) -> dict:
+    """Where each cell's stages of each generation are (folders relative to the run
+    directory): evaluate, the samples it scored, and the curation of generation g where there
+    is one. ``ouroboros samples`` reads it: labels alone are ambiguous (generation 0 is shared
+    by policies whose generation-0 samples can differ)."""
+    curations = {s.label: s for s in plan.stages if s.kind == "curate"}
+    cells = []
+    for cell in plan.cells:
+        gens = []
+        for g, stage in enumerate(cell.evaluations):
+            curate = curations.get(f"{cell.policy.display}-s{cell.seed}-g{g}")
+            gens.append({"generation": g, "evaluate": str(stage.relpath),
+                         "samples": str(stage.deps["samples"].relpath),
+                         "curate": str(curate.relpath) if curate is not None else None})
+        cells.append({"cell": cell.name, "policy": cell.policy.display, "seed": cell.seed,
+                      "generations": gens})
+    return {"cells": cells}
+
+
 def export_tables(store: StageStore, plan: Plan, run_dir: Path, truth=None) -> None:
     """Write every table of a study whose stages are all finished."""
     rundir.write_metrics(run_dir, metric_rows(store, plan))
+    rundir.write_json(run_dir / "cells.json", cell_index(plan))
     rundir.write_table(run_dir / "composition.csv",
                        ["cell", "policy", "seed", "generation", "origin", "count"],
                        composition_rows(store, plan))

@@ -2,9 +2,11 @@
 and from which prompt, its length, whether it is empty or cut, grammatical or not (the built-in
 language), its perplexity under generation 0's model, and its curation outcome.
 
-Stages are found by their labels and recorded inputs (``_complete.json``), not by planning the
-study again, so a run directory written by another version of the code can still be read.
-``ouroboros samples RUN`` filters, sorts and prints or writes these rows."""
+Stages are found through ``cells.json`` (written with the run's tables: each cell's stage
+folders per generation), not by planning the study again, so a run directory written by
+another version of the code can still be read; a run without it is read by stage labels and
+recorded inputs, refusing where a label is ambiguous. ``ouroboros samples RUN`` filters, sorts
+and prints or writes these rows."""
 
 from __future__ import annotations
 
@@ -27,9 +29,10 @@ class SamplesError(ValueError):
 
 
 def _records(run_dir: Path) -> dict[str, dict[str, tuple[Path, dict]]]:
-    """kind -> label -> (stage directory, its record), the newest where a label repeats; and
-    under the key ``"#fp"`` fingerprint -> (directory, record)."""
-    out: dict[str, dict[str, tuple[Path, dict]]] = {"#fp": {}}
+    """kind -> label -> (stage directory, its record); under ``"#fp"`` fingerprint ->
+    (directory, record); under ``"#ambiguous"`` the ``kind/label`` of labels with several
+    finished stages."""
+    out: dict[str, dict[str, tuple[Path, dict]]] = {"#fp": {}, "#ambiguous": {}}
     for path in sorted((run_dir / "stages").glob("*/*/_complete.json")):
         try:
             record = json.loads(path.read_text())
@@ -39,9 +42,9 @@ def _records(run_dir: Path) -> dict[str, dict[str, tuple[Path, dict]]]:
             continue
         kind, label = record.get("kind"), record.get("label")
         entry = (path.parent, record)
-        same = out.setdefault(str(kind), {}).get(str(label))
-        if same is None or (record.get("started") or 0) >= (same[1].get("started") or 0):
-            out[str(kind)][str(label)] = entry
+        if str(label) in out.setdefault(str(kind), {}):
+            out["#ambiguous"][f"{kind}/{label}"] = entry
+        out[str(kind)][str(label)] = entry
         out["#fp"][str(record.get("fingerprint"))] = entry
     return out
 
@@ -85,6 +88,46 @@ def _outcome(decisions: list[dict]) -> str:
     return "kept"
 
 
+def _where(run_dir: Path, cells: list[tuple[str, int, int]]) -> dict:
+    """(policy, seed, generation) -> (evaluate folder, samples folder, curate folder or None),
+    from cells.json, else from stage labels (an ambiguous label is refused)."""
+    index = run_dir / "cells.json"
+    if index.is_file():
+        out = {}
+        for cell in json.loads(index.read_text()).get("cells", []):
+            for g in cell.get("generations", []):
+                out[(cell["policy"], cell["seed"], g["generation"])] = (
+                    run_dir / g["evaluate"], run_dir / g["samples"],
+                    run_dir / g["curate"] if g.get("curate") else None)
+        return out
+    stages = _records(run_dir)
+    evaluations, curations = stages.get("evaluate", {}), stages.get("curate", {})
+    out = {}
+    for p, s, g in cells:
+        label = f"{p}-s{s}-g{g}" if f"{p}-s{s}-g{g}" in evaluations else f"s{s}-g{g}"
+        found = evaluations.get(label)
+        if found is None:
+            continue
+        if f"evaluate/{label}" in stages["#ambiguous"]:
+            raise SamplesError(f"{run_dir}: several finished evaluate stages are labelled "
+                               f"{label} and this run has no cells.json to tell them apart; "
+                               f"`ouroboros resume {run_dir}` writes it")
+        fp = ((found[1].get("spec") or {}).get("deps") or {}).get("samples")
+        made = stages["#fp"].get(str(fp))
+        curate = curations.get(f"{p}-s{s}-g{g}")
+        if made is not None:
+            out[(p, s, g)] = (found[0], made[0], curate[0] if curate else None)
+    return out
+
+
+def _number(value) -> float | None:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
 def read_samples(run_dir: Path, policy: str | None = None, seed: int | None = None,
                  generation: int | None = None) -> Iterator[dict]:
     """The samples of every (policy, seed, generation) of the run that the filters keep, each
@@ -95,41 +138,38 @@ def read_samples(run_dir: Path, policy: str | None = None, seed: int | None = No
     if policy is not None and policy not in {p for p, _, _ in cells}:
         raise SamplesError(f"--policy: no policy {policy!r} in this run (policies: "
                            f"{', '.join(dict.fromkeys(p for p, _, _ in cells))})")
-    stages = _records(run_dir)
-    evaluations = stages.get("evaluate", {})
-    curations = stages.get("curate", {})
+    where = _where(run_dir, cells)
     truth = _truth(run_dir)
     for p, s, g in cells:
         if ((policy is not None and p != policy) or (seed is not None and s != seed)
                 or (generation is not None and g != generation)):
             continue
-        found = evaluations.get(f"{p}-s{s}-g{g}") or evaluations.get(f"s{s}-g{g}")
-        if found is None:
+        if (p, s, g) not in where:
             continue
-        where, record = found
-        fp = ((record.get("spec") or {}).get("deps") or {}).get("samples")
-        made = stages["#fp"].get(str(fp))
-        if made is None or not (made[0] / "samples.jsonl").is_file():
+        evaluated, made, curate = where[(p, s, g)]
+        if not (made / "samples.jsonl").is_file():
             continue
-        samples = read_jsonl(made[0] / "samples.jsonl")
-        ppl_path = where / "sample_perplexity.json"
+        samples = read_jsonl(made / "samples.jsonl")
+        ppl_path = evaluated / "sample_perplexity.json"
         ppl = json.loads(ppl_path.read_text())["values"] if ppl_path.is_file() else None
-        curate = curations.get(f"{p}-s{s}-g{g}")
-        outcome = ({r["id"]: _outcome(r.get("decisions", []))
-                    for r in read_jsonl(curate[0] / "lineage.jsonl")}
-                   if curate is not None and (curate[0] / "lineage.jsonl").is_file() else {})
+        outcome = ({r.get("id"): _outcome(r.get("decisions", []))
+                    for r in read_jsonl(curate / "lineage.jsonl")}
+                   if curate is not None and (curate / "lineage.jsonl").is_file() else {})
         for i, r in enumerate(samples):
-            generated = r["source"] if r.get("generated") == "source" else r["target"]
+            back = r.get("generated") == "source"  # back-translation: the source is generated
+            generated = str(r.get("source" if back else "target") or "")
+            given = r.get("target") if back else (
+                r.get("source") if r.get("prompted_by") is not None else None)
             whole = f"{r.get('source', '')} {r.get('target', '')}".strip()
             words = len(generated.split())
             yield {"policy": p, "seed": s, "generation": g, "id": r.get("id"),
                    "generator": r.get("generator") or r.get("model"),
-                   "prompted_by": r.get("prompted_by"),
-                   "prompt": r.get("source") if r.get("prompted_by") is not None else None,
-                   "text": generated, "words": words, "empty": words == 0,
-                   "finished": r.get("finished"),
+                   "prompted_by": r.get("prompted_by"), "prompt": given, "text": generated,
+                   "words": words, "empty": words == 0,
+                   "finished": r.get("source_finished" if back else "finished"),
                    "valid": None if truth is None else bool(truth.is_valid(whole)),
-                   "reference_perplexity": None if ppl is None or i >= len(ppl) else ppl[i],
+                   "reference_perplexity": (None if ppl is None or i >= len(ppl)
+                                            else _number(ppl[i])),
                    "curation": outcome.get(r.get("id"))}
 
 
@@ -143,6 +183,9 @@ def select(rows: Iterator[dict], valid: bool | None = None, empty: bool | None =
         raise SamplesError(f"--sort: {sort!r} is not one of {', '.join(SORTS)}")
     out = []
     for r in rows:
+        if valid is not None and r["valid"] is None:
+            raise SamplesError("--valid/--invalid: this run's data has no built-in language "
+                               "to judge samples by (data.source grammar has one)")
         if valid is not None and r["valid"] is not valid:
             continue
         if empty is not None and r["empty"] is not empty:
@@ -154,8 +197,10 @@ def select(rows: Iterator[dict], valid: bool | None = None, empty: bool | None =
         out.append(r)
     if sort is not None:
         key = {"perplexity": "reference_perplexity", "words": "words"}[sort.lstrip("-")]
-        known = [r for r in out if isinstance(r[key], (int, float)) and math.isfinite(r[key])]
-        unknown = [r for r in out if r not in known]
+        known, unknown = [], []
+        for r in out:
+            (known if isinstance(r[key], (int, float)) and math.isfinite(r[key])
+             else unknown).append(r)
         known.sort(key=lambda r: r[key], reverse=sort.startswith("-"))
         out = known + unknown
     return out[:limit] if limit is not None else out

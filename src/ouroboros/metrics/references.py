@@ -138,7 +138,8 @@ def sample_shape(ctx: EvalContext) -> list[MetricValue]:
     drift towards endless text), their mean length in words (the generated part: with
     real-prefix prompts not the prefix; with back-translation the generated source) and the
     share that are empty (a model that stops at once; an empty sample's perplexity is huge)."""
-    flags = [r.get("finished", True) is False for r in ctx.sample_rows]
+    flags = [r.get("source_finished" if r.get("generated") == "source" else "finished", True)
+             is False for r in ctx.sample_rows]  # a back-translated source: its own flag
     words = [len(t.split()) for t in ctx.generated]
     return [MetricValue("unfinished_rate", float(np.mean(flags)) if flags else 0.0, VERSION,
                         len(flags), ctx.seed, {"set": "generated", "cut_at": "max_new_tokens"},

@@ -151,8 +151,12 @@ class EvalContext:
     @property
     def generated(self) -> list[str]:
         """What the model generated of each sample: its target (with real-prefix prompts the
-        continuation, not the real prefix it was given); ``samples`` where no rows are given."""
-        return [r["target"] for r in self.sample_rows] if self.sample_rows else self.samples
+        continuation, not the real prefix it was given; a back-translated pair's source, its
+        target being real); ``samples`` where no rows are given."""
+        if not self.sample_rows:
+            return self.samples
+        return [r["source"] if r.get("generated") == "source" else r["target"]
+                for r in self.sample_rows]
 
     @property
     def test_texts(self) -> list[str]:

@@ -135,40 +135,6 @@ def _hover(s: Summary) -> str:
     return f"{s.n_seeds} seed(s), range {s.low:.4g} .. {s.high:.4g}<br>{interval}"
 
 
-def histogram_figure(rows: list[dict], title: str, unit: str, bins: int = 40) -> dict:
-    """Per-sample values (sample_perplexity.csv), binned here on a log scale so the page
-    stays small: one line per policy and generation."""
-    values = np.array([r["value"] for r in rows if r["value"] > 0 and math.isfinite(r["value"])])
-    if not len(values):
-        return {"data": [], "layout": {"title": {"text": text(title)}}}
-    edges = np.geomspace(values.min(), values.max() * 1.0001, bins + 1)
-    centres = np.sqrt(edges[:-1] * edges[1:])
-    groups: dict[tuple[str, int], list[float]] = defaultdict(list)
-    for r in rows:
-        groups[(r["policy"], r["generation"])].append(r["value"])
-    policies = list(dict.fromkeys(r["policy"] for r in rows))
-    colour = colours(policies)
-    gens = sorted({g for _, g in groups})
-    data = []
-    for (policy, g), vals in sorted(groups.items(), key=lambda kv: (policies.index(kv[0][0]),
-                                                                     kv[0][1])):
-        counts, _ = np.histogram(vals, edges)
-        share = counts / max(len(vals), 1)
-        fade = 0.35 + 0.65 * (gens.index(g) / max(len(gens) - 1, 1))
-        data.append({"type": "scatter", "mode": "lines", "x": centres.tolist(),
-                     "y": share.tolist(), "name": f"{text(policy)} g{g}",
-                     "legendgroup": text(policy), "opacity": fade,
-                     "line": {"color": colour[policy], "shape": "hvh"},
-                     "hovertemplate": "%{fullData.name}<br>%{x:.3g}: "
-                                      f"%{{y:.1%}} of {len(vals)} samples<extra></extra>"})
-    layout = {"title": {"text": text(title), "font": {"size": 14}, "x": 0.02}, "height": 320,
-              "margin": {"l": 55, "r": 10, "t": 40, "b": 40},
-              "xaxis": {"title": {"text": text(unit)}, "type": "log"},
-              "yaxis": {"title": {"text": "share of samples"}, "tickformat": ".0%"},
-              "template": None, "plot_bgcolor": "#fbfbfb"}
-    return {"data": data, "layout": layout}
-
-
 def ccdf_figure(rows: list[dict], policy: str, colour: str, grid: int = 60) -> dict:
     """The tail of one policy's samples: the share of samples (seeds pooled) whose perplexity
     under generation 0's model exceeds x, one line per generation, both axes logarithmic, so
@@ -207,33 +173,38 @@ def ccdf_figure(rows: list[dict], policy: str, colour: str, grid: int = 60) -> d
 
 
 def loss_figure(rows: list[dict], policy: str, colour: str) -> dict:
-    """One policy's training curves: mean training loss over seeds by optimiser step, one
-    line per generation (the validation loss dotted where it was measured)."""
+    """One policy's training curves: per generation and epoch, the mean training loss over
+    seeds (the validation loss dotted where it was measured), at the seeds' mean step (seeds
+    end their epochs at different steps: their data differ in size)."""
     by: dict[tuple[int, int], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for r in rows:
         if r["policy"] != policy:
             continue
+        cell = by[(r["generation"], r["epoch"])]
+        cell["step"].append(r["step"])
         for k in ("train_loss", "valid_loss"):
             if r.get(k) is not None and math.isfinite(r[k]):
-                by[(r["generation"], r["step"])][k].append(r[k])
+                cell[k].append(r[k])
     gens = sorted({g for g, _ in by})
     data = []
     for g in gens:
-        steps = sorted(st for gg, st in by if gg == g)
+        epochs = sorted(e for gg, e in by if gg == g)
+        steps = [float(np.mean(by[(g, e)]["step"])) for e in epochs]
         fade = 0.3 + 0.7 * (gens.index(g) / max(len(gens) - 1, 1))
         for k, dash in (("train_loss", "solid"), ("valid_loss", "dot")):
-            ys = [float(np.mean(by[(g, st)][k])) if by[(g, st)][k] else None for st in steps]
+            ys = [float(np.mean(by[(g, e)][k])) if by[(g, e)][k] else None for e in epochs]
             if all(y is None for y in ys):
                 continue
             data.append({"type": "scatter", "mode": "lines", "x": steps, "y": ys,
                          "name": f"g{g}" + (" valid" if k == "valid_loss" else ""),
                          "opacity": fade, "line": {"color": colour, "dash": dash},
-                         "hovertemplate": f"g{g} {k.replace('_', ' ')} at step %{{x}}: "
-                                          f"%{{y:.4g}}<extra></extra>"})
+                         "customdata": epochs,
+                         "hovertemplate": f"g{g} {k.replace('_', ' ')}, epoch %{{customdata}} "
+                                          f"(mean step %{{x:.0f}}): %{{y:.4g}}<extra></extra>"})
     return {"data": data, "layout": {
         "title": {"text": text(policy), "font": {"size": 13}, "x": 0.02}, "height": 280,
         "margin": {"l": 55, "r": 10, "t": 36, "b": 50},
-        "xaxis": {"title": {"text": "optimiser step"}},
+        "xaxis": {"title": {"text": "optimiser step (mean over seeds at each epoch's end)"}},
         "yaxis": {"title": {"text": "loss (nats per token)"}},
         "legend": {"orientation": "h", "yanchor": "top", "y": -0.25},
         "template": None, "plot_bgcolor": "#fbfbfb"}}

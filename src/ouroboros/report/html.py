@@ -321,8 +321,10 @@ def _band_note(stats: dict, metric: str) -> str:
     if most <= FEW_SEEDS:
         return f"points: seeds; band: their range ({most} seeds or fewer: no interval shown)"
     methods = sorted({s.interval.method for s in stats if s.interval.shown})
-    equal = any(s.interval.equal and not s.interval.shown for s in stats)
+    equal = any(s.interval.equal for s in stats)
+    few = any(2 <= s.n_seeds <= FEW_SEEDS for s in stats)
     return (f"points: seeds; band: 95% {' / '.join(methods) or 'interval'} of the mean"
+            + (f", the seeds' range where a cell has {FEW_SEEDS} or fewer" if few else "")
             + ("; none where every seed gave the same value" if equal else ""))
 
 
@@ -397,7 +399,7 @@ def _training_html(run_dir: Path, rows: list[dict], specs: dict) -> str:
         for r in csv.DictReader(f):
             try:
                 curves.append({"policy": r["policy"], "generation": int(r["generation"]),
-                               "step": int(r["step"]),
+                               "step": int(r["step"]), "epoch": int(r["epoch"]),
                                "train_loss": float(r["train_loss"] or "nan"),
                                "valid_loss": float(r.get("valid_loss") or "nan")})
             except (KeyError, TypeError, ValueError):
@@ -598,22 +600,21 @@ def _extremes_html(run_dir: Path, rows: list[dict]) -> str:
     parts = []
     for policy in policies_in_order(rows):
         seed = min(r["seed"] for r in rows if r["policy"] == policy)
-        try:
+        try:  # a run directory is not trusted: a malformed sample file skips this policy
             mine = list(browse.read_samples(run_dir, policy, seed))
-        except (browse.SamplesError, OSError, ValueError, KeyError, TypeError):
+            lines = [("real", r) for r in browse.real_examples(run_dir, seed, 3)]
+            for g in sorted({r["generation"] for r in mine}):
+                lines += [(f"g{g}: {why}", r) for why, r in
+                          browse.extremes([r for r in mine if r["generation"] == g])]
+        except (browse.SamplesError, OSError, ValueError, KeyError, TypeError, AttributeError,
+                RecursionError):
             continue
         if not mine:
             continue
-        lines = []
-        for r in browse.real_examples(run_dir, seed, 3):
-            lines.append(("real", r))
-        for g in sorted({r["generation"] for r in mine}):
-            lines += [(f"g{g}: {why}", r) for why, r in
-                      browse.extremes([r for r in mine if r["generation"] == g])]
         body = "".join(
             f"<tr><td class='t'>{_e(why)}</td><td class='t sample'>"
             f"{_e(r['text']) if r['text'] else '<small>(empty)</small>'}</td>"
-            f"<td>{r['words']}</td><td>{_num(r['reference_perplexity'])}</td>"
+            f"<td>{_e(r['words'])}</td><td>{_num(r['reference_perplexity'])}</td>"
             f"<td class='t'>{'' if r['valid'] is None else ('yes' if r['valid'] else 'no')}"
             f"</td></tr>" for why, r in lines)
         parts.append(f"<details{' open' if not parts else ''}><summary>{_e(policy)} (seed "
@@ -626,7 +627,7 @@ def _extremes_html(run_dir: Path, rows: list[dict]) -> str:
     return ("<p><small>The tail in words: per generation the samples generation 0's model "
             "finds least and most likely, the empty and the ungrammatical ones, beside real "
             "examples. Every sample: <code>ouroboros samples RUN --policy P --sort "
-            "-perplexity</code>.</small></p>" + "".join(parts))
+            "perplexity --reverse</code>.</small></p>" + "".join(parts))
 
 
 def _preview_rows(path: Path) -> tuple[list[dict], int]:

@@ -154,15 +154,15 @@ def plot_sample_perplexity(csv_path: Path, path: Path) -> Path:
             v = np.sort([float(r["value"]) for r in rows
                          if r["policy"] == policy and int(r["generation"]) == g])
             v = v[np.isfinite(v) & (v > 0)]
-            if len(v):
-                ax.step(v, 1 - np.arange(1, len(v) + 1) / len(v) + 1 / len(v), where="post",
+            if len(v):  # from v_i to v_(i+1), n - i of n samples lie strictly above
+                ax.step(v, 1 - np.arange(1, len(v) + 1) / len(v), where="post",
                         color=color, label=f"g{g}")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_title(policy, fontsize=10)
         ax.set_xlabel("perplexity under generation 0")
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("share of samples at or above")
+    axes[0][0].set_ylabel("share of samples above")
     axes[0][-1].legend(fontsize=7)
     fig.tight_layout()
     return save(fig, path)

@@ -293,7 +293,8 @@ def verdicts(rows: list[dict], metrics: list[str] | None = None,
              for p in paired_differences(rows, m, last, base,
                                          {"higher": True, "lower": False}.get(better.get(m, "")))]
     if not pairs:
-        return [f"No verdict: no policy shares seeds with {base}."]
+        return [f"No verdict: no other policy shares seeds with {base} at generation {last} "
+                f"on the key metrics."]
     ns = sorted({p.n_seeds for p in pairs})
     if min_p_value(max(ns)) >= ALPHA:
         return [f"No verdict: with {max(ns)} seed(s) no exact test can reach p < {ALPHA:g} "
@@ -304,8 +305,8 @@ def verdicts(rows: list[dict], metrics: list[str] | None = None,
     seeds = f"{ns[0]} seeds" if len(ns) == 1 else f"{ns[0]}-{ns[-1]} seeds"
     head = (f"At generation {last}, against {base} ({seeds}, paired; exact sign-flip test, "
             f"each of the {len(pairs)} comparisons of {len(names)} key metrics at p < "
-            f"{ALPHA:g}, uncorrected: if no policy differed, about {ALPHA * len(pairs):.1f} "
-            f"would pass by chance):")
+            f"{ALPHA:g}, uncorrected: if no policy differed, at most about "
+            f"{ALPHA * len(pairs):.1f} would pass by chance):")
     lines = [head]
     for p in found:
         word = p.verdict().split(" (")[0]
