@@ -126,6 +126,13 @@ def _parser() -> argparse.ArgumentParser:
                          help="text (default on screen), jsonl or csv (default for --out by "
                               "its suffix)")
     samples.add_argument("--out", type=Path, help="write to this file instead of printing")
+    export = sub.add_parser("export", help="every generation's data of a run, with lineage, "
+                                           "as parquet, JSONL or a Hugging Face dataset")
+    export.add_argument("run_dir", type=Path, help="the run directory")
+    export.add_argument("--out", type=Path, required=True,
+                        help="a new or empty folder to write the tables to")
+    export.add_argument("--format", choices=["parquet", "jsonl", "hf"], default="parquet",
+                        help="parquet (default), jsonl, or hf (datasets' save_to_disk)")
     compare = sub.add_parser("compare", help="one report across runs, aligned by policy and "
                                              "generation, with the settings that differ")
     compare.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN",
@@ -451,6 +458,15 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_status(args.run_dir)
         if args.verb == "samples":
             return cmd_samples(args, parser)
+        if args.verb == "export":
+            from ouroboros.experiment import dataset_export
+            try:
+                counts = dataset_export.export(args.run_dir, args.out, args.format)
+            except dataset_export.ExportError as e:
+                parser.error(str(e))
+            print(f"{args.out} ({args.format}): " + ", ".join(
+                f"{name} {n}" for name, n in counts.items() if n))
+            return 0
         if args.verb == "compare":
             from ouroboros.report.compare import compare_text, render_compare
             if len(args.run_dirs) < 2:

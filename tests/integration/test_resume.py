@@ -67,9 +67,9 @@ def test_files_rerun_and_invalidation(tmp_path):
     run_dir = tmp_path / "run"
     assert _run(run_dir).returncode == 0
     top = sorted(p.name for p in run_dir.iterdir())
-    assert top == [".lock", "composition.csv", "config.yaml", "manifest.json", "metrics.csv",
-                   "report", "sample_perplexity.csv", "samples_preview.jsonl", "slices.csv",
-                   "stages"]
+    assert top == [".lock", "cells.json", "composition.csv", "config.yaml", "manifest.json",
+                   "metrics.csv", "report", "sample_perplexity.csv", "samples_preview.jsonl",
+                   "slices.csv", "stages", "training.csv"]
     assert sorted(p.name for p in (run_dir / "stages").iterdir()) == [
         "data", "evaluate", "generate", "slice", "test", "tokenizer", "train", "trainset"]
     train = next((run_dir / "stages" / "train").glob("s0-g0-*"))

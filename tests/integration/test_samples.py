@@ -133,3 +133,44 @@ def test_cells_json_places_every_stage_and_labels_are_a_fallback(run, tmp_path):
     shutil.copytree(run, old)
     (old / "cells.json").unlink()
     assert _cli("samples", str(old), *args).stdout == with_index
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "hf", "jsonl"])
+def test_export_keeps_every_example_and_its_lineage(run, tmp_path, fmt):
+    import pandas as pd
+    out = tmp_path / fmt
+    done = _cli("export", str(run), "--out", str(out), "--format", fmt)
+    assert done.returncode == 0, done.stderr
+    if fmt == "hf":
+        from datasets import load_from_disk
+        d = load_from_disk(str(out))
+        samples, trainsets = d["samples"].to_pandas(), d["trainsets"].to_pandas()
+        real_test = d["real_test"].to_pandas()
+    elif fmt == "parquet":
+        samples = pd.read_parquet(out / "samples.parquet")
+        trainsets = pd.read_parquet(out / "trainsets.parquet")
+        real_test = pd.read_parquet(out / "real_test.parquet")
+    else:
+        samples = pd.read_json(out / "samples.jsonl", lines=True)
+        trainsets = pd.read_json(out / "trainsets.jsonl", lines=True)
+        real_test = pd.read_json(out / "real_test.jsonl", lines=True)
+    # every sample, as `ouroboros samples` gives it, with who wrote it and from what
+    every = _jsonl(_cli("samples", str(run), "--format", "jsonl", "--limit", "1000000").stdout)
+    assert len(samples) == len(every) == 2 * 2 * 2 * 120
+    assert list(samples["text"]) == [r["text"] for r in every]
+    assert samples["generator"].str.startswith("stages/train/").all()
+    # every training set, matching composition.csv by origin
+    with open(run / "composition.csv", encoding="utf-8") as f:
+        composition = {(r["policy"], int(r["seed"]), int(r["generation"]), r["origin"]):
+                       int(r["count"]) for r in csv.DictReader(f)}
+    origin = trainsets["origin"].where(
+        trainsets["origin"] == "real", "synthetic-g" + trainsets["generation"].astype(str)
+        .str.replace(r"\.0$", "", regex=True))
+    counts = trainsets.assign(o=origin).groupby(["policy", "seed", "trained_at", "o"]).size()
+    assert {(p, int(s), int(g), o): int(n) for (p, s, g, o), n in counts.items()} == composition
+    assert trainsets.loc[trainsets["origin"] != "real", "model"].str.startswith(
+        "stages/train/").all()
+    assert len(real_test) == 2 * 60 and set(real_test["seed"]) == {0, 1}
+    # nothing overwritten
+    again = _cli("export", str(run), "--out", str(out), "--format", fmt)
+    assert again.returncode == 2 and "not an empty folder" in again.stderr

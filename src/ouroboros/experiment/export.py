@@ -282,12 +282,30 @@ def cell_index(plan: Plan) -> dict:
         gens = []
         for g, stage in enumerate(cell.evaluations):
             curate = curations.get(f"{cell.policy.display}-s{cell.seed}-g{g}")
+            trainset = stage.deps["model"].deps.get("trainset")
             gens.append({"generation": g, "evaluate": str(stage.relpath),
                          "samples": str(stage.deps["samples"].relpath),
-                         "curate": str(curate.relpath) if curate is not None else None})
+                         "curate": str(curate.relpath) if curate is not None else None,
+                         "trainset": str(trainset.relpath) if trainset is not None else None,
+                         "model": str(stage.deps["model"].relpath)})
+        data = next((d for d in _walk(cell.evaluations[0]) if d.kind == "data"), None)
+        test = next((d for d in _walk(cell.evaluations[0]) if d.kind == "test"), None)
         cells.append({"cell": cell.name, "policy": cell.policy.display, "seed": cell.seed,
+                      "data": str(data.relpath) if data is not None else None,
+                      "test": str(test.relpath) if test is not None else None,
                       "generations": gens})
     return {"cells": cells}
+
+
+def _walk(stage):
+    """A stage and everything it depends on, depth first."""
+    yield stage
+    for dep in stage.deps.values():
+        if isinstance(dep, list):
+            for d in dep:
+                yield from _walk(d)
+        else:
+            yield from _walk(dep)
 
 
 def export_tables(store: StageStore, plan: Plan, run_dir: Path, truth=None) -> None:
