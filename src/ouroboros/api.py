@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ def run_study(config: str | Path | dict | Any | None = None, out: str | Path | N
     (dotted keys). ``out``: the run directory (default ``runs/<name>``). A bad config raises
     ``ouroboros.config.ConfigError`` listing every problem before any work; a run directory
     with finished stages is continued, as ``ouroboros run`` does. ``quiet`` silences the log
-    lines and the summary (they go to stdout otherwise)."""
+    lines of this process (they go to stdout otherwise; notes go to stderr)."""
     from ouroboros.cli import _writing, out_problems
     from ouroboros.config import ConfigError, load_config, notices
     from ouroboros.experiment.loop import run_study as _run
@@ -53,7 +54,7 @@ def run_study(config: str | Path | dict | Any | None = None, out: str | Path | N
 
     with contextlib.redirect_stdout(sink) if sink else contextlib.nullcontext():
         for line in notices(cfg):
-            print(f"note: {line}")
+            print(f"note: {line}", file=sys.stderr)
         with _writing(run_dir, f"ouroboros resume {run_dir}"):
             _run(cfg, run_dir, finish=finish, **({"log": lambda _: None} if quiet else {}))
     return load_run(run_dir)
@@ -64,10 +65,8 @@ def _override_list(overrides: Iterable[str] | dict[str, Any] | None) -> list[str
     if overrides is None:
         return []
     if isinstance(overrides, dict):
-        import yaml
-        return [f"{k}={yaml.safe_dump(v, default_flow_style=True, width=10**6).strip()}"
-                .removesuffix("\n...").removesuffix("...").strip()
-                for k, v in overrides.items()]
+        import json  # JSON is YAML: every value reads back as itself
+        return [f"{k}={json.dumps(v)}" for k, v in overrides.items()]
     if isinstance(overrides, str):
         raise TypeError("overrides: a list of 'dotted.key=value' strings or a dict, not one "
                         "string")
@@ -164,7 +163,11 @@ class Run:
         if reference not in self.policies:
             raise ValueError(f"no policy {reference!r} in this run (policies: "
                              f"{', '.join(self.policies)})")
-        last = max(r["generation"] for r in rows) if generation is None else generation
+        gens = {r["generation"] for r in rows}
+        last = max(gens) if generation is None else generation
+        if last not in gens:
+            raise ValueError(f"no generation {last} in this run (generations: "
+                             f"{min(gens)}-{max(gens)})")
         better = directions(rows)
         names = metrics or sorted({r["metric"] for r in rows if "@" not in r["metric"]})
         out = []

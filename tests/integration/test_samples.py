@@ -170,6 +170,7 @@ def test_export_keeps_every_example_and_its_lineage(run, tmp_path, fmt):
     assert {(p, int(s), int(g), o): int(n) for (p, s, g, o), n in counts.items()} == composition
     assert trainsets.loc[trainsets["origin"] != "real", "model"].str.startswith(
         "stages/train/").all()
+    assert (trainsets["used_for"] == "training").all()  # no synthetic hold-out configured
     assert len(real_test) == 2 * 60 and set(real_test["seed"]) == {0, 1}
     # nothing overwritten
     again = _cli("export", str(run), "--out", str(out), "--format", fmt)

@@ -61,3 +61,12 @@ def test_a_file_missing_a_weight_falls_back_to_from_pretrained(tiny_model, tmp_p
     assert checkpoint._load_direct(AutoModelForCausalLM,
                                    __import__("transformers").AutoConfig.from_pretrained(
                                        tmp_path), tmp_path) is None
+
+
+def test_a_checkpoint_in_another_dtype_loads_as_from_pretrained_loads_it(tiny_model, tmp_path):
+    model, tok, _, _ = tiny_model
+    import copy
+    save_checkpoint(copy.deepcopy(model).half(), tok, tmp_path)
+    loaded, _ = load_checkpoint(tmp_path)
+    reference = AutoModelForCausalLM.from_pretrained(tmp_path, use_safetensors=True).eval()
+    _same(loaded, reference)

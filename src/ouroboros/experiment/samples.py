@@ -60,12 +60,13 @@ def _cells(run_dir: Path) -> list[tuple[str, int, int]]:
     return list(seen)
 
 
-_TRUTHS: dict[Path, object] = {}
+_TRUTHS: dict[tuple, object] = {}
 
 
 def _truth(run_dir: Path):
     """The built-in language of the run's config, if it has one (once per run directory)."""
-    key = run_dir.resolve()
+    config = run_dir / "config.yaml"
+    key = (run_dir.resolve(), config.stat().st_mtime_ns if config.is_file() else None)
     if key not in _TRUTHS:
         try:
             from ouroboros import registry

@@ -38,6 +38,9 @@ def load_checkpoint(path: Path, device: str = "cpu"):
     return model, AutoTokenizer.from_pretrained(path)
 
 
+DIRECT_MOST = 256 * 2**20  # bytes of weights up to which checkpoints load directly
+
+
 def _load_direct(auto, config, path: Path):
     """The model built from its config and the safetensors file loaded into it as they are,
     or None where that would not give every weight (then ``from_pretrained`` does it).
@@ -54,11 +57,20 @@ def _load_direct(auto, config, path: Path):
         quiet_init = no_init_weights()
     except ImportError:  # another transformers layout: initialise, then overwrite
         quiet_init = contextlib.nullcontext()
+    if (path / "model.safetensors").stat().st_size > DIRECT_MOST:
+        return None  # it pays for tiny models only; big ones would be held twice in memory
     state = load_file(str(path / "model.safetensors"))
     with torch.random.fork_rng(devices=[]):  # building draws nothing from the global stream
         with quiet_init:
             model = auto.from_config(config)
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    current = model.state_dict()
+    if any(k in current and (current[k].dtype != v.dtype or current[k].shape != v.shape)
+           for k, v in state.items()):
+        return None  # from_pretrained keeps some modules in another dtype, or shapes differ
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError:
+        return None
     model.tie_weights()
     current = model.state_dict()
     loaded = {current[k].data_ptr() for k in state if k in current}

@@ -53,6 +53,8 @@ def build_train(job: Job, out: Path) -> dict:
     rows = read_jsonl(job.input("trainset") / "trainset.jsonl")
     tcfg = TrainingConfig.model_validate(job.spec["training"])  # this cell's settings
     texts, valid = selection_split(job, rows, tcfg)
+    if tcfg.selection_split == "synthetic":  # which rows of the training set it never trained on
+        rundir.write_json(out / "holdout.json", {"ids": [e.get("id") for e in valid]})
     if job.spec.get("direction") == "backward" and tcfg.selection_split == "real":
         valid = [{**e, "source": e["target"], "target": e["source"]} for e in valid]
     seed = derive_seed(job.spec["seed"], "train", job.spec["generation"], *stream(job.spec))
