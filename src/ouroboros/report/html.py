@@ -352,14 +352,7 @@ def _tail_html(run_dir: Path, rows: list[dict], specs: dict, units: dict,
                                         "value": float(r["value"])})
                 except (KeyError, TypeError, ValueError):
                     continue
-        policies = list(dict.fromkeys(r["policy"] for r in sample_rows))
-        colour = colours(policies_in_order(rows) + [p for p in policies
-                                                    if p not in policies_in_order(rows)])
-        divs = []
-        for p in policies:
-            k = f"tail{len(specs)}"
-            specs[k] = ccdf_figure(sample_rows, p, colour[p])
-            divs.append(f"<div class='card'>{_figure_div(k)}</div>")
+        divs = _policy_cards(rows, sample_rows, specs, "tail", ccdf_figure)
         parts.append(f"<div class='cards'>{''.join(divs)}</div><div class='note'>Each line: "
                      f"the share of a generation's samples (seeds pooled) whose perplexity "
                      f"under generation 0's model of their seed is above x; both axes "
@@ -389,6 +382,21 @@ def _tail_html(run_dir: Path, rows: list[dict], specs: dict, units: dict,
             + "".join(parts))
 
 
+def _policy_cards(rows: list[dict], found: list[dict], specs: dict, prefix: str,
+                  figure) -> list[str]:
+    """A card per policy of ``found`` (rows with a ``policy``), its figure ``figure(found,
+    policy, colour)`` added to ``specs``; colours as in the metric figures."""
+    policies = list(dict.fromkeys(r["policy"] for r in found))
+    order = policies_in_order(rows)
+    colour = colours(order + [p for p in policies if p not in order])
+    cards = []
+    for p in policies:
+        key = f"{prefix}{len(specs)}"
+        specs[key] = figure(found, p, colour[p])
+        cards.append(f"<div class='card'>{_figure_div(key)}</div>")
+    return cards
+
+
 def _training_html(run_dir: Path, rows: list[dict], specs: dict) -> str:
     """Per policy, the training-loss curves of every generation (training.csv)."""
     path = run_dir / "training.csv"
@@ -406,15 +414,8 @@ def _training_html(run_dir: Path, rows: list[dict], specs: dict) -> str:
                 continue
     if not curves:
         return ""
-    policies = list(dict.fromkeys(r["policy"] for r in curves))
-    colour = colours(policies_in_order(rows) + [p for p in policies
-                                                if p not in policies_in_order(rows)])
-    divs = []
-    for p in policies:
-        k = f"loss{len(specs)}"
-        specs[k] = loss_figure(curves, p, colour[p])
-        divs.append(f"<div class='card'>{_figure_div(k)}</div>")
-    return (f"<details><summary>Training curves ({len(policies)} policies)</summary>"
+    divs = _policy_cards(rows, curves, specs, "loss", loss_figure)
+    return (f"<details><summary>Training curves ({len(divs)} policies)</summary>"
             f"<div class='note'>Mean training loss over seeds per epoch (nats per token, "
             f"the loss-masked positions), a line per generation; dotted: validation loss "
             f"where measured (training.csv).</div><div class='cards'>{''.join(divs)}</div>"
