@@ -26,6 +26,7 @@ import json
 from pathlib import Path
 
 from ouroboros.experiment import samples as browse
+from ouroboros.experiment.samples import inside
 from ouroboros.experiment.stages import read_jsonl
 
 FORMATS = ("parquet", "jsonl", "hf")
@@ -57,8 +58,8 @@ def tables(run_dir: Path) -> dict[str, list[dict]]:
         key = {"policy": cell["policy"], "seed": cell["seed"]}
         for g in cell["generations"]:
             if g.get("trainset"):
-                path = run_dir / g["trainset"] / "trainset.jsonl"
-                held = run_dir / (g.get("model") or "") / "holdout.json"
+                path = inside(run_dir, g["trainset"]) / "trainset.jsonl"
+                held = inside(run_dir, g.get("model") or ".") / "holdout.json"
                 held_out = (set(json.loads(held.read_text())["ids"])
                             if g.get("model") and held.is_file() else set())
                 if path.is_file():
@@ -67,7 +68,7 @@ def tables(run_dir: Path) -> dict[str, list[dict]]:
                                "used_for": ("validation" if r.get("id") in held_out
                                             else "training")})
                         for r in read_jsonl(path)]
-            path = run_dir / g["evaluate"] / "predictions.jsonl"
+            path = inside(run_dir, g["evaluate"]) / "predictions.jsonl"
             if path.is_file():
                 out["predictions"] += [
                     _flat({**key, "generation": g["generation"],
@@ -77,7 +78,7 @@ def tables(run_dir: Path) -> dict[str, list[dict]]:
         seeds_done.add(cell["seed"])
         for split, folder in (("train", cell.get("data")), ("valid", cell.get("data")),
                               ("test", cell.get("test"))):
-            path = run_dir / folder / f"{split}.jsonl" if folder else None
+            path = inside(run_dir, folder) / f"{split}.jsonl" if folder else None
             if path is not None and path.is_file():
                 out[f"real_{split}"] += [_flat({"seed": cell["seed"], **r})
                                          for r in read_jsonl(path)]
@@ -111,7 +112,10 @@ def export(run_dir: Path, out: Path, fmt: str = "parquet") -> dict[str, int]:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ExportError(f"--out {out}: exists and is not an empty folder (nothing is "
                           f"overwritten)")
-    found = {name: _one_type(rows) for name, rows in tables(run_dir).items()}
+    try:
+        found = {name: _one_type(rows) for name, rows in tables(run_dir).items()}
+    except browse.SamplesError as e:
+        raise ExportError(str(e)) from e
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:

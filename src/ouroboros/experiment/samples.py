@@ -98,8 +98,8 @@ def _where(run_dir: Path, cells: list[tuple[str, int, int]]) -> dict:
         for cell in json.loads(index.read_text()).get("cells", []):
             for g in cell.get("generations", []):
                 out[(cell["policy"], cell["seed"], g["generation"])] = (
-                    run_dir / g["evaluate"], run_dir / g["samples"],
-                    run_dir / g["curate"] if g.get("curate") else None)
+                    inside(run_dir, g["evaluate"]), inside(run_dir, g["samples"]),
+                    inside(run_dir, g["curate"]) if g.get("curate") else None)
         return out
     stages = _records(run_dir)
     evaluations, curations = stages.get("evaluate", {}), stages.get("curate", {})
@@ -119,6 +119,16 @@ def _where(run_dir: Path, cells: list[tuple[str, int, int]]) -> dict:
         if made is not None:
             out[(p, s, g)] = (found[0], made[0], curate[0] if curate else None)
     return out
+
+
+def inside(run_dir: Path, relpath) -> Path:
+    """``run_dir / relpath``, refused unless it stays inside the run directory (a run
+    directory is not trusted: cells.json could name any folder, through ``..`` or a link)."""
+    path = (run_dir / str(relpath)).resolve()
+    if not path.is_relative_to(run_dir.resolve()):
+        raise SamplesError(f"{run_dir}/cells.json names {relpath!r}, outside the run "
+                           f"directory: refused")
+    return path
 
 
 def _number(value) -> float | None:
