@@ -32,11 +32,18 @@ class LinkInRunDir(ValueError):
 def refuse_links(root: Path) -> None:
     """Refuse a run directory with a symbolic link anywhere inside it: ouroboros writes, moves
     and truncates files there, and a planted link (``.lock``, a stage folder, ``report/``,
-    ``_stale/``) would take those writes outside it. The directory itself may be a link."""
+    ``_stale/``) would take those writes outside it. The directory itself may be a link.
+    Not looked into: ``trackers/wandb``, W&B's own folder (its service links its log there);
+    ouroboros writes nothing in it."""
     root = Path(root)
     if not root.is_dir():
         return
     for folder, dirs, files in os.walk(root):  # links to folders are listed, never entered
+        if Path(folder) == root / "trackers" and "wandb" in dirs:
+            if (root / "trackers" / "wandb").is_symlink():
+                raise LinkInRunDir(f"{root / 'trackers' / 'wandb'}: a symbolic link inside "
+                                   f"the run directory {root}: remove it")
+            dirs.remove("wandb")
         for name in dirs + files:
             path = Path(folder) / name
             if path.is_symlink():

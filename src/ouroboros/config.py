@@ -901,6 +901,20 @@ class RuntimeConfig(Section):
                            "weights (another device or thread count, or CUDA kernels that are "
                            "not bit-reproducible) is used anyway, recorded as such and logged, "
                            "instead of stopping the run.")
+    trackers: list[Literal["mlflow", "tensorboard", "wandb"]] = Field(
+        [], description="Experiment trackers that get the study (pip install "
+                        "'ouroboros[mlflow]', '[tensorboard]', '[wandb]'): a tracker run per "
+                        "cell with the config as parameters, every metric per generation, "
+                        "training curves and a table of samples, and a study run with the "
+                        "report; logged from finished stages once, resume included; a tracker "
+                        "that fails warns and the study goes on. Stored in RUN/trackers unless "
+                        "MLFLOW_TRACKING_URI or WANDB_MODE=online say otherwise "
+                        "(docs/trackers.md).")
+    tracker_project: str | None = Field(
+        None, description="The MLflow experiment, W&B project and TensorBoard folder the "
+                          "trackers log to; null: the study's name.")
+    tracker_samples: int = Field(16, ge=0, description="Samples per generation in a tracker's "
+                                                       "samples table.")
     vllm: VLLMSettings = VLLMSettings()
     ray_address: str | None = Field(
         None, description="executor ray: the cluster to join (e.g. 10.0.0.5:6379 or auto); "

@@ -298,11 +298,25 @@ def _cuda() -> bool:
     return torch.cuda.is_available()
 
 
+class _Finished:
+    """What the driver does when a stage is finished: checkpoint retention, then ``then``
+    (the trackers)."""
+
+    def __init__(self, retention: Retention, then: Callable[[Stage], None] | None) -> None:
+        self.retention, self.then = retention, then
+
+    def finished(self, stage: Stage) -> None:
+        self.retention.finished(stage)
+        if self.then is not None:
+            self.then(stage)
+
+
 def execute(plan: Plan, store: StageStore, runtime: RuntimeConfig, data: DataConfig,
-            log: Callable[[str], None]) -> int:
+            log: Callable[[str], None], on_done: Callable[[Stage], None] | None = None) -> int:
     """Build every unfinished stage of ``plan`` (and pruned ones whose weights an unfinished
     one reads) with the configured executor, deleting weights as ``runtime.keep_checkpoints``
-    says; returns how many were built now."""
+    says and calling ``on_done`` with each stage once it is finished, in this process;
+    returns how many were built now."""
     todo = to_build(plan, store)
     rebuilt = [s for s in todo if store.is_done(s)]
     if rebuilt:
@@ -313,7 +327,8 @@ def execute(plan: Plan, store: StageStore, runtime: RuntimeConfig, data: DataCon
         if runtime.executor == "auto" and name == "local":
             log(f"executor local (auto: {default_workers(runtime)} worker(s) fit at "
                 f"{runtime.threads} threads, or stages run on a GPU)")
-        return EXECUTORS[name](plan, store, runtime, data, log, todo, retention)
+        return EXECUTORS[name](plan, store, runtime, data, log, todo,
+                               _Finished(retention, on_done))
     finally:
         freed = retention.sweep()
         if freed:

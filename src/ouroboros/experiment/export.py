@@ -13,6 +13,7 @@ from pathlib import Path
 from ouroboros.atomic import write_atomic
 from ouroboros.experiment import rundir
 from ouroboros.experiment.plan import Plan
+from ouroboros.experiment.samples import curation_outcome as _outcome
 from ouroboros.experiment.stages import StageStore, read_jsonl
 
 
@@ -84,14 +85,6 @@ def metric_rows(store: StageStore, plan: Plan) -> list[dict]:
 
 
 PREVIEW = 6  # samples per policy and generation in samples_preview.jsonl
-
-
-def _outcome(decisions: list[dict]) -> str:
-    """A candidate's curation outcome: kept, or the first step that dropped it and why."""
-    for d in decisions:
-        if not d.get("kept", True):
-            return f"dropped by {d['step']}: {d.get('reason', '')}".rstrip(": ")
-    return "kept"
 
 
 def sample_preview(store: StageStore, plan: Plan, truth=None, k: int = PREVIEW) -> list[dict]:

@@ -21,6 +21,7 @@ from ouroboros.experiment.export import export_tables
 from ouroboros.experiment.inputs import pinned
 from ouroboros.experiment.plan import Plan, cell_curation, make_source, plan_study
 from ouroboros.experiment.stages import StageStore
+from ouroboros.experiment.tracking import Tracking, tracker_problems
 
 __all__ = ["plan_study", "preflight", "run_study", "study_status", "resolve_device"]
 
@@ -144,6 +145,7 @@ def preflight(cfg: StudyConfig, run_dir: Path | None = None, check_device: bool 
             elif t.scorer == "classifier":
                 problems += [f"metrics.traits.{i}: {p}" for p in labeled_problems(t)]
     problems += server_problems(cfg, run_dir)
+    problems += tracker_problems(cfg.runtime)
     if problems:
         raise ConfigError(sorted(set(problems)), "study plan")
     registry.MODELS.get(cfg.model.name)().check(cfg.model)
@@ -210,18 +212,32 @@ def run_study(cfg: StudyConfig, run_dir: Path, log: Callable[[str], None] = _log
         done = sum(store.is_done(s) for s in plan.stages)
         log(f"study {cfg.name}: {len(plan.cells)} cells, {len(plan.stages)} stages "
             f"({done} already finished) in {run_dir}")
-        built = executors.execute(plan, store, cfg.runtime, cfg.data, log)
-        export_tables(store, plan, run_dir, getattr(make_source(cfg), "truth", None))
-        moved = rundir.move_aside(run_dir, rundir.stale_stages(
-            run_dir, {s.relpath for s in plan.stages}))
-        if moved:
-            log(f"stages no longer in the plan were moved to {moved}")
-        if finish is not None:
-            finish()
+        tracking = Tracking(cfg, plan, store, run_dir, log)
+        try:
+            tracking.sync()  # what an earlier run finished and did not log
+            built = executors.execute(plan, store, cfg.runtime, cfg.data, log, tracking.sync)
+            export_tables(store, plan, run_dir, getattr(make_source(cfg), "truth", None))
+            moved = rundir.move_aside(run_dir, rundir.stale_stages(
+                run_dir, {s.relpath for s in plan.stages}))
+            if moved:
+                log(f"stages no longer in the plan were moved to {moved}")
+            if finish is not None:
+                finish()
+            if tracking.backends:
+                tracking.finish(run_dir / "report" if finish is not None else None,
+                                _verdicts(run_dir))
+        finally:
+            tracking.close(ok=False)  # what finish did not close: the study stopped
         info["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         info["stages_built"] = built
         rundir.write_json(run_dir / "manifest.json", info)
     return plan
+
+
+def _verdicts(run_dir: Path) -> list[str]:
+    """The run's verdicts, for the trackers' study run."""
+    from ouroboros.report.tables import read_metrics, verdicts
+    return verdicts(read_metrics(run_dir))
 
 
 def study_status(cfg: StudyConfig, run_dir: Path) -> dict:

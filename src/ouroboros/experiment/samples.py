@@ -82,7 +82,8 @@ def _truth(run_dir: Path):
     return _TRUTHS[key]
 
 
-def _outcome(decisions: list[dict]) -> str:
+def curation_outcome(decisions: list[dict]) -> str:
+    """A candidate's curation outcome: kept, or the first step that dropped it and why."""
     for d in decisions:
         if not d.get("kept", True):
             return f"dropped by {d.get('step')}: {d.get('reason', '')}".rstrip(": ")
@@ -163,25 +164,31 @@ def read_samples(run_dir: Path, policy: str | None = None, seed: int | None = No
         samples = read_jsonl(made / "samples.jsonl")
         ppl_path = evaluated / "sample_perplexity.json"
         ppl = json.loads(ppl_path.read_text())["values"] if ppl_path.is_file() else None
-        outcome = ({r.get("id"): _outcome(r.get("decisions", []))
+        outcome = ({r.get("id"): curation_outcome(r.get("decisions", []))
                     for r in read_jsonl(curate / "lineage.jsonl")}
                    if curate is not None and (curate / "lineage.jsonl").is_file() else {})
         for i, r in enumerate(samples):
-            back = r.get("generated") == "source"  # back-translation: the source is generated
-            generated = str(r.get("source" if back else "target") or "")
-            given = r.get("target") if back else (
-                r.get("source") if r.get("prompted_by") is not None else None)
-            whole = f"{r.get('source', '')} {r.get('target', '')}".strip()
-            words = len(generated.split())
-            yield {"policy": p, "seed": s, "generation": g, "id": r.get("id"),
-                   "generator": r.get("generator") or r.get("model"),
-                   "prompted_by": r.get("prompted_by"), "prompt": given, "text": generated,
-                   "words": words, "empty": words == 0,
-                   "finished": r.get("source_finished" if back else "finished"),
-                   "valid": None if truth is None else bool(truth.is_valid(whole)),
-                   "reference_perplexity": (None if ppl is None or i >= len(ppl)
-                                            else _number(ppl[i])),
-                   "curation": outcome.get(r.get("id"))}
+            yield sample_row(p, s, g, r, None if ppl is None or i >= len(ppl) else ppl[i],
+                             truth, outcome.get(r.get("id")))
+
+
+def sample_row(policy: str, seed: int, generation: int, r: dict, perplexity=None,
+               truth=None, curation: str | None = None) -> dict:
+    """One sample of ``samples.jsonl`` as a row with ``COLUMNS``: the generated side as
+    ``text`` (the source, for back-translation), what it was given as ``prompt``."""
+    back = r.get("generated") == "source"  # back-translation: the source is generated
+    generated = str(r.get("source" if back else "target") or "")
+    given = r.get("target") if back else (
+        r.get("source") if r.get("prompted_by") is not None else None)
+    whole = f"{r.get('source', '')} {r.get('target', '')}".strip()
+    words = len(generated.split())
+    return {"policy": policy, "seed": seed, "generation": generation, "id": r.get("id"),
+            "generator": r.get("generator") or r.get("model"),
+            "prompted_by": r.get("prompted_by"), "prompt": given, "text": generated,
+            "words": words, "empty": words == 0,
+            "finished": r.get("source_finished" if back else "finished"),
+            "valid": None if truth is None else bool(truth.is_valid(whole)),
+            "reference_perplexity": _number(perplexity), "curation": curation}
 
 
 def select(rows: Iterator[dict], valid: bool | None = None, empty: bool | None = None,
