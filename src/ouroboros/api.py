@@ -37,27 +37,34 @@ def run_study(config: str | Path | dict | Any | None = None, out: str | Path | N
     ``ouroboros.config.ConfigError`` listing every problem before any work; a run directory
     with finished stages is continued, as ``ouroboros run`` does. ``quiet`` silences the log
     lines of this process (they go to stdout otherwise; notes go to stderr)."""
-    from ouroboros.cli import _writing, out_problems
-    from ouroboros.config import ConfigError, load_config, notices
-    from ouroboros.experiment.loop import run_study as _run
+    from ouroboros.config import load_config
     cfg = load_config(config, _override_list(overrides))
     run_dir = Path(out) if out is not None else Path("runs") / cfg.name
+
+    def finish() -> None:
+        from ouroboros.report.html import render_report
+        render_report(run_dir)
+    _run(cfg, run_dir, finish if report else None, quiet=quiet)
+    return load_run(run_dir)
+
+
+def _run(cfg, run_dir: Path, finish=None, quiet: bool = False, notes: bool = True) -> None:
+    """What ``run_study``, ``ouroboros run`` and ``ouroboros resume`` share: the config's
+    notes, the run directory's checks, the study (lock, resume, trackers), ``finish`` (the
+    report, the summary) before the run is marked finished, and a full disk or Ctrl-C as one
+    error that says what continues the run."""
+    from ouroboros.cli import _writing, out_problems
+    from ouroboros.config import ConfigError, notices
+    from ouroboros.experiment.loop import run_study as study
     problems = out_problems(run_dir)
     if problems:
         raise ConfigError(problems, "out")
     sink = io.StringIO() if quiet else None
-
-    def finish() -> None:
-        if report:
-            from ouroboros.report.html import render_report
-            render_report(run_dir)
-
     with contextlib.redirect_stdout(sink) if sink else contextlib.nullcontext():
-        for line in notices(cfg):
+        for line in notices(cfg) if notes else []:
             print(f"note: {line}", file=sys.stderr)
         with _writing(run_dir, f"ouroboros resume {run_dir}"):
-            _run(cfg, run_dir, finish=finish, **({"log": lambda _: None} if quiet else {}))
-    return load_run(run_dir)
+            study(cfg, run_dir, finish=finish, **({"log": lambda _: None} if quiet else {}))
 
 
 def _override_list(overrides: Iterable[str] | dict[str, Any] | None) -> list[str]:

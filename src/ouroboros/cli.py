@@ -230,17 +230,12 @@ def _writing(run_dir: Path, then: str):
 
 def cmd_run(config: str | None, overrides: list[str], out: Path | None,
             report: bool = True) -> int:
-    """Validate, run the study, write metrics.csv, render the report, print a summary."""
-    from ouroboros.experiment.loop import run_study
+    """Validate, run the study, write metrics.csv, render the report, print a summary
+    (``ouroboros.run_study`` with the summary printed)."""
+    from ouroboros.api import _run
     cfg = load_config(config, overrides)
-    for line in notices(cfg):
-        print(f"note: {line}", file=sys.stderr)
     run_dir = out or Path("runs") / cfg.name
-    problems = out_problems(run_dir)
-    if problems:
-        raise ConfigError(problems, "command")
-    with _writing(run_dir, f"ouroboros resume {run_dir}"):
-        run_study(cfg, run_dir, finish=lambda: _finish(run_dir, report))
+    _run(cfg, run_dir, finish=lambda: _finish(run_dir, report))
     return 0
 
 
@@ -294,14 +289,13 @@ def cmd_samples(args, parser) -> int:
 
 def cmd_resume(run_dir: Path) -> int:
     """Continue a run with the config saved in its directory."""
-    from ouroboros.experiment.loop import run_study
+    from ouroboros.api import _run
     cfg_path = run_dir / "config.yaml"
     if not cfg_path.is_file():
         raise FileNotFoundError(f"{cfg_path} not found: {run_dir} is not a run directory, or "
                                 f"its run stopped before writing its config: start it again "
                                 f"with `ouroboros run CONFIG --out {run_dir}`")
-    with _writing(run_dir, f"ouroboros resume {run_dir}"):
-        run_study(load_config(cfg_path), run_dir, finish=lambda: _finish(run_dir, True))
+    _run(load_config(cfg_path), run_dir, finish=lambda: _finish(run_dir, True), notes=False)
     return 0
 
 

@@ -65,6 +65,11 @@ def _logged(calls):
     return [(c[1], c[2]) for c in calls if c[0] == "log"]
 
 
+def _report(run):
+    (run / "report").mkdir(exist_ok=True)
+    (run / "report" / "report.html").write_text("<html></html>")
+
+
 def _train(run, label):
     import json
     return json.loads(next((run / "stages" / "train").glob(f"{label}-*/train.json")).read_text())
@@ -78,7 +83,7 @@ def _metrics_csv(run):
 def test_each_generation_is_logged_once_with_the_values_of_metrics_csv(
         tmp_path, tiny_config, recorder):
     cfg = tiny_config("runtime.trackers=[tensorboard]", "runtime.tracker_samples=3")
-    run_study(cfg, tmp_path / "run", finish=lambda: (tmp_path / "run" / "report").mkdir())
+    run_study(cfg, tmp_path / "run", finish=lambda: _report(tmp_path / "run"))
     calls = recorder.calls
     new = [c for c in calls if c[0] == "new"]
     assert [c[2] for c in new] == ["replace-s0", "accumulate-s0", "demo (study)"]

@@ -221,11 +221,13 @@ def run_study(cfg: StudyConfig, run_dir: Path, log: Callable[[str], None] = _log
                 run_dir, {s.relpath for s in plan.stages}))
             if moved:
                 log(f"stages no longer in the plan were moved to {moved}")
+            drawn = time.time()
             if finish is not None:
                 finish()
             if tracking.backends:
-                tracking.finish(run_dir / "report" if finish is not None else None,
-                                _verdicts(run_dir))
+                page = run_dir / "report" / "report.html"  # drawn now, not an earlier one
+                tracking.finish(page.parent if page.is_file() and page.stat().st_mtime
+                                >= drawn - 1 else None, _verdicts(run_dir))
         finally:
             tracking.close(ok=False)  # what finish did not close: the study stopped
         info["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
