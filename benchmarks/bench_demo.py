@@ -93,10 +93,37 @@ def baseline_generate(model, tok, n, batch_size, max_new) -> float:
     return tokens / (time.perf_counter() - t0)
 
 
+def gpt2_small_sampling(repeats: int, batch: int = 8, max_new: int = 32) -> dict[str, list]:
+    """Sampling from a GPT-2-small-shaped model (12 layers, 768 wide, 50,257 tokens; random
+    weights, so no sample ends early), ours and Hugging Face's, new tokens/s."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from ouroboros.config import GenerationConfig
+
+    class Tok:  # what generate_with_model reads of a tokenizer
+        pad_token_id, eos_token_id, bos_token_id, unk_token_id = 50256, 50256, 50256, None
+
+        def decode(self, ids, skip_special_tokens=True):
+            return " ".join(map(str, ids))
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config()).eval()
+    tok, prompts = Tok(), [[50256]] * batch
+    cfg = GenerationConfig(max_new_tokens=max_new, temperature=1.0, top_k=0, top_p=1.0)
+    res: dict[str, list] = {"gen": [], "gen_base": []}
+    for r in range(repeats):
+        t0 = time.perf_counter()
+        done = generate_with_model(model, tok, prompts, cfg, seed=r, batch_size=batch)
+        res["gen"].append(sum(c.new_tokens for c in done) / (time.perf_counter() - t0))
+        res["gen_base"].append(baseline_generate_from(model, tok, prompts, batch, max_new))
+    return res
+
+
 def components(repeats: int) -> dict[str, list[float]]:
     """Training and generation throughput, ours and baseline, on the demo's generation 0."""
     cfg = load_config()
+    threads = torch.get_num_threads()
     configure_torch(cfg)
+    torch.set_num_threads(threads)  # --threads, or the demo's (main sets them before)
     texts = [r["text"] for r in GrammarSource(cfg.data).records(0)["train"]]
     family = TinyGPT2()
     tok = family.build_tokenizer(cfg.model, texts)
@@ -142,7 +169,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--no-study", action="store_true", help="skip timing the whole demo")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="PyTorch threads (default: the demo's runtime.threads)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if not args.threads:
+        torch.set_num_threads(load_config().runtime.threads)
     res = components(args.repeats)
     med = {k: statistics.median(v) for k, v in res.items()}
     print(f"demo generation 0, median of {args.repeats} repeats, {torch.get_num_threads()} threads")
@@ -150,6 +183,10 @@ def main() -> None:
     for name, ours, base in (("train tok/s", "train", "train_base"),
                              ("gen tok/s", "gen", "gen_base")):
         print(f"{name:<12}{med[ours]:>14,.0f}{med[base]:>14,.0f}{med[ours] / med[base]:>8.2f}")
+    big = gpt2_small_sampling(args.repeats)
+    ours, base = statistics.median(big["gen"]), statistics.median(big["gen_base"])
+    print("GPT-2-small-shaped model (124M, random weights), batch 8 x 32 new tokens:")
+    print(f"{'gen tok/s':<12}{ours:>14,.1f}{base:>14,.1f}{ours / base:>8.2f}")
     if not args.no_study:
         wall, rates = whole_demo()
         print(f"\nwhole demo study: {wall:.0f} s wall; median stage throughput: "

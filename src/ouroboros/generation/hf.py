@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 from ouroboros.config import GenerationConfig
 from ouroboros.generation.sampling import processors
 from ouroboros.generation.sampling import row_seeds as derive_rows
+from ouroboros.models import gpt2_fast
 from ouroboros.models.checkpoint import load_checkpoint
 from ouroboros.progress import show_progress
 
@@ -83,6 +84,9 @@ def generate_with_model(model, tokenizer, prompts: list[list[int]], cfg: Generat
     if max_new < 1:
         raise ValueError(f"prompts of {width} tokens leave no room in the model's context of "
                          f"{room} tokens")
+    # GPT-2 models sample and decode greedily through the lean decoder (models/gpt2_fast.py);
+    # beam search and other models through Hugging Face's generate.
+    fast = cfg.decoding != "beam" and not seq2seq and gpt2_fast.fits(model, generating=True)
     results: list[Completion] = []
     bar = tqdm(total=len(prompts), desc="generate", unit="sample",
                disable=not show_progress(progress), leave=False)
@@ -93,12 +97,17 @@ def generate_with_model(model, tokenizer, prompts: list[list[int]], cfg: Generat
         if cfg.decoding == "sample":
             seeds = (derive_rows(seed, start, len(batch)) if given is None
                      else given[start:start + len(batch)])
-        with torch.no_grad():
-            out = model.generate(
-                input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=False,
-                num_beams=cfg.num_beams if cfg.decoding == "beam" else 1,
-                max_new_tokens=max_new, logits_processor=processors(cfg, banned, seeds),
-                pad_token_id=tokenizer.pad_token_id, eos_token_id=eos, use_cache=True)
+        chain = processors(cfg, banned, seeds)
+        if fast:
+            out = _decode_fast(model, ids.to(device), mask.to(device), max_new, chain, eos,
+                               tokenizer.pad_token_id)
+        else:
+            with torch.no_grad():
+                out = model.generate(
+                    input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=False,
+                    num_beams=cfg.num_beams if cfg.decoding == "beam" else 1,
+                    max_new_tokens=max_new, logits_processor=chain,
+                    pad_token_id=tokenizer.pad_token_id, eos_token_id=eos, use_cache=True)
         # Decoder-only output repeats the prompt; encoder-decoder output starts with the
         # decoder start token.
         new = out[:, 1:] if seq2seq else out[:, ids.shape[1]:]
@@ -106,6 +115,31 @@ def generate_with_model(model, tokenizer, prompts: list[list[int]], cfg: Generat
         bar.update(len(batch))
     bar.close()
     return results
+
+
+@torch.no_grad()
+def _decode_fast(model, ids: torch.Tensor, mask: torch.Tensor, max_new: int, chain, eos: int,
+                 pad: int) -> torch.Tensor:
+    """What ``generate(do_sample=False, logits_processor=chain)`` returns for a GPT-2 model:
+    the prompts and up to ``max_new`` tokens, a row's tokens after its EOS padding, stopping
+    once every row has ended; with a static key/value cache and none of generate's per-step
+    machinery."""
+    decoder = gpt2_fast.Decoder(model, ids, mask, max_new)
+    b, w = ids.shape
+    out = torch.full((b, w + max_new), pad, dtype=torch.long, device=ids.device)
+    out[:, :w] = ids
+    running = torch.ones(b, dtype=torch.bool, device=ids.device)
+    logits = decoder.start()
+    for t in range(max_new):
+        scores = chain(out[:, :w + t], logits.float())
+        token = torch.where(running, scores.argmax(dim=-1), pad)
+        out[:, w + t] = token
+        running &= token != eos
+        if not bool(running.any()):
+            return out[:, :w + t + 1]
+        if t + 1 < max_new:
+            logits = decoder.step(token)
+    return out
 
 
 class HFBackend:

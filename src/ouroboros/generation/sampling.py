@@ -1,9 +1,12 @@
 """Logits processors that make sampling independent of batch size and batch order.
 
-Sampling is done as greedy decoding of ``filtered_logits / T + Gumbel noise``: the argmax of
-Gumbel-perturbed log-probabilities is an exact draw from the softmax. Each row draws its noise
-from its own generator, seeded by the sample's global index, so sample j is the same whatever
-batch it lands in (up to last-bit differences of batched matrix products).
+Each row's next token is drawn from ``softmax(filtered_logits / T)`` by the inverse of its
+cumulative distribution at one uniform number, and that number is a hash of the sample's own
+seed and the step (a counter-based generator): sample j gets the same numbers whatever batch
+it lands in, and the whole batch's numbers are computed in one vectorised step on the scores'
+device (no per-row generator, no vocabulary-sized noise). Up to last-bit differences of
+batched matrix products, a sample does not depend on its batch; CPU and CUDA draw the same
+numbers.
 """
 
 from __future__ import annotations
@@ -32,28 +35,59 @@ class BanTokens(LogitsProcessor):
         return scores
 
 
-class RowGumbelNoise(LogitsProcessor):
-    """Add Gumbel(0, 1) noise drawn from one generator per row.
+MASK32 = 0xFFFFFFFF
 
-    The generators live on the device of the scores (CPU: Mersenne Twister; CUDA: Philox),
-    so a GPU draws its noise where the scores are instead of moving a batch x vocabulary
-    array from the CPU at every step. A sample is reproducible on one device type; CPU and
-    CUDA draw different noise.
-    """
+
+def _mix(x: torch.Tensor) -> torch.Tensor:
+    """A 32-bit integer hash (xor-shift-multiply; every input bit reaches every output bit),
+    on int64 tensors holding values below 2**32: products stay below 2**59, never overflow."""
+    x = (((x >> 16) ^ x) * 0x45D9F3B) & MASK32
+    x = (((x >> 16) ^ x) * 0x45D9F3B) & MASK32
+    return (x >> 16) ^ x
+
+
+def uniforms(seeds: torch.Tensor, step: int) -> torch.Tensor:
+    """One uniform number in [0, 1) per row for draw ``step`` of the row's stream ``seeds``
+    (int64, 63-bit): 53 random bits from hashes of the seed's halves and the step, as float64
+    (only batch-sized vectors are float64)."""
+    lo, hi = seeds & MASK32, (seeds >> 32) & MASK32
+    key = _mix(_mix(lo ^ _mix(hi ^ 0x3C6EF372)) ^ ((step * 0x9E3779B9 + 0x7F4A7C15) & MASK32))
+    a = _mix(key ^ 0x2545F491)  # two hashes of the key: 27 + 26 bits
+    b = _mix(key ^ 0x6A09E667)
+    return ((a >> 5).double() * 67108864.0 + (b >> 6).double()) / 9007199254740992.0
+
+
+def draw(scores: torch.Tensor, seeds: torch.Tensor, step: int) -> torch.Tensor:
+    """Each row's token drawn from ``softmax(scores)`` (-inf: never) by the inverse CDF at
+    ``uniforms(seeds, step)``: the first token whose cumulative probability exceeds u times
+    the row's total, and never one of probability 0."""
+    probs = torch.softmax(scores.float(), dim=-1)
+    cdf = probs.cumsum(dim=-1)
+    total = cdf[:, -1:].contiguous()
+    u = uniforms(seeds, step).to(scores.device)
+    target = (u[:, None] * total.double()).to(cdf.dtype)
+    pick = torch.searchsorted(cdf, target, right=True)
+    last = torch.searchsorted(cdf, total, right=False)  # the last token of probability > 0
+    return torch.minimum(pick, last).squeeze(1)
+
+
+class CounterSampler(LogitsProcessor):
+    """Sample each row's next token with its own counter-based stream (``draw``): the
+    returned scores are 0 for the drawn token and -inf elsewhere, so that greedy selection
+    (``do_sample=False``) takes it. The step is the number of tokens generated so far."""
 
     def __init__(self, row_seeds: list[int]) -> None:
-        self.seeds = [int(s) for s in row_seeds]
-        self.generators: list[torch.Generator] = []
+        self.seeds = torch.tensor([int(s) for s in row_seeds], dtype=torch.int64)
+        self.start: int | None = None
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        vocab, device = scores.shape[-1], scores.device
-        if not self.generators:
-            self.generators = [torch.Generator(device=device).manual_seed(s)
-                               for s in self.seeds]
-        u = torch.stack([torch.rand(vocab, generator=g, dtype=torch.float64, device=device)
-                         for g in self.generators])
-        gumbel = -torch.log(-torch.log(u.clamp_min(1e-300)))
-        return scores + gumbel.to(scores.dtype)
+        if self.start is None:
+            self.start = input_ids.shape[1]
+        if self.seeds.device != scores.device:
+            self.seeds = self.seeds.to(scores.device)
+        token = draw(scores, self.seeds, input_ids.shape[1] - self.start)
+        out = torch.full_like(scores, -float("inf"))
+        return out.scatter_(1, token[:, None], 0.0)
 
 
 def row_seeds(seed: int, start: int, count: int) -> list[int]:
@@ -72,5 +106,5 @@ def processors(cfg: GenerationConfig, banned: list[int],
             chain.append(TopKLogitsWarper(cfg.top_k))
         if cfg.top_p < 1.0:
             chain.append(TopPLogitsWarper(cfg.top_p))
-        chain.append(RowGumbelNoise(seeds or []))
+        chain.append(CounterSampler(seeds or []))
     return LogitsProcessorList(chain)

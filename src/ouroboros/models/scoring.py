@@ -10,7 +10,7 @@ from ouroboros.models.encoding import IGNORE
 Item = tuple[list[int], list[int]]
 
 
-def _pad(rows: list[list[int]], value: int) -> torch.Tensor:
+def pad_rows(rows: list[list[int]], value: int) -> torch.Tensor:
     width = max(len(r) for r in rows)
     out = torch.full((len(rows), width), value, dtype=torch.long)
     for i, r in enumerate(rows):
@@ -20,10 +20,10 @@ def _pad(rows: list[list[int]], value: int) -> torch.Tensor:
 
 def collate(items: list[Item], pad_id: int) -> dict[str, torch.Tensor]:
     """Right-padded ``input_ids``, ``attention_mask`` and ``labels`` (-100 at padding)."""
-    ids = _pad([i for i, _ in items], pad_id)
-    mask = _pad([[1] * len(i) for i, _ in items], 0)
+    ids = pad_rows([i for i, _ in items], pad_id)
+    mask = pad_rows([[1] * len(i) for i, _ in items], 0)
     return {"input_ids": ids, "attention_mask": mask,
-            "labels": _pad([lab for _, lab in items], IGNORE)}
+            "labels": pad_rows([lab for _, lab in items], IGNORE)}
 
 
 def label_logprobs(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

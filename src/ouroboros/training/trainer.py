@@ -17,8 +17,9 @@ import torch
 from tqdm.auto import tqdm
 
 from ouroboros.config import TrainingConfig
+from ouroboros.models import gpt2_fast
 from ouroboros.models.encoding import IGNORE
-from ouroboros.models.scoring import Item, collate, sequence_nll
+from ouroboros.models.scoring import Item, pad_rows, sequence_nll
 from ouroboros.progress import show_progress
 
 
@@ -72,6 +73,25 @@ def _in_order(order: list[int], batch_size: int) -> Iterator[list[int]]:
     while True:
         for start in range(0, len(order), batch_size):
             yield order[start:start + batch_size]
+
+
+class Padded:
+    """Every training sequence right-padded once into one table, so that a batch is a slice
+    of rows (what ``collate`` makes of the same items, without a Python loop per batch)."""
+
+    def __init__(self, seqs: list[Item], pad_id: int) -> None:
+        self.ids = pad_rows([i for i, _ in seqs], pad_id)
+        self.labels = pad_rows([lab for _, lab in seqs], IGNORE)
+        self.lengths = torch.tensor([len(i) for i, _ in seqs])
+
+    def batch(self, idx: list[int]) -> dict[str, torch.Tensor]:
+        """``collate([seqs[i] for i in idx], pad_id)``."""
+        rows = torch.tensor(idx)
+        lengths = self.lengths[rows]
+        width = int(lengths.max())
+        mask = (torch.arange(width)[None] < lengths[:, None]).long()
+        return {"input_ids": self.ids[rows, :width], "attention_mask": mask,
+                "labels": self.labels[rows, :width]}
 
 
 def plan_steps(items: list[Item], cfg: TrainingConfig) -> tuple[int, int]:
@@ -140,19 +160,26 @@ def train_model(model, seqs: list[Item], cfg: TrainingConfig, *, seed: int, pad_
         batches = _batches([len(ids) for ids, _ in seqs], cfg.batch_size, gen)
     autocast = {"device_type": torch.device(device).type, "dtype": torch.bfloat16,
                 "enabled": cfg.precision == "bf16"}
+    padded = Padded(seqs, pad_id)
+    # GPT-2 models: the lean forward (the same loss and gradients, without Hugging Face's
+    # per-call machinery; models/gpt2_fast.py).
+    fast = not seq2seq and gpt2_fast.fits(model)
     for step, idx in zip(range(total), batches, strict=False):
         opt.zero_grad(set_to_none=True)
         # One optimiser step over the whole batch, in micro-batches (gradient accumulation):
         # each micro-batch's mean loss is weighted by its share of the batch's target tokens,
         # so the gradient is the batch's token mean, as without accumulation.
         width = micro or len(idx)
-        parts = [collate([seqs[i] for i in idx[j:j + width]], pad_id)
-                 for j in range(0, len(idx), width)]
+        parts = [padded.batch(idx[j:j + width]) for j in range(0, len(idx), width)]
         targets = [target_tokens(part, seq2seq) for part in parts]
         loss_value = 0.0
         for part, n in zip(parts, targets, strict=True):
             with torch.autocast(**autocast):
-                loss = model(**{k: v.to(device) for k, v in part.items()}).loss
+                if fast:
+                    loss = gpt2_fast.lm_loss(model, part["input_ids"].to(device),
+                                             part["labels"].to(device))
+                else:
+                    loss = model(**{k: v.to(device) for k, v in part.items()}).loss
             if len(parts) > 1:
                 loss = loss * (n / sum(targets))
             loss.backward()
