@@ -48,17 +48,19 @@ def run_study(config: str | Path | dict | Any | None = None, out: str | Path | N
     return load_run(run_dir)
 
 
-def _run(cfg, run_dir: Path, finish=None, quiet: bool = False, notes: bool = True) -> None:
+def _run(cfg, run_dir: Path, finish=None, quiet: bool = False, notes: bool = True,
+         asked: str = "out") -> None:
     """What ``run_study``, ``ouroboros run`` and ``ouroboros resume`` share: the config's
     notes, the run directory's checks, the study (lock, resume, trackers), ``finish`` (the
     report, the summary) before the run is marked finished, and a full disk or Ctrl-C as one
-    error that says what continues the run."""
+    error that says what continues the run. ``asked``: what a bad run directory is called
+    in the error (the argument, or the command)."""
     from ouroboros.cli import _writing, out_problems
     from ouroboros.config import ConfigError, notices
     from ouroboros.experiment.loop import run_study as study
     problems = out_problems(run_dir)
     if problems:
-        raise ConfigError(problems, "out")
+        raise ConfigError(problems, asked)
     sink = io.StringIO() if quiet else None
     with contextlib.redirect_stdout(sink) if sink else contextlib.nullcontext():
         for line in notices(cfg) if notes else []:

@@ -235,7 +235,7 @@ def cmd_run(config: str | None, overrides: list[str], out: Path | None,
     from ouroboros.api import _run
     cfg = load_config(config, overrides)
     run_dir = out or Path("runs") / cfg.name
-    _run(cfg, run_dir, finish=lambda: _finish(run_dir, report))
+    _run(cfg, run_dir, finish=lambda: _finish(run_dir, report), asked="command")
     return 0
 
 
@@ -295,7 +295,8 @@ def cmd_resume(run_dir: Path) -> int:
         raise FileNotFoundError(f"{cfg_path} not found: {run_dir} is not a run directory, or "
                                 f"its run stopped before writing its config: start it again "
                                 f"with `ouroboros run CONFIG --out {run_dir}`")
-    _run(load_config(cfg_path), run_dir, finish=lambda: _finish(run_dir, True), notes=False)
+    _run(load_config(cfg_path), run_dir, finish=lambda: _finish(run_dir, True), notes=False,
+         asked="command")
     return 0
 
 

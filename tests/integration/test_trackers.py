@@ -34,10 +34,12 @@ def offline(tmp_path, monkeypatch):
     """Every tracker offline and its own files (settings, caches) in the test's folder."""
     home = tmp_path / "home"
     home.mkdir()
+    monkeypatch.chdir(tmp_path)  # where MLflow's default store (./mlruns) would appear
     for name in ("MLFLOW_TRACKING_URI", "WANDB_MODE", "WANDB_API_KEY", "WANDB_DIR"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HOME", str(home))
-    for name in ("WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR"):
+    monkeypatch.delenv("WANDB_DATA_DIR", raising=False)  # its staging: the run directory
+    for name in ("WANDB_CACHE_DIR", "WANDB_CONFIG_DIR"):
         monkeypatch.setenv(name, str(home / name.lower()))
     return home
 
@@ -180,6 +182,11 @@ def test_trackers_get_every_generation_once_across_a_crash_and_resume(
     assert kinds["artifact"] == 1 and kinds["exit"] == 1
     assert not list(offline.glob(".mlflow*")) and not (tmp_path / "mlruns").exists()
     assert not list(run.rglob("mlruns"))
+    # W&B staged its tables and the report in the run directory, not in the home folder
+    assert not (offline / ".local" / "share" / "wandb").exists()
+    assert [f for f in (run / "trackers" / "wandb" / "data").rglob("*") if f.is_file()]
+    # the offline run cut by the crash was replaced (W&B does not continue one) and put aside
+    assert len(list((run / "trackers" / "wandb" / "superseded").glob("offline-run-*"))) == 1
 
     def everything():  # as text: NaN equals NaN
         return json.dumps([_mlflow(run)[0], _tensorboard(run), _wandb(run)[0]], sort_keys=True)
@@ -191,3 +198,18 @@ def test_trackers_get_every_generation_once_across_a_crash_and_resume(
 def _report(run):
     (run / "report").mkdir(exist_ok=True)
     (run / "report" / "report.html").write_text("<html>report</html>")
+
+
+def test_a_second_study_in_one_process_gets_a_fresh_store(tmp_path, tiny_config, offline,
+                                                          capsys):
+    """A notebook that deletes a run directory and runs the study again there: MLflow's
+    process-wide caches must not hold the deleted database."""
+    import shutil
+    run = tmp_path / "run"
+    cfg = tiny_config("runtime.trackers=[mlflow]")
+    run_study(cfg, run)
+    shutil.rmtree(run)
+    run_study(cfg, run)
+    assert "warning: tracker" not in capsys.readouterr().err
+    cells, _ = _mlflow(run)
+    assert set(cells) == {"replace-s0", "accumulate-s0"}

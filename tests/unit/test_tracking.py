@@ -132,7 +132,9 @@ def test_a_crash_and_resume_log_every_generation_once(tmp_path, tiny_config, rec
     first = list(recorder.calls)
     assert sorted(_logged(first)) == [("accumulate-s0#1", 0), ("replace-s0#0", 0),
                                       ("replace-s0#0", 1)]
-    assert [c[2] for c in first if c[0] == "close"] == [False, False]  # the study stopped
+    # the study stopped: the cell with every generation is complete, the other is not
+    assert {c[1]: c[2] for c in first if c[0] == "close"} == {"replace-s0#0": True,
+                                                              "accumulate-s0#1": False}
     monkeypatch.setattr(executors, "build_stage", real)
     recorder.calls.clear()
     run_study(cfg, tmp_path / "run")
@@ -183,3 +185,72 @@ def test_metric_names_every_tracker_takes():
     assert tracking.metric_key("kl_true_model@se") == "kl_true_model/se"
     assert tracking.metric_key("rare_recall_1g_17+") == "rare_recall_1g_17plus"
     assert tracking.metric_key("rouge-L (f)") == "rouge-L _f_"
+
+
+def test_a_run_cut_while_logging_is_replaced_not_continued(tmp_path, tiny_config, recorder):
+    cfg = tiny_config("runtime.trackers=[tensorboard]")
+    recorder.fail_on = "log"  # the tracker fails in the middle of writing generation 0
+    run_study(cfg, tmp_path / "run")
+    recorder.fail_on, recorder.calls[:] = None, []
+    run_study(cfg, tmp_path / "run")
+    calls = recorder.calls
+    assert [c[1] for c in calls if c[0] == "retire"] == ["replace-s0#0"]
+    assert sorted(_logged(calls)) == [("accumulate-s0#2", 0), ("accumulate-s0#2", 1),
+                                      ("replace-s0#1", 0), ("replace-s0#1", 1)]
+
+
+def test_a_tracker_that_cannot_continue_a_closed_run_gets_a_new_one(
+        tmp_path, tiny_config, recorder, monkeypatch):
+    """W&B offline: a resumed study gives the unfinished cell a new run with every
+    generation; the finished cell's run is left as it is."""
+    monkeypatch.setattr(Recorder, "resumable", False, raising=False)
+    cfg = tiny_config("runtime.trackers=[tensorboard]")
+    real = executors.build_stage
+
+    def crash(stage, *args, **kwargs):
+        if stage.kind == "train" and stage.label == "accumulate-s0-g1":
+            raise RuntimeError("killed")
+        return real(stage, *args, **kwargs)
+    monkeypatch.setattr(executors, "build_stage", crash)
+    with pytest.raises(RuntimeError):
+        run_study(cfg, tmp_path / "run")
+    monkeypatch.setattr(executors, "build_stage", real)
+    recorder.calls.clear()
+    run_study(cfg, tmp_path / "run")
+    calls = recorder.calls
+    assert [c[1] for c in calls if c[0] == "retire"] == ["accumulate-s0#1"]
+    assert sorted(_logged(calls)) == [("accumulate-s0#2", 0), ("accumulate-s0#2", 1)]
+    assert not [c for c in calls if c[0] == "resume"]
+
+
+def test_the_report_reaches_the_study_run_when_drawn_later(tmp_path, tiny_config, recorder):
+    cfg = tiny_config("runtime.trackers=[tensorboard]")
+    run_study(cfg, tmp_path / "run")  # no report
+    assert not [c for c in recorder.calls if c[0] == "artifact"]
+    recorder.calls.clear()
+    run_study(cfg, tmp_path / "run", finish=lambda: _report(tmp_path / "run"))
+    assert [c[2] for c in recorder.calls if c[0] == "artifact"] == ["report"]
+    assert [c[1] for c in recorder.calls if c[0] == "retire"] == ["demo (study)#2"]
+    recorder.calls.clear()
+    run_study(cfg, tmp_path / "run")  # without a report again: the one with it stays
+    assert recorder.calls == []
+
+
+def test_a_damaged_ledger_or_another_destination_starts_new_runs(tmp_path, tiny_config,
+                                                                 recorder, monkeypatch):
+    import json
+    cfg = tiny_config("runtime.trackers=[tensorboard]")
+    run_study(cfg, tmp_path / "run")
+    ledger = tmp_path / "run" / "trackers" / "ledger.json"
+    data = json.loads(ledger.read_text())
+    data["tensorboard"]["replace-s0"] = {"logged": {}}  # no id
+    data["tensorboard"]["replace-s9"] = [1, 2]
+    ledger.write_text(json.dumps(data))
+    recorder.calls.clear()
+    run_study(cfg, tmp_path / "run")
+    assert sorted(_logged(recorder.calls)) == [("replace-s0#3", 0), ("replace-s0#3", 1)]
+    monkeypatch.setattr(Recorder, "where", lambda self: "another server")
+    recorder.calls.clear()
+    run_study(cfg, tmp_path / "run")
+    assert sorted(_logged(recorder.calls)) == [("accumulate-s0#5", 0), ("accumulate-s0#5", 1),
+                                               ("replace-s0#4", 0), ("replace-s0#4", 1)]

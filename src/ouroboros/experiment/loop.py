@@ -227,7 +227,7 @@ def run_study(cfg: StudyConfig, run_dir: Path, log: Callable[[str], None] = _log
             if tracking.backends:
                 page = run_dir / "report" / "report.html"  # drawn now, not an earlier one
                 tracking.finish(page.parent if page.is_file() and page.stat().st_mtime
-                                >= drawn - 1 else None, _verdicts(run_dir))
+                                >= drawn - 1 else None, lambda: _verdicts(run_dir))
         finally:
             tracking.close(ok=False)  # what finish did not close: the study stopped
         info["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

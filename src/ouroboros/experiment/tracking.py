@@ -26,13 +26,13 @@ unless ``MLFLOW_TRACKING_URI`` names a server or store; ``RUN/trackers/tensorboa
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import logging
 import os
 import re
 import sys
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -104,8 +104,12 @@ class Generation:
 
     def __init__(self, store: StageStore, cell: Cell, g: int, k: int) -> None:
         stage = cell.evaluations[g]
-        values = json.loads((store.path(stage) / "metrics.json").read_text())["values"]
+        path = store.path(stage) / "metrics.json"
+        values = json.loads(path.read_text())["values"]
         self.generation = g
+        # When the values were written (ms): the same every time they are read, so a tracker
+        # that dedups identical points (MLflow) takes a repeated one once.
+        self.stamp = int(path.stat().st_mtime * 1000)
         self.metrics = {metric_key(v["metric"]): float(v["value"]) for v in values
                         if isinstance(v.get("value"), (int, float))}
         self.signatures = {metric_key(v["metric"]): v.get("signature", "") for v in values}
@@ -172,7 +176,13 @@ class Backend:
         raise NotImplementedError
 
     def where(self) -> str:
+        """Where the runs go (a run logged elsewhere is not continued)."""
         raise NotImplementedError
+
+    resumable = True  # a closed run can be continued with more generations
+
+    def shutdown(self) -> None:
+        """Release what the tracker holds in this process once the study is done."""
 
 
 def _new_id() -> str:
@@ -218,7 +228,7 @@ class MLflow(Backend):
 
     def log(self, run_id, gen):
         from mlflow.entities import Metric
-        now = int(time.time() * 1000)
+        now = gen.stamp
         metrics = [Metric(k, v, now, gen.generation) for k, v in gen.metrics.items()]
         metrics += [Metric(k, v, now, step) for k, points in gen.curves().items()
                     for step, v in points]
@@ -247,6 +257,18 @@ class MLflow(Backend):
 
     def close(self, run_id, ok=True):
         self.client.set_terminated(run_id, "FINISHED" if ok else "FAILED")
+
+    def shutdown(self):
+        """Forget this process's cached store and database engine of the study's SQLite file
+        (a later study may delete the run directory and make another at the same path)."""
+        if not self.uri.startswith("sqlite:"):
+            return
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+        from mlflow.tracking._tracking_service.registry import TrackingStoreRegistry
+        engine = SqlAlchemyStore._engine_map.pop(self.uri, None)
+        if engine is not None:
+            engine.dispose()
+        TrackingStoreRegistry._get_store_with_resolved_uri.cache_clear()
 
 
 class TensorBoard(Backend):
@@ -302,6 +324,22 @@ class WandB(Backend):
         import wandb
         self.wandb, self.runs, self.defined = wandb, {}, {}
         self.mode = os.environ.get("WANDB_MODE") or "offline"
+        # An offline run is a folder of its own: a second folder with the same id does not
+        # continue it (W&B restarts its steps), so more generations make a new run.
+        self.resumable = self.mode != "offline"
+
+    @contextlib.contextmanager
+    def _inside(self):
+        """W&B stages tables and artifacts in its data folder (``~/.local/share/wandb``): in
+        the run directory instead, unless WANDB_DATA_DIR says where."""
+        if os.environ.get("WANDB_DATA_DIR"):
+            yield
+            return
+        os.environ["WANDB_DATA_DIR"] = str((self.root / "wandb" / "data").absolute())
+        try:
+            yield
+        finally:
+            os.environ.pop("WANDB_DATA_DIR", None)
 
     def where(self):
         return (f"{self.mode} in {self.root / 'wandb'}"
@@ -315,8 +353,9 @@ class WandB(Backend):
         settings = wandb.Settings(console="off", silent=True, symlink=False,
                                   x_disable_stats=True, x_disable_meta=True,
                                   x_disable_machine_info=True)
-        self.runs[run_id] = wandb.init(
-            project=_safe(self.project), group=tags["ouroboros.study"], name=name, id=run_id,
+        with self._inside():
+            self.runs[run_id] = wandb.init(
+                project=_safe(self.project), group=tags["ouroboros.study"], name=name, id=run_id,
             resume="allow", mode=self.mode, dir=str(self.root), config=params,
             tags=[tags["ouroboros.kind"]], job_type=tags["ouroboros.kind"],
             reinit="create_new", settings=settings)
@@ -341,7 +380,8 @@ class WandB(Backend):
         if gen.samples:
             tables["samples"] = wandb.Table(columns=SAMPLE_COLUMNS, data=[
                 [r[c] for c in SAMPLE_COLUMNS] for r in gen.samples])
-        run.log({"generation": gen.generation, **gen.metrics, **tables})
+        with self._inside():
+            run.log({"generation": gen.generation, **gen.metrics, **tables})
         for k, points in gen.curves().items():
             step_key = k.rsplit("/", 1)[0] + "/step"
             self._define(run_id, step_key)
@@ -354,11 +394,21 @@ class WandB(Backend):
 
     def artifact(self, run_id, folder):
         art = self.wandb.Artifact(_safe(f"{self.project}-{folder.name}"), type=folder.name)
-        art.add_dir(str(folder))
-        self.runs[run_id].log_artifact(art)
+        with self._inside():
+            art.add_dir(str(folder))
+            self.runs[run_id].log_artifact(art)
 
     def close(self, run_id, ok=True):
-        self.runs.pop(run_id).finish(exit_code=0 if ok else 1)
+        with self._inside():
+            self.runs.pop(run_id).finish(exit_code=0 if ok else 1)
+
+    def retire(self, run_id):
+        """An offline run another replaces: its folders move to ``wandb/superseded`` (so
+        that ``wandb sync RUN/trackers/wandb/offline-run-*`` sends only current runs)."""
+        aside = self.root / "wandb" / "superseded"
+        for folder in (self.root / "wandb").glob(f"offline-run-*-{run_id}"):
+            aside.mkdir(parents=True, exist_ok=True)
+            folder.rename(aside / folder.name)
 
 
 BACKENDS: dict[str, type[Backend]] = {"mlflow": MLflow, "tensorboard": TensorBoard,
@@ -373,7 +423,14 @@ def _warn(line: str) -> None:
 
 class Tracking:
     """The trackers of one run of a study: ``sync`` after stages finish logs every evaluated
-    generation not logged yet; ``finish`` logs the study run; ``close`` closes every run."""
+    generation not logged yet; ``finish`` logs the study run; ``close`` closes every run.
+
+    The ledger (``RUN/trackers/ledger.json``) has, per tracker, where its runs go and per
+    cell the tracker run's id, the generations it holds (evaluate stage fingerprints), the
+    generation being logged (set before, cleared after: a run left with one was cut mid-write)
+    and whether the run was closed (W&B writes in the background: a run it did not close may
+    lack what was logged). A run cut mid-write, not closed by a tracker that cannot be trusted
+    before closing, logged elsewhere, or holding other results is replaced by a new one."""
 
     def __init__(self, cfg: StudyConfig, plan: Plan, store: StageStore, run_dir: Path,
                  log: Callable[[str], None] = lambda _: None,
@@ -394,26 +451,47 @@ class Tracking:
             self._guard(name, lambda n=name: self._start(n))
 
     def _read_ledger(self) -> dict:
+        """The ledger, keeping only well-formed entries (others start new runs)."""
         try:
             data = json.loads(self.ledger_path.read_text())
-            return data if isinstance(data, dict) else {}
         except (OSError, json.JSONDecodeError):
             return {}
+        ledger = {}
+        for name, runs in (data.items() if isinstance(data, dict) else []):
+            if not isinstance(runs, dict):
+                continue
+            ledger[name] = {k: v for k, v in runs.items() if k == "#where" or (
+                isinstance(v, dict) and isinstance(v.get("id"), str)
+                and isinstance(v.get("logged"), (dict, str)))}
+        return ledger
 
     def _start(self, name: str) -> None:
         backend = BACKENDS[name](self.root, self.project)
         self.backends[name], self.open_runs[name] = backend, set()
+        runs = self.ledger.setdefault(name, {})
+        where = {"where": backend.where(), "project": self.project}
+        if runs.get("#where") not in (None, where):  # logged elsewhere: new runs here
+            self.log(f"tracker {name}: the earlier runs went to {runs['#where']}; new runs")
+            runs.clear()
+        runs["#where"] = where
         self.log(f"tracker {name}: {backend.where()}")
 
     def _guard(self, name: str, action: Callable[[], object]) -> None:
-        """Run a tracker's action; a failure warns, drops the tracker and never raises."""
+        """Run a tracker's action; a failure warns, closes what it can and drops the tracker,
+        and never raises."""
         try:
             action()
         except Exception as e:  # noqa: BLE001 - a tracker never stops the study
             first = (str(e).strip().splitlines() or [""])[0][:300]
             self.warn(f"tracker {name} failed ({type(e).__name__}: {first}); the study goes "
                       f"on without it (what it logged so far is kept)")
-            self.backends.pop(name, None)
+            backend = self.backends.pop(name, None)
+            for run_id in list(self.open_runs.get(name, ())):
+                with contextlib.suppress(Exception):
+                    backend.close(run_id, ok=False)
+            self.open_runs.get(name, set()).clear()
+            with contextlib.suppress(Exception):
+                backend.shutdown()
 
     def _save(self) -> None:
         self.root.mkdir(exist_ok=True)
@@ -432,7 +510,6 @@ class Tracking:
                 self._cell(cell)
 
     def _cell(self, cell: Cell) -> None:
-        done = [(g, s) for g, s in enumerate(cell.evaluations) if self.store.is_done(s)]
         read: dict[int, Generation] = {}
 
         def gen(g: int) -> Generation:
@@ -440,78 +517,131 @@ class Tracking:
                 read[g] = Generation(self.store, cell, g, self.cfg.runtime.tracker_samples)
             return read[g]
         for name in list(self.backends):
-            self._guard(name, lambda n=name: self._log_cell(n, cell, done, gen))
+            self._guard(name, lambda n=name: self._log_cell(n, cell, gen))
 
-    def _log_cell(self, name: str, cell: Cell, done: list[tuple[int, Stage]],
-                  gen: Callable[[int], Generation]) -> None:
+    def _replaced(self, name: str, entry: dict | None, done: dict[int, str]) -> str:
+        """Why a cell's tracker run cannot take more generations ('' if it can)."""
+        if entry is None:
+            return ""
+        if entry.get("logging") is not None:
+            return f"was cut while logging generation {entry['logging']}"
+        changed = [g for g, fp in entry["logged"].items() if done.get(int(g), fp) != fp]
+        if changed:
+            return f"generation {changed[0]} changed since it was logged"
+        backend, live = self.backends[name], entry["id"] in self.open_runs[name]
+        if (not entry.get("closed") or entry.get("failed")) and not live \
+                and not backend.resumable:
+            return "was not closed (the study stopped)"
+        new = [g for g in done if str(g) not in entry["logged"]]
+        if new and not backend.resumable and not live:
+            return "takes no more generations once closed (offline)"
+        return ""
+
+    def _log_cell(self, name: str, cell: Cell, gen: Callable[[int], Generation]) -> None:
         backend = self.backends[name]
-        runs = self.ledger.setdefault(name, {})
-        entry = runs.get(cell.name) or {"id": None, "logged": {}}
-        changed = [g for g, s in done if entry["logged"].get(str(g), s.fp) != s.fp]
-        if changed:  # results rebuilt: a new tracker run, never two results for one step
-            if entry["id"] is not None:
-                backend.retire(entry["id"])
-            self.log(f"tracker {name}: {cell.name} generation {changed[0]} changed since it "
-                     f"was logged: a new tracker run")
-            entry = {"id": None, "logged": {}}
-        todo = [(g, s) for g, s in done if str(g) not in entry["logged"]]
+        runs = self.ledger[name]
+        done = {g: s.fp for g, s in enumerate(cell.evaluations) if self.store.is_done(s)}
+        entry = runs.get(cell.name)
+        why = self._replaced(name, entry, done)
+        if why:  # a new tracker run: never two values, nor a gap, in one run
+            backend.retire(entry["id"])
+            self.log(f"tracker {name}: the run of {cell.name} {why}: a new run")
+            entry = None
+        todo = sorted(g for g in done if entry is None or str(g) not in entry["logged"])
         if not todo:
             return
-        if entry["id"] is None or entry["id"] not in self.open_runs[name]:
-            entry["id"] = backend.open(cell.name, cell_params(self.cfg, cell),
-                                       self._tags(cell.name, "cell"), entry["id"])
-            self.open_runs[name].add(entry["id"])
+        if entry is None or entry["id"] not in self.open_runs[name]:
+            run_id = backend.open(cell.name, cell_params(self.cfg, cell),
+                                  self._tags(cell.name, "cell"),
+                                  entry["id"] if entry is not None else None)
+            self.open_runs[name].add(run_id)
+            entry = {"id": run_id, "logged": entry["logged"] if entry else {},
+                     "logging": None, "closed": False}
             runs[cell.name] = entry
             self._save()
-        for g, s in todo:
+        for g in todo:
+            entry["logging"] = g
+            self._save()
             backend.log(entry["id"], gen(g))
-            entry["logged"][str(g)] = s.fp
+            entry["logged"][str(g)] = done[g]
+            entry["logging"] = None
             self._save()
 
     def _tags(self, name: str, kind: str) -> dict[str, str]:
         return {"ouroboros.study": self.cfg.name, "ouroboros.cell": name,
                 "ouroboros.kind": kind, "ouroboros.run_dir": str(self.run_dir.absolute())}
 
-    def finish(self, report: Path | None = None, verdicts: list[str] | None = None) -> None:
+    def finish(self, report: Path | None = None, verdicts: Callable[[], list[str]] | None = None
+               ) -> None:
         """Once every stage is finished: what is left, the study run (the report, the
         verdicts), then every run closed."""
         self.sync()
         for name in list(self.backends):
             self._guard(name, lambda n=name: self._study(n, report, verdicts))
         for name in list(self.backends):
-            for cell, entry in self.ledger.get(name, {}).items():
-                if cell != "#study" and entry["id"] not in self.open_runs[name]:
-                    self._guard(name, lambda n=name, r=entry["id"]: self.backends[n].complete(r))
+            self._guard(name, lambda n=name: self._complete(n))
         self.close()
 
-    def _study(self, name: str, report: Path | None, verdicts: list[str] | None) -> None:
+    def _complete(self, name: str) -> None:
+        """Runs an earlier, stopped run of the study left open that have every generation."""
         backend = self.backends[name]
-        runs = self.ledger.setdefault(name, {})
-        stamp = _stamp(verdicts, {c: e.get("logged") for c, e in runs.items()
-                                  if c != "#study"})
-        entry = runs.get("#study") or {"id": None}
-        if entry.get("logged") == stamp:
-            return
-        if entry["id"] is not None:
+        for cell, entry in self.ledger[name].items():
+            if (cell not in ("#study", "#where") and entry["id"] not in self.open_runs[name]
+                    and (not entry.get("closed") or entry.get("failed"))
+                    and backend.resumable):
+                backend.complete(entry["id"])
+                entry.update(closed=True, failed=False)
+        self._save()
+
+    def _study(self, name: str, report: Path | None,
+               verdicts: Callable[[], list[str]] | None) -> None:
+        backend = self.backends[name]
+        runs = self.ledger[name]
+        said = verdicts() if verdicts is not None else []
+        stamp = _stamp(said, {c: e.get("logged") for c, e in runs.items()
+                              if c not in ("#study", "#where")})
+        entry = runs.get("#study")
+        if (entry is not None and entry.get("logged") == stamp and entry.get("closed")
+                and (entry.get("report") or report is None)):
+            return  # nothing new (a run without a report never replaces one with it)
+        if entry is not None:
             backend.retire(entry["id"])
         run_id = backend.open(f"{self.cfg.name} (study)",
                               _flat(self.cfg.model_dump(mode="json", exclude={"runtime"})),
                               self._tags("study", "study"))
         self.open_runs[name].add(run_id)
-        if verdicts:
-            backend.text(run_id, "verdicts", "\n".join(f"- {v}" for v in verdicts))
+        runs["#study"] = {"id": run_id, "logged": "", "report": False, "closed": False}
+        self._save()
+        if said:
+            backend.text(run_id, "verdicts", "\n".join(f"- {v}" for v in said))
         if report is not None and report.is_dir():
             backend.artifact(run_id, report)
-        runs["#study"] = {"id": run_id, "logged": stamp}
+        runs["#study"].update(logged=stamp, report=report is not None)
         self._save()
 
     def close(self, ok: bool = True) -> None:
-        """Close every open tracker run (``ok`` False: the study stopped with an error)."""
+        """Close every open tracker run (``ok`` False: the study stopped with an error), mark
+        them closed in the ledger, and release the trackers."""
         for name, ids in self.open_runs.items():
             for run_id in list(ids):
                 if name in self.backends:
-                    self._guard(name, lambda n=name, r=run_id: self.backends[n].close(r, ok))
+                    self._guard(name, lambda n=name, r=run_id: self._close(n, r, ok))
                 ids.discard(run_id)
+        for name in list(self.backends):
+            self._guard(name, lambda n=name: self.backends.pop(n).shutdown())
+
+    def _close(self, name: str, run_id: str, ok: bool) -> None:
+        """Close a run: failed if the study stopped before the run had all it will have (a
+        cell's run with every generation is complete whatever happened elsewhere)."""
+        entries = [e for c, e in self.ledger[name].items()
+                   if c != "#where" and e.get("id") == run_id]
+        full = self.cfg.generations
+        ok = ok or any(isinstance(e["logged"], dict) and len(e["logged"]) == full
+                       for e in entries)
+        self.backends[name].close(run_id, ok)
+        for entry in entries:
+            entry.update(closed=True, failed=not ok)
+        self._save()
 
 
 def _stamp(verdicts: list[str] | None, logged: dict) -> str:
