@@ -1,6 +1,6 @@
 """The lean GPT-2 forward (models/gpt2_fast.py) against Hugging Face's: the same loss and
-gradients, the same trained weights, the same batches; models it does not cover go through
-Hugging Face."""
+gradients and trained weights (to rounding), the same batches; models it does not cover go
+through Hugging Face."""
 
 import copy
 
@@ -52,8 +52,10 @@ def test_a_trained_model_is_the_one_hugging_faces_forward_trains(tiny_model, mon
     slow = TinyGPT2().build(cfg.model, tok, seed=3)
     trainer.train_model(slow, items, cfg.training, seed=3, pad_id=tok.pad_token_id)
     for (name, a), (_, b) in zip(fast.state_dict().items(), slow.state_dict().items(),
-                                 strict=True):
-        assert torch.equal(a, b), name
+                                 strict=True):  # equal to rounding (the fused tanh GELU)
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)
+    assert not all(torch.equal(a, b) for a, b in zip(fast.state_dict().values(),
+                                                     slow.state_dict().values(), strict=True))
 
 
 def test_padded_batches_are_collates(tiny_model):

@@ -11,11 +11,12 @@ Item = tuple[list[int], list[int]]
 
 
 def pad_rows(rows: list[list[int]], value: int) -> torch.Tensor:
+    """Rows of ids as one right-padded int64 tensor."""
     width = max(len(r) for r in rows)
-    out = torch.full((len(rows), width), value, dtype=torch.long)
+    out = np.full((len(rows), width), value, dtype=np.int64)
     for i, r in enumerate(rows):
-        out[i, :len(r)] = torch.tensor(r, dtype=torch.long)
-    return out
+        out[i, :len(r)] = r
+    return torch.from_numpy(out)
 
 
 def collate(items: list[Item], pad_id: int) -> dict[str, torch.Tensor]:

@@ -161,6 +161,7 @@ def train_model(model, seqs: list[Item], cfg: TrainingConfig, *, seed: int, pad_
     autocast = {"device_type": torch.device(device).type, "dtype": torch.bfloat16,
                 "enabled": cfg.precision == "bf16"}
     padded = Padded(seqs, pad_id)
+    params = [p for p in model.parameters() if p.requires_grad]  # listed once, not per step
     # GPT-2 models: the lean forward (the same loss and gradients, without Hugging Face's
     # per-call machinery; models/gpt2_fast.py).
     fast = not seq2seq and gpt2_fast.fits(model)
@@ -171,7 +172,8 @@ def train_model(model, seqs: list[Item], cfg: TrainingConfig, *, seed: int, pad_
         # so the gradient is the batch's token mean, as without accumulation.
         width = micro or len(idx)
         parts = [padded.batch(idx[j:j + width]) for j in range(0, len(idx), width)]
-        targets = [target_tokens(part, seq2seq) for part in parts]
+        targets = ([target_tokens(part, seq2seq) for part in parts] if len(parts) > 1
+                   else [1])  # the weights of micro-batches; one part needs none
         loss_value = 0.0
         for part, n in zip(parts, targets, strict=True):
             with torch.autocast(**autocast):
@@ -190,7 +192,7 @@ def train_model(model, seqs: list[Item], cfg: TrainingConfig, *, seed: int, pad_
                                    f"{step + 1} of {total} (peak lr {cfg.lr:g}); lower "
                                    "training.lr or check the data")
         if cfg.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         opt.step()
         sched.step()
         losses.append(loss_value)
