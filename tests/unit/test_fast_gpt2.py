@@ -60,13 +60,19 @@ def test_a_trained_model_is_the_one_hugging_faces_forward_trains(tiny_model, mon
 
 def test_padded_batches_are_collates(tiny_model):
     _, tok, _, texts = tiny_model
-    items = lm_items(tok, texts[:50])
-    padded = trainer.Padded(items, tok.pad_token_id)
-    for idx in ([3, 1, 4, 1, 5], [0], list(range(49, 30, -2))):
-        got, want = padded.batch(idx), collate([items[i] for i in idx], tok.pad_token_id)
-        assert got.keys() == want.keys()
-        for k in want:
-            assert torch.equal(got[k], want[k]), k
+    decoder_only = lm_items(tok, texts[:50])
+    # encoder-decoder items: sources and targets of other lengths (a target longer than
+    # every source in its batch, a one-token source)
+    pairs = [([5, 2], [7, 8, 9, 10, 2]), ([6, 6, 6, 2], [11, 2]), ([2], [4, 4, 4, 4, 4, 4, 2]),
+             ([9, 9, 9, 9, 9, 2], [3, 2])]
+    for items in (decoder_only, pairs):
+        padded = trainer.Padded(items, tok.pad_token_id)
+        n = len(items)
+        for idx in ([3 % n, 1, 2 % n, 1, 0], [0], list(range(n - 1, -1, -2))):
+            got, want = padded.batch(idx), collate([items[i] for i in idx], tok.pad_token_id)
+            assert got.keys() == want.keys()
+            for k in want:
+                assert torch.equal(got[k], want[k]), (k, idx)
 
 
 def test_other_models_go_through_hugging_face():
@@ -75,8 +81,13 @@ def test_other_models_go_through_hugging_face():
     scaled = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=20,
                                         scale_attn_by_inverse_layer_idx=True))
     assert not gpt2_fast.fits(scaled)
-    plain.generation_config.repetition_penalty = 1.3  # a processor generate would add
-    assert gpt2_fast.fits(plain) and not gpt2_fast.fits(plain, generating=True)
+    for setting, value in (("repetition_penalty", 1.3), ("guidance_scale", 1.5),
+                           ("remove_invalid_values", True), ("stop_strings", ["."]),
+                           ("min_new_tokens", 3)):  # what generate would add or stop at
+        config = copy.deepcopy(plain.generation_config)
+        setattr(plain.generation_config, setting, value)
+        assert gpt2_fast.fits(plain) and not gpt2_fast.fits(plain, generating=True), setting
+        plain.generation_config = config
 
     class Subclass(GPT2LMHeadModel):
         pass

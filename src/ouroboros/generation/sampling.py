@@ -48,22 +48,40 @@ def _mix(x: torch.Tensor) -> torch.Tensor:
 
 def uniforms(seeds: torch.Tensor, step: int) -> torch.Tensor:
     """One uniform number in [0, 1) per row for draw ``step`` of the row's stream ``seeds``
-    (int64, 63-bit): 53 random bits from hashes of the seed's halves and the step, as float64
-    (only batch-sized vectors are float64)."""
+    (int64, 63-bit), as float64 (only batch-sized vectors are float64).
+
+    The seed's two 32-bit halves are hashed into two 32-bit lanes, each from both halves, so
+    that two streams share every number only if both lanes agree (about 2**-64 for a pair of
+    seeds; one lane alone would make 32 bits of state, and equal samples from about one pair
+    in 2**32); each lane is then hashed with the step and the other lane, giving 27 + 26 bits
+    of the number."""
     lo, hi = seeds & MASK32, (seeds >> 32) & MASK32
-    key = _mix(_mix(lo ^ _mix(hi ^ 0x3C6EF372)) ^ ((step * 0x9E3779B9 + 0x7F4A7C15) & MASK32))
-    a = _mix(key ^ 0x2545F491)  # two hashes of the key: 27 + 26 bits
-    b = _mix(key ^ 0x6A09E667)
+    one = _mix(_mix(lo ^ 0x3C6EF372) ^ hi)
+    two = _mix(_mix(hi ^ 0xA54FF53A) ^ lo ^ 0x510E527F)
+    at = (step * 0x9E3779B9 + 0x7F4A7C15) & MASK32
+    a = _mix(_mix(one ^ at) ^ two)
+    b = _mix(_mix(two ^ at ^ 0x6A09E667) ^ one)
     return ((a >> 5).double() * 67108864.0 + (b >> 6).double()) / 9007199254740992.0
+
+
+class SamplingError(ValueError):
+    """Scores from which no token can be drawn (every one -inf or NaN)."""
 
 
 def draw(scores: torch.Tensor, seeds: torch.Tensor, step: int) -> torch.Tensor:
     """Each row's token drawn from ``softmax(scores)`` (-inf: never) by the inverse CDF at
     ``uniforms(seeds, step)``: the first token whose cumulative probability exceeds u times
-    the row's total, and never one of probability 0."""
+    the row's total, and never one of probability 0 (a token of probability 0 keeps the sum
+    before it, and the running maximum keeps the sums ordered where a GPU's parallel scan
+    adds in another order)."""
     probs = torch.softmax(scores.float(), dim=-1)
-    cdf = probs.cumsum(dim=-1)
+    cdf = torch.cummax(probs.cumsum(dim=-1).masked_fill(probs == 0, 0.0), dim=-1).values
     total = cdf[:, -1:].contiguous()
+    if not bool(torch.isfinite(total).all() and (total > 0).all()):
+        bad = int((~(torch.isfinite(total) & (total > 0))).nonzero()[0, 0])
+        raise SamplingError(f"generation: row {bad} of a batch has no token to draw (its "
+                            f"scores are all -inf or NaN: a model that diverged, or every "
+                            f"token banned)")
     u = uniforms(seeds, step).to(scores.device)
     target = (u[:, None] * total.double()).to(cdf.dtype)
     pick = torch.searchsorted(cdf, target, right=True)
@@ -77,6 +95,9 @@ class CounterSampler(LogitsProcessor):
     (``do_sample=False``) takes it. The step is the number of tokens generated so far."""
 
     def __init__(self, row_seeds: list[int]) -> None:
+        wrong = [s for s in row_seeds if not 0 <= int(s) < 2**63]
+        if wrong:
+            raise ValueError(f"row seeds are integers in [0, 2**63), not {wrong[0]}")
         self.seeds = torch.tensor([int(s) for s in row_seeds], dtype=torch.int64)
         self.start: int | None = None
 

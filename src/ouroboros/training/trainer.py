@@ -83,6 +83,8 @@ class Padded:
         self.ids = pad_rows([i for i, _ in seqs], pad_id)
         self.labels = pad_rows([lab for _, lab in seqs], IGNORE)
         self.lengths = torch.tensor([len(i) for i, _ in seqs])
+        # an encoder-decoder item's labels (the target) are not as long as its ids (source)
+        self.label_lengths = torch.tensor([len(lab) for _, lab in seqs])
 
     def batch(self, idx: list[int]) -> dict[str, torch.Tensor]:
         """``collate([seqs[i] for i in idx], pad_id)``."""
@@ -91,7 +93,7 @@ class Padded:
         width = int(lengths.max())
         mask = (torch.arange(width)[None] < lengths[:, None]).long()
         return {"input_ids": self.ids[rows, :width], "attention_mask": mask,
-                "labels": self.labels[rows, :width]}
+                "labels": self.labels[rows, :int(self.label_lengths[rows].max())]}
 
 
 def plan_steps(items: list[Item], cfg: TrainingConfig) -> tuple[int, int]:
