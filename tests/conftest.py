@@ -45,6 +45,25 @@ TINY = ["generations=2", "seeds=[0]", "data.train_size=120", "data.valid_size=30
 # see (executor auto is tested in test_scheduling.py; processes and ray in test_executors.py)
 
 
+def run_stopped_at(monkeypatch, cfg, run_dir, kind: str, label: str) -> None:
+    """Run the study ``cfg`` (local executor) in ``run_dir`` until it builds the stage
+    ``kind label``, which fails ("killed"): a study that stopped half-way."""
+    from ouroboros.experiment import executors
+    from ouroboros.experiment.loop import run_study
+    real = executors.build_stage
+
+    def crash(stage, *args, **kwargs):
+        if stage.kind == kind and stage.label == label:
+            raise RuntimeError("killed")
+        return real(stage, *args, **kwargs)
+    monkeypatch.setattr(executors, "build_stage", crash)
+    try:
+        with pytest.raises(RuntimeError, match="killed"):
+            run_study(cfg, run_dir)
+    finally:
+        monkeypatch.setattr(executors, "build_stage", real)
+
+
 @pytest.fixture
 def tiny_config():
     """A study small enough to run in seconds (2 policies x 1 seed x 2 generations)."""

@@ -14,9 +14,10 @@ from collections import Counter, defaultdict
 
 import pytest
 
-from ouroboros.experiment import executors
 from ouroboros.experiment.loop import run_study
 from ouroboros.experiment.tracking import metric_key
+
+from ..conftest import run_stopped_at
 
 pytestmark = pytest.mark.integration
 
@@ -148,16 +149,7 @@ def test_trackers_get_every_generation_once_across_a_crash_and_resume(
         tmp_path, tiny_config, offline, monkeypatch):
     run = tmp_path / "run"
     trackers = "runtime.trackers=[mlflow, tensorboard, wandb]"
-    real = executors.build_stage
-
-    def crash(stage, *args, **kwargs):
-        if stage.kind == "train" and stage.label == "accumulate-s0-g1":
-            raise RuntimeError("killed")
-        return real(stage, *args, **kwargs)
-    monkeypatch.setattr(executors, "build_stage", crash)
-    with pytest.raises(RuntimeError, match="killed"):
-        run_study(tiny_config(trackers), run)
-    monkeypatch.setattr(executors, "build_stage", real)
+    run_stopped_at(monkeypatch, tiny_config(trackers), run, "train", "accumulate-s0-g1")
     # resumed by worker processes: the driver logs, whoever built the stages
     resumed = tiny_config(trackers, "runtime.executor=processes", "runtime.workers=2")
     run_study(resumed, run, finish=lambda: _report(run))

@@ -7,8 +7,10 @@ import math
 
 import pytest
 
-from ouroboros.experiment import executors, tracking
+from ouroboros.experiment import tracking
 from ouroboros.experiment.loop import run_study
+
+from ..conftest import run_stopped_at
 
 
 class Recorder(tracking.Backend):
@@ -120,22 +122,13 @@ def test_each_generation_is_logged_once_with_the_values_of_metrics_csv(
 def test_a_crash_and_resume_log_every_generation_once(tmp_path, tiny_config, recorder,
                                                       monkeypatch):
     cfg = tiny_config("runtime.trackers=[tensorboard]")
-    real = executors.build_stage
-
-    def crash(stage, *args, **kwargs):
-        if stage.kind == "train" and stage.label == "accumulate-s0-g1":
-            raise RuntimeError("killed")
-        return real(stage, *args, **kwargs)
-    monkeypatch.setattr(executors, "build_stage", crash)
-    with pytest.raises(RuntimeError, match="killed"):
-        run_study(cfg, tmp_path / "run")
+    run_stopped_at(monkeypatch, cfg, tmp_path / "run", "train", "accumulate-s0-g1")
     first = list(recorder.calls)
     assert sorted(_logged(first)) == [("accumulate-s0#1", 0), ("replace-s0#0", 0),
                                       ("replace-s0#0", 1)]
     # the study stopped: the cell with every generation is complete, the other is not
     assert {c[1]: c[2] for c in first if c[0] == "close"} == {"replace-s0#0": True,
                                                               "accumulate-s0#1": False}
-    monkeypatch.setattr(executors, "build_stage", real)
     recorder.calls.clear()
     run_study(cfg, tmp_path / "run")
     second = list(recorder.calls)
@@ -205,16 +198,7 @@ def test_a_tracker_that_cannot_continue_a_closed_run_gets_a_new_one(
     generation; the finished cell's run is left as it is."""
     monkeypatch.setattr(Recorder, "resumable", False, raising=False)
     cfg = tiny_config("runtime.trackers=[tensorboard]")
-    real = executors.build_stage
-
-    def crash(stage, *args, **kwargs):
-        if stage.kind == "train" and stage.label == "accumulate-s0-g1":
-            raise RuntimeError("killed")
-        return real(stage, *args, **kwargs)
-    monkeypatch.setattr(executors, "build_stage", crash)
-    with pytest.raises(RuntimeError):
-        run_study(cfg, tmp_path / "run")
-    monkeypatch.setattr(executors, "build_stage", real)
+    run_stopped_at(monkeypatch, cfg, tmp_path / "run", "train", "accumulate-s0-g1")
     recorder.calls.clear()
     run_study(cfg, tmp_path / "run")
     calls = recorder.calls
