@@ -46,21 +46,24 @@ def _mix(x: torch.Tensor) -> torch.Tensor:
     return (x >> 16) ^ x
 
 
-def uniforms(seeds: torch.Tensor, step: int) -> torch.Tensor:
-    """One uniform number in [0, 1) per row for draw ``step`` of the row's stream ``seeds``
-    (int64, 63-bit), as float64 (only batch-sized vectors are float64).
-
-    The seed's two 32-bit halves are hashed into two 32-bit lanes, each from both halves, so
-    that two streams share every number only if both lanes agree (about 2**-64 for a pair of
-    seeds; one lane alone would make 32 bits of state, and equal samples from about one pair
-    in 2**32); each lane is then hashed with the step and the other lane, giving 27 + 26 bits
-    of the number."""
+def lanes(seeds: torch.Tensor) -> torch.Tensor:
+    """The two 32-bit lanes of each stream (2 x rows): the seed's halves hashed together
+    twice, so that two streams share both lanes only by a 2**-64 chance (one lane would make
+    32 bits of state, and equal samples from about one pair of streams in 2**32)."""
     lo, hi = seeds & MASK32, (seeds >> 32) & MASK32
-    one = _mix(_mix(lo ^ 0x3C6EF372) ^ hi)
-    two = _mix(_mix(hi ^ 0xA54FF53A) ^ lo ^ 0x510E527F)
+    return torch.stack([_mix(_mix(lo ^ 0x3C6EF372) ^ hi),
+                        _mix(_mix(hi ^ 0xA54FF53A) ^ lo ^ 0x510E527F)])
+
+
+def uniforms(seeds: torch.Tensor, step: int, lane: torch.Tensor | None = None) -> torch.Tensor:
+    """One uniform number in [0, 1) per row for draw ``step`` of the row's stream ``seeds``
+    (int64, 63-bit; ``lane``: their ``lanes``, if computed already), as float64 (only
+    batch-sized vectors are float64): each lane hashed with the step and then with the other
+    lane, 27 + 26 random bits."""
+    lane = lanes(seeds) if lane is None else lane
     at = (step * 0x9E3779B9 + 0x7F4A7C15) & MASK32
-    a = _mix(_mix(one ^ at) ^ two)
-    b = _mix(_mix(two ^ at ^ 0x6A09E667) ^ one)
+    first = _mix(lane ^ torch.tensor([[at], [at ^ 0x6A09E667]], device=lane.device))
+    a, b = _mix(first ^ lane.flip(0))
     return ((a >> 5).double() * 67108864.0 + (b >> 6).double()) / 9007199254740992.0
 
 
@@ -68,21 +71,24 @@ class SamplingError(ValueError):
     """Scores from which no token can be drawn (every one -inf or NaN)."""
 
 
-def draw(scores: torch.Tensor, seeds: torch.Tensor, step: int) -> torch.Tensor:
+def draw(scores: torch.Tensor, seeds: torch.Tensor, step: int,
+         lane: torch.Tensor | None = None) -> torch.Tensor:
     """Each row's token drawn from ``softmax(scores)`` (-inf: never) by the inverse CDF at
     ``uniforms(seeds, step)``: the first token whose cumulative probability exceeds u times
     the row's total, and never one of probability 0 (a token of probability 0 keeps the sum
-    before it, and the running maximum keeps the sums ordered where a GPU's parallel scan
-    adds in another order)."""
+    before it, and on a GPU, whose parallel scan adds in another order, zeros are put back
+    and a running maximum keeps the sums ordered)."""
     probs = torch.softmax(scores.float(), dim=-1)
-    cdf = torch.cummax(probs.cumsum(dim=-1).masked_fill(probs == 0, 0.0), dim=-1).values
+    cdf = probs.cumsum(dim=-1)
+    if cdf.device.type != "cpu":  # a CPU adds in order: exact for 0, never decreasing
+        cdf = torch.cummax(cdf.masked_fill(probs == 0, 0.0), dim=-1).values
     total = cdf[:, -1:].contiguous()
     if not bool(torch.isfinite(total).all() and (total > 0).all()):
         bad = int((~(torch.isfinite(total) & (total > 0))).nonzero()[0, 0])
         raise SamplingError(f"generation: row {bad} of a batch has no token to draw (its "
                             f"scores are all -inf or NaN: a model that diverged, or every "
                             f"token banned)")
-    u = uniforms(seeds, step).to(scores.device)
+    u = uniforms(seeds, step, lane).to(scores.device)
     target = (u[:, None] * total.double()).to(cdf.dtype)
     pick = torch.searchsorted(cdf, target, right=True)
     last = torch.searchsorted(cdf, total, right=False)  # the last token of probability > 0
@@ -99,14 +105,15 @@ class CounterSampler(LogitsProcessor):
         if wrong:
             raise ValueError(f"row seeds are integers in [0, 2**63), not {wrong[0]}")
         self.seeds = torch.tensor([int(s) for s in row_seeds], dtype=torch.int64)
+        self.lanes = lanes(self.seeds)  # once per batch, not per step
         self.start: int | None = None
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         if self.start is None:
             self.start = input_ids.shape[1]
         if self.seeds.device != scores.device:
-            self.seeds = self.seeds.to(scores.device)
-        token = draw(scores, self.seeds, input_ids.shape[1] - self.start)
+            self.seeds, self.lanes = self.seeds.to(scores.device), self.lanes.to(scores.device)
+        token = draw(scores, self.seeds, input_ids.shape[1] - self.start, self.lanes)
         out = torch.full_like(scores, -float("inf"))
         return out.scatter_(1, token[:, None], 0.0)
 
