@@ -11,6 +11,7 @@ Medians over ``--repeats``; ratios > 1 mean ouroboros is faster.
 
     python benchmarks/bench_gpu.py --data ../shared/data/wikitext-2 --device cuda
     python benchmarks/bench_gpu.py --data ../shared/data/wikitext-2 --shape small   # a CPU
+    python benchmarks/bench_gpu.py --device cuda --repeats 3 --profile   # + host-bound check
 """
 
 from __future__ import annotations
@@ -49,6 +50,29 @@ def blocks(path: Path, words: int, limit: int) -> list[str]:
     return out
 
 
+def busy(model, seqs, cfg, budget: dict, pad_id: int, device: str) -> None:
+    """Profile fp32 training (after one warm-up run): wall time per step against the time the
+    device's kernels ran (CUDA) or the CPU operators' self time (CPU)."""
+    from torch.profiler import ProfilerActivity, profile
+    tcfg = cfg.training.model_copy(update={k.split(".")[1]: v for k, v in budget.items()})
+    train_model(model, seqs, tcfg, seed=0, pad_id=pad_id, device=device)  # warm-up
+    cuda = device.startswith("cuda")
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as prof:
+        out = train_model(model, seqs, tcfg, seed=0, pad_id=pad_id, device=device)
+    events = prof.key_averages()
+    if cuda:
+        kernel = sum(getattr(e, "self_device_time_total", getattr(e, "self_cuda_time_total", 0))
+                     for e in events) / 1e6
+    else:
+        kernel = sum(e.self_cpu_time_total for e in events) / 1e6
+    wall = out.seconds
+    print(f"profile: {out.steps} fp32 steps, {wall / out.steps * 1000:.1f} ms wall per step, "
+          f"{kernel / out.steps * 1000:.1f} ms of {'GPU kernels' if cuda else 'CPU operators'} "
+          f"per step ({100 * kernel / wall:.0f}% of the wall time"
+          f"{'; host-bound' if cuda and kernel < 0.8 * wall else ''})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=Path("../shared/data/wikitext-2"))
@@ -59,12 +83,15 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32, help="training sequences per step")
     ap.add_argument("--prompts", type=int, default=1024, help="prompts per generation run")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--profile", action="store_true",
+                    help="also profile fp32 training steps: the step's wall time against the "
+                         "device's kernel time (host-bound when the kernels fill little of it)")
     args = ap.parse_args()
     device = resolve_device(args.device)
     cfg = load_config(overrides=SHAPES[args.shape] + [
         "data.source=files", "data.files.train=x", "data.files.test=x", "task.block_words=64",
         "model.tokenizer=bpe", "model.vocab_size=16000", "model.context_length=256",
-        f"training.batch_size={args.batch_size}", "training.lr=3e-4",
+        f"training.batch_size={args.batch_size}", "training.lr=0.0003",
         "generation.max_new_tokens=64",
         "generation.prompt=real-prefix", "generation.prefix_words=8", "metrics.names=[]",
         f"runtime.device={device}", "runtime.generation_batch_size=256"])
@@ -113,6 +140,8 @@ def main() -> None:
         res["generate baseline"].append(baseline_generate_from(
             model, tok, prompts, cfg.runtime.generation_batch_size,
             cfg.generation.max_new_tokens, device))
+    if args.profile:
+        busy(family.build(cfg.model, tok, seed=0), seqs, cfg, budget, tok.pad_token_id, device)
     med = {k: statistics.median(v) for k, v in res.items()}
     base = med["train baseline fp32"]
     print(f"{'':<34}{'tokens/s':>12}{'ratio':>8}")
