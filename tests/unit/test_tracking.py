@@ -151,7 +151,7 @@ def test_changed_results_start_a_new_tracker_run(tmp_path, tiny_config, recorder
     assert ("retire", "demo (study)#2") in calls  # and the study run, whose verdicts changed
 
 
-def test_a_failing_tracker_warns_and_changes_nothing(tmp_path, tiny_config, recorder,
+def test_a_tracker_working_or_failing_changes_nothing(tmp_path, tiny_config, recorder,
                                                      capsys):
     run_study(tiny_config(), tmp_path / "plain")
     recorder.fail_on = "log"
@@ -161,6 +161,11 @@ def test_a_failing_tracker_warns_and_changes_nothing(tmp_path, tiny_config, reco
                      "went away); the study goes on") == 1
     assert (tmp_path / "plain" / "metrics.csv").read_bytes() == \
         (tmp_path / "tracked" / "metrics.csv").read_bytes()
+    recorder.fail_on = None  # a tracker that works changes nothing either
+    run_study(tiny_config("runtime.trackers=[tensorboard]"), tmp_path / "working")
+    assert _logged(recorder.calls)
+    assert (tmp_path / "plain" / "metrics.csv").read_bytes() == \
+        (tmp_path / "working" / "metrics.csv").read_bytes()
 
 
 def test_a_tracker_not_installed_is_refused_before_any_work(tmp_path, tiny_config,
