@@ -462,7 +462,7 @@ class Tracking:
                 continue
             ledger[name] = {k: v for k, v in runs.items() if k == "#where" or (
                 isinstance(v, dict) and isinstance(v.get("id"), str)
-                and isinstance(v.get("logged"), (dict, str)))}
+                and isinstance(v.get("logged"), str if k == "#study" else dict))}
         return ledger
 
     def _start(self, name: str) -> None:
